@@ -1,0 +1,189 @@
+"""gankit: train GAN generators in PyTorch, export them to ONNX, generate images anywhere.
+
+    python cli.py train --model dcgan --data mnist --epochs 5 --out runs/mnist-dcgan
+    python cli.py export runs/mnist-dcgan --out exported/mnist-dcgan.onnx
+    python cli.py generate exported/mnist-dcgan.onnx --seeds 0-9999 --out out/digits
+
+`generate` and `info` need only the runtime (onnxruntime, numpy, Pillow): torch is imported by
+`train` and `export` alone.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gankit_runtime import GankitError, Generator, parse_seeds, write_npz, write_pngs
+
+# Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions,
+# older typer raises click's.
+USAGE_ERRORS: tuple = tuple(c for c in (getattr(typer.exceptions, "TyperException", None),) if c)
+try:
+    import click
+
+    USAGE_ERRORS += (click.exceptions.ClickException,)
+except ImportError:
+    pass
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train GAN generators, export them to ONNX, generate images with onnxruntime.")
+
+
+class ModelKind(str, Enum):
+    vanilla = "vanilla"
+    dcgan = "dcgan"
+
+
+class GLoss(str, Enum):
+    non_saturating = "non-saturating"
+    minimax = "minimax"
+
+
+class Format(str, Enum):
+    png = "png"
+    npz = "npz"
+
+
+def _training_side():
+    """Import the torch side, or say in one line what is missing."""
+    try:
+        import torch  # noqa: F401
+
+        import gankit.train  # noqa: F401
+    except ImportError as e:
+        raise GankitError(f"train and export need PyTorch and gankit's training package ({e}): "
+                          "pip install torch -e .") from None
+
+
+@app.command()
+def train(
+    model: ModelKind = typer.Option(ModelKind.dcgan, help="vanilla (MLP) or dcgan."),
+    data: str = typer.Option("mnist", help="mnist, fashion-mnist, or a folder of images (recursive)."),
+    out: Path = typer.Option(None, help="Run folder for checkpoint.pt, metrics.jsonl, samples/. "
+                                        "Default: runs/<data>-<model>."),
+    epochs: int = typer.Option(5, min=1),
+    steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many generator steps in all."),
+    batch_size: int = typer.Option(64, min=1),
+    lr_g: float = typer.Option(2e-4, help="Adam learning rate of the generator."),
+    lr_d: float = typer.Option(2e-4, help="Adam learning rate of the discriminator."),
+    beta1: float = typer.Option(0.5),
+    beta2: float = typer.Option(0.999),
+    d_steps: int = typer.Option(1, min=1, help="k: discriminator steps per generator step."),
+    g_loss: GLoss = typer.Option(GLoss.non_saturating, help="non-saturating -log D(G(z)), or the "
+                                                             "original minimax log(1 - D(G(z)))."),
+    image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
+    channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
+    z_dim: int = typer.Option(100, min=1),
+    width: Optional[int] = typer.Option(None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 "
+                                                           "(128 at 64x64: the DCGAN paper's 1024)."),
+    seed: int = typer.Option(0, min=0),
+    data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out with its own settings; "
+                                                         "only --epochs and --steps are taken from here."),
+):
+    """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl."""
+    _training_side()
+    import torch
+
+    from gankit.config import ModelConfig, TrainConfig
+    from gankit.train import train as run_training
+
+    builtin = data in ("mnist", "fashion-mnist")
+    size = image_size or (28 if builtin else 64)
+    if threads:
+        torch.set_num_threads(threads)
+    out = out or Path("runs") / f"{Path(data).name}-{model.value}"
+    model_cfg = ModelConfig(kind=model.value, z_dim=z_dim, channels=channels or (1 if builtin else 3), size=size,
+                            width=width or (128 if size >= 64 else 32))
+    train_cfg = TrainConfig(data=data, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
+                            lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, d_steps=d_steps,
+                            g_loss=g_loss.value, seed=seed)
+    ckpt = run_training(out, model_cfg, train_cfg, resume=resume, epochs=epochs if resume else None,
+                        max_steps=steps, device=device)
+    typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run folder or checkpoint file."),
+    out: Path = typer.Option(None, help="Output .onnx file. Default: <run>/generator.onnx."),
+    atol: float = typer.Option(1e-4, help="Largest |torch - onnxruntime| accepted."),
+):
+    """Export a trained generator to one self-contained ONNX file, verified against torch."""
+    _training_side()
+    from gankit.checkpoint import checkpoint_file
+    from gankit.export import export as run_export
+
+    out = out or checkpoint_file(run).parent / "generator.onnx"
+    run_export(run, out, atol=atol)
+
+
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="An exported .onnx generator."),
+    seeds: str = typer.Option("0-63", help="Seeds, e.g. 0-99,200,300-310; one image per seed."),
+    out: Path = typer.Option(Path("out"), help="Folder (png) or .npz file (npz)."),
+    format: Format = typer.Option(Format.png, "--format", help="png: out/<seed>.png; npz: images uint8 "
+                                                                 "[N, H, W, C] and seeds."),
+    batch_size: int = typer.Option(64, min=1),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime intra-op threads."),
+    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
+):
+    """Generate images from seeds with onnxruntime (no torch needed)."""
+    seed_list = parse_seeds(seeds)
+    generator = Generator(model, device=device, threads=threads)
+    if format == Format.npz and out.suffix != ".npz":
+        out = out.with_suffix(".npz") if out.suffix == "" and not out.is_dir() else out
+        if out.suffix != ".npz":
+            raise GankitError(f"--format npz writes one file: give --out a name ending in .npz, not {out}")
+    start = time.perf_counter()
+    writer = write_pngs if format == Format.png else write_npz
+    n = writer(generator, seed_list, out, batch_size=batch_size, grid=grid)
+    seconds = time.perf_counter() - start
+    typer.echo(f"wrote {n} images to {out} in {seconds:.1f} s ({n / seconds:.0f} images/s, "
+               f"{', '.join(generator.providers)})")
+
+
+@app.command()
+def info(model: Path = typer.Argument(..., help="An exported .onnx generator.")):
+    """Show what an exported generator takes and gives, and its metadata."""
+    i = Generator(model).info
+    typer.echo(f"{i.path}\n  input  {i.input_name}: float32 [N, {i.z_dim}]\n"
+               f"  output {i.output_name}: float32 [N, {i.channels}, {i.height}, {i.width}] in {list(i.output_range)}")
+    for key, value in sorted(i.metadata.items()):
+        typer.echo(f"  {key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a user's mistake becomes one line on stderr and a non-zero exit code."""
+    try:
+        typer.main.get_command(app).main(args=argv, prog_name="cli.py", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except USAGE_ERRORS as e:
+        if e.format_message():  # empty when typer has just shown the help (no arguments given)
+            print(f"error: {e.format_message()}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted (a run folder keeps its last checkpoint: continue with --resume)", file=sys.stderr)
+        return 130
+    except GankitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # disk full, permission denied, ... while writing
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Files are written under a temporary name and renamed, so a crash never leaves half a file."""
+
+import contextlib
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from .errors import GankitError
+
+
+def temporary_name(path: Path) -> Path:
+    """A unique hidden name beside `path` (same folder, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and one rename."""
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create `path` if needed and prove it is a writable folder, or raise one clear error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GankitError(f"output {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise GankitError(f"cannot write to {path}: {e.strerror or e}") from None
+    return path
+
+
+def prepare_output_file(path: Path) -> Path:
+    """Check that `path` can be written as a file: its folder is writable and it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise GankitError(f"output {path} is a folder, expected a file name")
+    prepare_output_dir(path.parent if str(path.parent) else Path("."))
+    return path

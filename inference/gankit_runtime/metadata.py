@@ -1,0 +1,23 @@
+"""The keys an exported generator carries in its ONNX metadata_props (all values are strings).
+
+The graph itself states the shapes (input z [N, z_dim], output images [N, C, H, W]) so that tools
+which cannot read metadata (onnxruntime-node, for one) can still use the model; metadata adds
+what the graph cannot say.
+"""
+
+FORMAT = "gankit.format"  # "1": the contract described in the README
+MODEL_KIND = "model_kind"  # vanilla | dcgan
+Z_DIM = "z_dim"
+CHANNELS = "channels"
+HEIGHT = "height"
+WIDTH = "width"
+OUTPUT_RANGE = "output_range"  # "-1,1": tanh output, NCHW float32
+LATENT = "latent"  # the seed formula, in words
+DATASET = "dataset"
+TRAINING_STEPS = "training_steps"
+PACKAGE_VERSION = "package_version"
+CHECKPOINT_SHA256 = "checkpoint_sha256"
+CONFIG = "config"  # the model config as JSON
+
+FORMAT_VERSION = "1"
+LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"

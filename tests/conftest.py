@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # cli.py lives at the top of the repository
+
+
+def make_image_folder(folder: Path, n_per_class: int = 12, classes=("cats", "dogs"), size=(40, 30)) -> Path:
+    """Small RGB images in class sub-folders, each a smooth pattern plus noise, of mixed formats."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            yy, xx = np.mgrid[0:size[1], 0:size[0]]
+            base = 127 + 100 * np.sin(xx / (3 + c) + i) * np.cos(yy / 4)
+            img = np.clip(base[..., None] + rng.normal(0, 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / name / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+def run_cli(*args, env=None, cwd=ROOT):
+    """Run `python cli.py ...` in a fresh process; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=600)
+
+
+def torch_blocker(tmp_path: Path) -> dict:
+    """Environment in which `import torch` (and `import onnx`) fails, as where they are not installed."""
+    blocker = tmp_path / "blocker"
+    for name in ("torch", "onnx"):
+        (blocker / name).mkdir(parents=True, exist_ok=True)
+        (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked in this test')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+
+
+def assert_one_line_error(stderr: str, rc: int, *fragments: str):
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert rc != 0
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])

@@ -1,0 +1,27 @@
+"""Building blocks the tests share: tiny models, trained for a few steps on synthetic data."""
+
+import torch
+
+from gankit.config import ModelConfig, TrainConfig
+from gankit.data import Dataset
+from gankit.train import Trainer
+
+# The three generators of the course projects; the 64x64 one is the DCGAN paper's (1024 at 4x4).
+CONFIGS = {
+    "vanilla": ModelConfig(kind="vanilla"),
+    "dcgan28": ModelConfig(kind="dcgan", size=28, channels=1, width=32),
+    "dcgan64rgb": ModelConfig(kind="dcgan", size=64, channels=3, width=128),
+}
+
+
+def synthetic_data(cfg: ModelConfig, n: int = 32, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, cfg.channels, cfg.size, cfg.size), generator=g, dtype=torch.uint8)
+    return Dataset("synthetic", images, None, [])
+
+
+def trainer(cfg: ModelConfig, steps: int = 0, batch_size: int = 8, **train_kw) -> Trainer:
+    t = Trainer(cfg, TrainConfig(batch_size=batch_size, **train_kw), synthetic_data(cfg, n=4 * batch_size))
+    for _ in range(steps):
+        t.train_step()
+    return t

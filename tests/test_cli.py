@@ -1,0 +1,145 @@
+"""The command line, end to end, and every bad input: one line on stderr, non-zero exit, no traceback."""
+
+import pickle
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from PIL import Image
+
+import cli
+from conftest import assert_one_line_error, run_cli
+from gankit.checkpoint import save_checkpoint
+from helpers import CONFIGS, trainer
+
+
+def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train", "--data", image_folder, "--image-size", 16, "--width", 4, "--batch-size", 8,
+                "--steps", 4, "--epochs", 3, "--threads", 1, "--out", run)
+    assert r.returncode == 0, r.stderr
+    assert "step 4" in r.stderr and (run / "checkpoint.pt").is_file()
+    r = run_cli("export", run, "--out", tmp_path / "g.onnx")
+    assert r.returncode == 0, r.stderr
+    assert "parity batch  64" in r.stderr
+    r = run_cli("generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--out", tmp_path / "imgs",
+                "--grid", tmp_path / "grid.png", "--batch-size", 4)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    assert names == [f"{s:06d}.png" for s in (0, 1, 2, 3, 4, 10)]
+    assert Image.open(tmp_path / "imgs" / "000010.png").size == (16, 16)
+    assert Image.open(tmp_path / "imgs" / "000010.png").mode == "RGB"
+    r = run_cli("generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--format", "npz", "--out", tmp_path / "d.npz")
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "d.npz") as f:
+        assert f["images"].shape == (6, 16, 16, 3)
+        np.testing.assert_array_equal(f["images"][5], np.asarray(Image.open(tmp_path / "imgs" / "000010.png")))
+    # The training sample grid shows seeds 0-63: the exported model gives the same first image.
+    r = run_cli("info", tmp_path / "g.onnx")
+    assert r.returncode == 0 and "float32 [N, 3, 16, 16]" in r.stdout and "training_steps: 4" in r.stdout
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A real checkpoint and its export, for the cases that need one."""
+    d = tmp_path_factory.mktemp("good")
+    save_checkpoint(trainer(CONFIGS["dcgan28"], steps=1).state_dict(), d / "checkpoint.pt")
+    assert cli.main(["export", str(d), "--out", str(d / "g.onnx")]) == 0
+    return d
+
+
+def call(capsys, *args):
+    rc = cli.main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def expect_error(capsys, args, *fragments):
+    rc, err = call(capsys, *args)
+    assert_one_line_error(err, rc, *fragments)
+
+
+def test_unknown_model_and_data(capsys, tmp_path):
+    expect_error(capsys, ["train", "--model", "stylegan", "--out", tmp_path / "r"], "stylegan")
+    expect_error(capsys, ["train", "--data", "cifar11", "--out", tmp_path / "r"], "unknown data")
+    expect_error(capsys, ["train", "--g-loss", "hinge", "--out", tmp_path / "r"], "hinge")
+    expect_error(capsys, ["train", "--channels", "2", "--out", tmp_path / "r"], "channels")
+    expect_error(capsys, ["train", "--image-size", "48", "--out", tmp_path / "r"], "48")
+    expect_error(capsys, ["train", "--d-steps", "0", "--out", tmp_path / "r"], "d-steps")
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_image_folders(capsys, tmp_path):
+    expect_error(capsys, ["train", "--data", tmp_path / "missing", "--out", tmp_path / "r"], "no such folder")
+    (tmp_path / "empty").mkdir()
+    expect_error(capsys, ["train", "--data", tmp_path / "empty", "--out", tmp_path / "r"], "empty")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_text("text, not a PNG")
+    expect_error(capsys, ["train", "--data", tmp_path / "junk", "--out", tmp_path / "r"], "none is an image")
+    expect_error(capsys, ["train", "--data", tmp_path / "junk" / "a.png", "--out", tmp_path / "r"], "is a file")
+
+
+def test_bad_checkpoints(capsys, tmp_path, good):
+    expect_error(capsys, ["export", tmp_path / "nothing", "--out", tmp_path / "x.onnx"], "not found")
+    blob = (good / "checkpoint.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(blob[: len(blob) // 2])
+    expect_error(capsys, ["export", tmp_path / "truncated.pt", "--out", tmp_path / "x.onnx"], "not a readable")
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    expect_error(capsys, ["export", tmp_path / "foreign.pt", "--out", tmp_path / "x.onnx"], "not a gankit checkpoint")
+    with open(tmp_path / "code.pt", "wb") as f:  # a pickle that would run code when loaded
+        pickle.dump(shutil.rmtree, f)
+    expect_error(capsys, ["export", tmp_path / "code.pt", "--out", tmp_path / "x.onnx"], "not a readable")
+    (tmp_path / "text.pt").write_text("hello")
+    expect_error(capsys, ["export", tmp_path / "text.pt", "--out", tmp_path / "x.onnx"], "not a readable")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_resume_needs_a_run(capsys, tmp_path):
+    expect_error(capsys, ["train", "--resume", "--out", tmp_path / "r"], "not found")
+
+
+def test_bad_onnx_files(capsys, tmp_path):
+    (tmp_path / "text.onnx").write_text("not a model")
+    expect_error(capsys, ["generate", tmp_path / "text.onnx", "--out", tmp_path / "o"], "not a loadable ONNX")
+    expect_error(capsys, ["generate", tmp_path / "missing.onnx", "--out", tmp_path / "o"], "not found")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 100])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "classifier.onnx")
+    expect_error(capsys, ["generate", tmp_path / "classifier.onnx", "--out", tmp_path / "o"], "not a generator")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seeds", ["1-", "x", "9-3", "-4", "", "1,1"])
+def test_bad_seeds(capsys, tmp_path, good, seeds):
+    expect_error(capsys, ["generate", good / "g.onnx", "--seeds", seeds, "--out", tmp_path / "o"], "seeds")
+
+
+def test_bad_outputs(capsys, tmp_path, good):
+    (tmp_path / "file").write_text("x")
+    expect_error(capsys, ["generate", good / "g.onnx", "--out", tmp_path / "file"], "not a folder")
+    expect_error(capsys, ["generate", good / "g.onnx", "--out", tmp_path / "file" / "sub"], "cannot write")
+    expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path], ".npz")
+    expect_error(capsys, ["export", good, "--out", tmp_path], "is a folder")
+    expect_error(capsys, ["export", good, "--out", tmp_path / "file" / "g.onnx"], "not a folder")
+    expect_error(capsys, ["train", "--data", tmp_path, "--out", tmp_path / "file"], "")
+
+
+def test_bad_options(capsys, good, tmp_path):
+    expect_error(capsys, ["generate", good / "g.onnx", "--batch-size", "0"], "batch-size")
+    expect_error(capsys, ["generate", good / "g.onnx", "--colour", "red"], "colour")
+    expect_error(capsys, ["generate", good / "g.onnx", "--device", "tpu", "--out", tmp_path / "o"], "bad device")
+    expect_error(capsys, ["export", good, "--out", tmp_path / "g.onnx", "--atol", "0"], "atol")
+
+
+def test_cuda_requested_without_cuda(capsys, good, tmp_path):
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    expect_error(capsys, ["generate", good / "g.onnx", "--device", "cuda", "--out", tmp_path / "o"], "CUDA")
+    if not torch.cuda.is_available():
+        expect_error(capsys, ["train", "--device", "cuda", "--out", tmp_path / "r"], "CUDA")

@@ -1,0 +1,64 @@
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from gankit.checkpoint import save_checkpoint
+from gankit.export import RANDOM_OPS, export
+from gankit_runtime import GankitError, Generator
+from helpers import CONFIGS, trainer
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    save_checkpoint(trainer(CONFIGS["dcgan28"], steps=2).state_dict(), d / "checkpoint.pt")
+    return d
+
+
+def test_export_is_one_verified_self_contained_file(run_dir, tmp_path, capsys):
+    out = tmp_path / "sub" / "g.onnx"
+    (tmp_path / "sub").mkdir()
+    report = export(run_dir, out)
+    assert report.worst < 1e-4 and set(report.max_abs) == {1, 2, 64}
+    assert "max |torch - onnxruntime|" in capsys.readouterr().err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["g.onnx"]  # no .onnx.data, no temporary file
+
+    model = onnx.load(str(out))
+    (inp,), (outp,) = model.graph.input, model.graph.output
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert inp.name == "z" and dims(inp)[1] == 100 and isinstance(dims(inp)[0], str)
+    assert outp.name == "images" and dims(outp)[1:] == [1, 28, 28] and dims(outp)[0] == dims(inp)[0]
+    assert not {n.op_type for n in model.graph.node} & RANDOM_OPS
+
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["checkpoint_sha256"] == hashlib.sha256((run_dir / "checkpoint.pt").read_bytes()).hexdigest()
+    assert props["training_steps"] == "2" and props["dataset"] == "synthetic" and props["model_kind"] == "dcgan"
+    assert (props["z_dim"], props["channels"], props["height"], props["width"]) == ("100", "1", "28", "28")
+    assert json.loads(props["config"])["width"] == 32 and props["output_range"] == "-1,1"
+
+    # The file alone is enough: copied elsewhere, the runtime uses it.
+    lonely = tmp_path / "elsewhere" / "copy.onnx"
+    lonely.parent.mkdir()
+    shutil.copy(out, lonely)
+    assert Generator(lonely).generate([0, 1]).shape == (2, 28, 28, 1)
+
+
+def test_export_refuses_beyond_tolerance_and_leaves_nothing(run_dir, tmp_path):
+    out = tmp_path / "g.onnx"
+    with pytest.raises(GankitError, match="export rejected"):
+        export(run_dir, out, atol=1e-12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_uses_eval_mode_batch_norm(run_dir, tmp_path):
+    # In training mode batch norm would use the batch's statistics: a batch of one would be flat.
+    out = tmp_path / "g.onnx"
+    export(run_dir, out)
+    images = Generator(out).run(np.random.RandomState(0).randn(1, 100).astype(np.float32))
+    assert images.std() > 1e-3
+    assert torch.from_numpy(images).abs().max() <= 1.0

@@ -1,0 +1,59 @@
+"""torch eager against the exported ONNX generator run by the torch-free runtime."""
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.export import to_onnx
+from gankit_runtime import Generator, latents_for_seeds, to_uint8
+from helpers import CONFIGS, trainer
+
+ATOL = 1e-4  # the export's default tolerance; measured differences are about 1e-6
+CASES = [(name, steps) for name in CONFIGS for steps in (0, 2)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(torch generator in eval mode, path of its export) per (config, training steps), built once."""
+    cache = {}
+
+    def get(name, steps):
+        if (name, steps) not in cache:
+            torch.manual_seed(0)
+            t = trainer(CONFIGS[name], steps=steps)
+            path = tmp_path_factory.mktemp("onnx") / f"{name}-{steps}.onnx"
+            to_onnx(t.G, CONFIGS[name], path, {})
+            cache[name, steps] = (t.G.eval(), path)
+        return cache[name, steps]
+    return get
+
+
+@pytest.mark.parametrize("name,steps", CASES)
+def test_torch_and_runtime_agree(exported, name, steps):
+    g, path = exported(name, steps)
+    if steps:  # training moved batch norm's running statistics away from their defaults
+        bns = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert all(not torch.allclose(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
+    runtime = Generator(path)
+    for n in (1, 2, 64):
+        z = latents_for_seeds(range(100, 100 + n), runtime.info.z_dim)
+        with torch.no_grad():
+            ref = g(torch.from_numpy(z)).numpy()
+        got = runtime.run(z)
+        assert got.shape == ref.shape == (n, *g(torch.zeros(1, 100)).shape[1:])
+        assert np.abs(got - ref).max() < ATOL, (n, np.abs(got - ref).max())
+        diff = np.abs(to_uint8(got).astype(int) - to_uint8(ref).astype(int))
+        assert diff.max() <= 1
+        assert (diff > 0).mean() < 1e-3  # a rounding tie now and then, no more
+
+
+@pytest.mark.parametrize("name,steps", CASES)
+def test_images_do_not_depend_on_batch_size(exported, name, steps):
+    runtime = Generator(exported(name, steps)[1])
+    seeds = list(range(37))
+    whole = runtime.generate(seeds, batch_size=64)
+    assert whole.dtype == np.uint8 and whole.shape[0] == 37
+    for batch_size in (1, 5):
+        np.testing.assert_array_equal(runtime.generate(seeds, batch_size=batch_size), whole)
+    np.testing.assert_array_equal(runtime.generate([30, 2])[0], whole[30])
+    assert len({whole[i].tobytes() for i in range(37)}) == 37  # distinct seeds, distinct images

@@ -1,0 +1,133 @@
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from conftest import assert_one_line_error, run_cli, torch_blocker
+from gankit.config import ModelConfig
+from gankit.export import to_onnx
+from gankit.models import build_models
+from gankit_runtime import GankitError, Generator, write_npz, write_pngs
+
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def small_rgb(tmp_path_factory):
+    """A narrow 32x32 RGB DCGAN: cheap to run thousands of times."""
+    cfg = ModelConfig(kind="dcgan", size=32, channels=3, width=4)
+    g, _ = build_models(cfg)
+    path = tmp_path_factory.mktemp("m") / "small.onnx"
+    to_onnx(g, cfg, path, {"dataset": "none"})
+    return path
+
+
+def test_info_comes_from_the_graph(small_rgb):
+    g = Generator(small_rgb, threads=1)
+    i = g.info
+    assert (i.z_dim, i.channels, i.height, i.width, i.output_range) == (100, 3, 32, 32, (-1.0, 1.0))
+    assert g.providers == ["CPUExecutionProvider"]
+
+
+def test_pngs_named_by_seed_hold_the_generated_pixels(small_rgb, tmp_path):
+    g = Generator(small_rgb)
+    seeds = [5, 0, 123456, 17]
+    write_pngs(g, seeds, tmp_path / "out", batch_size=3, grid=tmp_path / "grid.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000005.png", "000017.png",
+                                                                   "123456.png"]
+    expected = g.generate(seeds)
+    for seed, image in zip(seeds, expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"{seed:06d}.png")), image)
+    assert Image.open(tmp_path / "grid.png").size == (2 + 2 * 34, 2 + 2 * 34)
+
+
+def test_npz_streams_images_and_seeds(small_rgb, tmp_path):
+    g = Generator(small_rgb)
+    seeds = list(range(40, 6040))
+    tracemalloc.start()
+    write_npz(g, seeds, tmp_path / "d.npz", batch_size=64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    total = len(seeds) * 32 * 32 * 3
+    assert peak < total / 4, (peak, total)  # flat: a few batches in memory, never the whole set
+    with np.load(tmp_path / "d.npz") as f:
+        assert f["images"].shape == (6000, 32, 32, 3) and f["images"].dtype == np.uint8
+        np.testing.assert_array_equal(f["seeds"], seeds)
+        np.testing.assert_array_equal(f["images"][:10], g.generate(seeds[:10]))
+    assert [p.name for p in tmp_path.iterdir()] == ["d.npz"]
+
+
+def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
+    env = torch_blocker(tmp_path)
+    code = ("import sys, gankit_runtime as r; g = r.Generator(sys.argv[1]); x = g.generate([1, 2]);"
+            "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(x.shape)")
+    r = subprocess.run([sys.executable, "-c", code, str(small_rgb)], capture_output=True, text=True,
+                       env={**__import__("os").environ, **env})
+    assert r.returncode == 0 and "(2, 32, 32, 3)" in r.stdout, r.stderr
+    r = run_cli("generate", small_rgb, "--seeds", "0-9", "--out", tmp_path / "o", env=env)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "o").glob("*.png"))) == 10
+    r = run_cli("train", env=env)  # the training side says clearly that it needs torch
+    assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
+
+
+def test_interrupted_png_write_leaves_no_partial_file(small_rgb, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import gankit_runtime.files as files
+
+    real = os.replace
+    calls = []
+
+    def full_disk(src, dst):
+        calls.append(dst)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", full_disk)
+    with pytest.raises(OSError):
+        write_pngs(Generator(small_rgb), range(20), tmp_path / "o", batch_size=4)
+    left = list((tmp_path / "o").iterdir())
+    assert all(p.suffix == ".png" and not p.name.startswith(".") for p in left)
+    for p in left:  # every file there is a whole PNG
+        Image.open(p).load()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
+def test_cuda_without_cuda_is_an_error(small_rgb):
+    with pytest.raises(GankitError, match="CUDA"):
+        Generator(small_rgb, device="cuda")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0"])
+def test_bad_device_names(small_rgb, device):
+    with pytest.raises(GankitError, match="bad device"):
+        Generator(small_rgb, device=device)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_cuda_matches_cpu(small_rgb):
+    try:
+        gpu = Generator(small_rgb, device="cuda")
+    except GankitError as e:
+        pytest.skip(f"CUDA provider listed but unusable here: {e}")
+    assert gpu.providers[0] == "CUDAExecutionProvider"
+    cpu = Generator(small_rgb)
+    z = cpu.latents(range(64))
+    assert np.abs(gpu.run(z) - cpu.run(z)).max() < 1e-4
+    diff = np.abs(gpu.generate(range(64)).astype(int) - cpu.generate(range(64)).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    np.testing.assert_array_equal(gpu.generate(range(20), batch_size=3), gpu.generate(range(20), batch_size=20))
+
+
+def test_npz_is_a_plain_zip_of_npy(small_rgb, tmp_path):
+    write_npz(Generator(small_rgb), [3], tmp_path / "one.npz")
+    assert sorted(zipfile.ZipFile(tmp_path / "one.npz").namelist()) == ["images.npy", "seeds.npy"]

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankit.config import ModelConfig, TrainConfig
+from gankit.data import Dataset
+from gankit.train import discriminator_loss, generator_loss, train
+from gankit_runtime import GankitError
+from helpers import CONFIGS, trainer
+
+
+def test_discriminator_loss_is_bce_real_1_fake_0():
+    lr, lf = torch.randn(16), torch.randn(16)
+    expected = (F.binary_cross_entropy(torch.sigmoid(lr), torch.ones(16))
+                + F.binary_cross_entropy(torch.sigmoid(lf), torch.zeros(16)))
+    torch.testing.assert_close(discriminator_loss(lr, lf), expected)
+
+
+def test_generator_losses():
+    lf = torch.randn(16)
+    d = torch.sigmoid(lf)
+    torch.testing.assert_close(generator_loss(lf, "non-saturating"), -torch.log(d).mean())
+    torch.testing.assert_close(generator_loss(lf, "minimax"), torch.log(1 - d).mean())
+    # Early on D(G(z)) ~ 0: the minimax gradient vanishes, the non-saturating one does not.
+    low = torch.full((4,), -8.0, requires_grad=True)
+    generator_loss(low, "minimax").backward()
+    g_mm = low.grad.abs().max().item()
+    low.grad = None
+    generator_loss(low, "non-saturating").backward()
+    assert low.grad.abs().max().item() > 100 * g_mm
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_k_discriminator_steps_per_generator_step(k):
+    t = trainer(CONFIGS["dcgan28"], steps=2, batch_size=4, d_steps=k)
+    step_count = lambda opt: int(next(iter(opt.state.values()))["step"])  # noqa: E731
+    assert step_count(t.opt_g) == 2 and step_count(t.opt_d) == 2 * k
+
+
+def test_each_network_is_frozen_while_the_other_trains():
+    t = trainer(CONFIGS["dcgan28"], batch_size=4)
+    d_before = {k: v.clone() for k, v in t.D.state_dict().items()}
+    g_before = {k: v.clone() for k, v in t.G.state_dict().items()}
+    seen = {}
+    # Record which network's weights changed at each optimizer step.
+    for name, opt in (("D", t.opt_d), ("G", t.opt_g)):
+        def hook(optimizer, args, kwargs, name=name):
+            seen.setdefault(name, []).append((
+                any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.G.parameters()),
+                any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.D.parameters())))
+        opt.register_step_pre_hook(hook)
+    t.opt_g.zero_grad(set_to_none=True)
+    t.train_step()
+    # D's step: G has no gradient. G's step: D's parameters received no gradient from the G loss
+    # (their grads are the D step's, left as they were: requires_grad was off).
+    assert seen["D"] == [(False, True)]
+    assert seen["G"][0][0] is True
+    assert all(not torch.equal(d_before[k], v) for k, v in t.D.state_dict().items() if k.endswith("weight"))
+    assert any(not torch.equal(g_before[k], v) for k, v in t.G.state_dict().items())
+
+
+def _folder_data_cfgs(image_folder):
+    model = ModelConfig(kind="dcgan", size=16, channels=3, width=4)
+    # 24 images, batch 4, k=2: 3 generator steps per epoch, so 8 steps cross two epoch boundaries.
+    return model, TrainConfig(data=str(image_folder), batch_size=4, d_steps=2, epochs=10, seed=3)
+
+
+def test_resumed_run_ends_with_the_same_weights(image_folder, tmp_path):
+    model, cfg = _folder_data_cfgs(image_folder)
+    straight = train(tmp_path / "a", model, cfg, max_steps=8)
+    train(tmp_path / "b", model, cfg, max_steps=4)  # stops mid-epoch
+    resumed = train(tmp_path / "b", None, None, resume=True, max_steps=8)
+    a, b = (torch.load(p, weights_only=True) for p in (straight, resumed))
+    assert a["step"] == b["step"] == 8
+    for key in ("generator", "discriminator"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    for key in ("opt_g", "opt_d"):
+        for i, state in a[key]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, b[key]["state"][i][name]), (key, i, name)
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    # ... and differs from a run that did fewer steps: the comparison above has teeth.
+    c = torch.load(train(tmp_path / "c", model, cfg, max_steps=7), weights_only=True)
+    assert any(not torch.equal(a["generator"][n], c["generator"][n]) for n in a["generator"])
+
+
+def test_run_folder_outputs(image_folder, tmp_path):
+    model, cfg = _folder_data_cfgs(image_folder)
+    train(tmp_path / "r", model, cfg, max_steps=7)
+    lines = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3, 6, 7]  # each epoch end, then the requested stop
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "images_per_s"} <= set(lines[0])
+    assert sorted(p.name for p in (tmp_path / "r" / "samples").iterdir()) == [
+        "epoch_001.png", "epoch_002.png", "step_0000007.png"]
+    with pytest.raises(GankitError, match="already holds a run"):
+        train(tmp_path / "r", model, cfg, max_steps=8)
+
+
+def test_too_little_data_is_an_error():
+    cfg = CONFIGS["dcgan28"]
+    data = Dataset("tiny", torch.zeros(3, 1, 28, 28, dtype=torch.uint8), None, [])
+    from gankit.train import Trainer
+    with pytest.raises(GankitError, match="fewer than one generator step"):
+        Trainer(cfg, TrainConfig(batch_size=4), data)

@@ -1,0 +1,65 @@
+"""Checkpoints: one torch.save'd dict of tensors and plain values, never pickled code.
+
+Loaded with weights_only=True, so a checkpoint from a stranger cannot run code on load.
+Written under a temporary name and renamed, so a crash or a full disk leaves the last good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import torch
+
+from gankit_runtime import GankitError
+from gankit_runtime.files import atomic_path
+
+FORMAT = "gankit-checkpoint"
+VERSION = 1
+FILENAME = "checkpoint.pt"
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file."""
+    path = Path(path)
+    return path / FILENAME if path.is_dir() else path
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    state = {"format": FORMAT, "version": VERSION, **state}
+    try:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(state, tmp)
+    except OSError as e:
+        raise GankitError(f"could not write checkpoint {path}: {e.strerror or e}") from None
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = checkpoint_file(path)
+    if not path.is_file():
+        raise GankitError(f"checkpoint {path} not found")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on a bad file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, not a torch file at all, ...
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        # torch's weights_only refusal is a long text; its one useful line names the refused global.
+        reason = next((ln.split(":", 1)[1].strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        raise GankitError(f"{path} is not a readable checkpoint (corrupt, truncated or not made by "
+                          f"torch.save): {reason[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise GankitError(f"{path} is not a gankit checkpoint")
+    if state.get("version") != VERSION:
+        raise GankitError(f"{path} is a gankit checkpoint of version {state.get('version')}; "
+                          f"this gankit reads version {VERSION}")
+    return state
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

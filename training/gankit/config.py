@@ -1,0 +1,109 @@
+"""Dataclass configs. A ModelConfig is everything needed to rebuild a network from its weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from gankit_runtime import GankitError
+
+MODEL_KINDS = ("vanilla", "dcgan")
+G_LOSSES = ("non-saturating", "minimax")
+
+
+def resolution_chain(size: int) -> list[int]:
+    """Spatial sizes of the DCGAN stages, from 4x4 up to `size`: 28 -> [4, 7, 14, 28], 64 -> [4, ..., 64].
+
+    Each stage doubles (or doubles minus one, for odd sizes such as MNIST's 7 -> 14 -> 28 path).
+    """
+    chain = [size]
+    while chain[-1] > 4:
+        chain.append((chain[-1] + 1) // 2)
+    if chain[-1] != 4 or size < 8:
+        raise GankitError(f"image size {size} is not reachable from 4x4 by doubling "
+                          "(use 28, 32, 64, 128, ...; sizes s where halving, rounding up, ends at 4)")
+    return chain[::-1]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "dcgan"
+    z_dim: int = 100
+    channels: int = 1
+    size: int = 28
+    # dcgan: the generator starts at 4x4x(8*width) and halves depth at each doubling of size;
+    # the DCGAN paper's 64x64 face model is width=128 (1024 channels at 4x4).
+    width: int = 32
+    # vanilla: hidden layer sizes of the MLP generator; the discriminator mirrors them.
+    hidden: tuple[int, ...] = (256, 512, 1024)
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.kind not in MODEL_KINDS:
+            raise GankitError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
+        if self.channels not in (1, 3):
+            raise GankitError(f"channels must be 1 or 3, got {self.channels}")
+        if self.z_dim < 1 or self.width < 1 or not self.hidden or min(self.hidden) < 1:
+            raise GankitError("z_dim, width and hidden sizes must be positive")
+        if self.kind == "dcgan":
+            resolution_chain(self.size)
+        elif self.size < 1:
+            raise GankitError(f"image size must be positive, got {self.size}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise GankitError(f"model config has unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = "mnist"  # mnist | fashion-mnist | a folder of images
+    data_dir: str = ""  # cache for downloaded data sets; "" means the per-user default
+    epochs: int = 5
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # k in Algorithm 1 of Goodfellow et al.: D steps per G step
+    g_loss: str = "non-saturating"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.g_loss not in G_LOSSES:
+            raise GankitError(f"unknown generator loss {self.g_loss!r}: choose one of {', '.join(G_LOSSES)}")
+        for name in ("epochs", "batch_size", "d_steps"):
+            if getattr(self, name) < 1:
+                raise GankitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise GankitError("learning rates must be positive")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise GankitError("Adam betas must lie in [0, 1)")
+        if self.seed < 0:
+            raise GankitError(f"seed must be non-negative, got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+
+
+def default_data_dir() -> Path:
+    """Per-user cache: $GANKIT_DATA, else $XDG_CACHE_HOME/gankit, else ~/.cache/gankit."""
+    import os
+
+    if os.environ.get("GANKIT_DATA"):
+        return Path(os.environ["GANKIT_DATA"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gankit"

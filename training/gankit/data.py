@@ -1,0 +1,105 @@
+"""Training data as one uint8 tensor [N, C, H, W] in memory; batches are scaled to [-1, 1] on the fly."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from gankit_runtime import GankitError
+
+from .mnist_sources import CLASSES, load_mnist_like
+
+BUILTIN = ("mnist", "fashion-mnist")
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor | None  # int64 [N], or None when the data has no classes
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [-1, 1], the generator's tanh range."""
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+def load_dataset(data: str, size: int, channels: int, data_dir: Path) -> Dataset:
+    if data in BUILTIN:
+        arrays = load_mnist_like(data, data_dir)
+        images = torch.from_numpy(arrays["x_train"]).unsqueeze(1)  # training split only
+        images = _fit(images, size, channels)
+        return Dataset(data, images, torch.from_numpy(arrays["y_train"].astype(np.int64)), CLASSES[data])
+    path = Path(data)
+    if not path.exists():
+        raise GankitError(f"unknown data {data!r}: not one of {', '.join(BUILTIN)} and no such folder")
+    if not path.is_dir():
+        raise GankitError(f"data {data!r} is a file; give a folder of images or one of {', '.join(BUILTIN)}")
+    return load_image_folder(path, size, channels)
+
+
+def _fit(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize a uint8 [N, 1, 28, 28] set to `size` and repeat grey into RGB when asked."""
+    if images.shape[-1] != size:
+        resized = []
+        for part in images.split(4096):  # bounded memory for the float copy
+            x = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+            resized.append(x.round_().clamp_(0, 255).to(torch.uint8))
+        images = torch.cat(resized)
+    if channels == 3 and images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    return images.contiguous()
+
+
+def _load_image(path: Path, size: int, mode: str) -> np.ndarray | None:
+    """Centre-crop to a square, resize to size x size, convert to L or RGB; None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            s = min(w, h)
+            box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+            im = im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
+            return np.asarray(im, dtype=np.uint8).reshape(size, size, -1)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
+    """Every file Pillow can read under `folder` (recursive). Classes: the first-level sub-folders,
+    when every image lies in one of them."""
+    try:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    except OSError as e:
+        raise GankitError(f"cannot read image folder {folder}: {e.strerror or e}") from None
+    if not files:
+        raise GankitError(f"image folder {folder} is empty")
+    mode = "L" if channels == 1 else "RGB"
+    with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow's decoders release the GIL
+        arrays = list(pool.map(lambda p: _load_image(p, size, mode), files))
+    kept = [(f, a) for f, a in zip(files, arrays) if a is not None]
+    if not kept:
+        raise GankitError(f"image folder {folder} holds {len(files)} files but none is an image Pillow can read")
+    if len(kept) < len(files):
+        print(f"note: skipped {len(files) - len(kept)} of {len(files)} files in {folder} that are not readable "
+              "images", file=sys.stderr)
+    images = torch.from_numpy(np.stack([a for _, a in kept])).permute(0, 3, 1, 2).contiguous()
+    rel = [f.relative_to(folder).parts for f, _ in kept]
+    labels, classes = None, []
+    if all(len(parts) > 1 for parts in rel):
+        classes = sorted({parts[0] for parts in rel})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64)
+    return Dataset(folder.name, images, labels, classes)

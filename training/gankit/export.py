@@ -1,0 +1,143 @@
+"""Generator -> one self-contained ONNX file, verified against torch before it is kept.
+
+The file takes z float32 [N, z_dim] (N dynamic) and gives images float32 [N, C, H, W] in [-1, 1];
+its metadata_props carry everything else the runtime needs (see gankit_runtime.metadata).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
+from gankit_runtime import metadata as meta
+from gankit_runtime.files import atomic_path, prepare_output_file
+
+from . import __version__
+from .checkpoint import checkpoint_file, load_checkpoint, sha256_of
+from .config import ModelConfig
+from .models import build_models
+
+RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+PARITY_BATCHES = (1, 2, 64)
+
+
+def load_generator(path: Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """(generator in eval mode, its config, the checkpoint dict) from a run folder or checkpoint."""
+    state = load_checkpoint(path)
+    cfg = ModelConfig.from_dict(state["model_config"])
+    g, _ = build_models(cfg)
+    try:
+        g.load_state_dict(state["generator"])
+    except RuntimeError as e:
+        raise GankitError(f"checkpoint weights do not fit its model config: {str(e).splitlines()[0][:200]}") from None
+    return g.eval(), cfg, state
+
+
+def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]) -> None:
+    """Export with torch's dynamo exporter: dynamic batch, weights inside the file, metadata set."""
+    g = g.eval()
+    example = torch.zeros(2, cfg.z_dim)  # a dynamic dimension cannot be exported from a size-1 example
+    batch = torch.export.Dim("batch")
+    quiet = io.StringIO()
+    # The exporter logs progress and unrelated registry warnings (torchvision ops); keep them out of
+    # the user's terminal, and show them only if the export fails.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(g, (example,), dynamo=True, input_names=["z"], output_names=["images"],
+                                        dynamic_shapes={"z": {0: batch}}, verbose=False)
+        except Exception as e:
+            raise GankitError(f"torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
+    program.model.metadata_props.update(metadata)
+    program.save(str(path), external_data=False)
+
+
+@dataclass
+class ParityReport:
+    max_abs: dict[int, float]  # batch size -> max |torch - onnxruntime| over the float outputs
+    pixels_off: dict[int, int]  # batch size -> uint8 pixels that differ
+    pixels_max_diff: int  # the largest uint8 difference seen
+    pixels: dict[int, int]  # batch size -> pixels compared
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs.values())
+
+
+def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: str = "cpu",
+           first_seed: int = 0) -> ParityReport:
+    """torch eager (eval mode) against the runtime on the same seeds, at each batch size."""
+    runtime = Generator(onnx_path, device=device)
+    report = ParityReport({}, {}, 0, {})
+    for n in batch_sizes:
+        z = latents_for_seeds(range(first_seed, first_seed + n), runtime.info.z_dim)
+        with torch.no_grad():
+            ref = g.eval()(torch.from_numpy(z)).numpy()
+        got = runtime.run(z)
+        if got.shape != ref.shape:
+            raise GankitError(f"exported model gives shape {got.shape}, torch gives {ref.shape}")
+        report.max_abs[n] = float(np.abs(got - ref).max())
+        diff = np.abs(to_uint8(got).astype(np.int16) - to_uint8(ref).astype(np.int16))
+        report.pixels_off[n] = int((diff > 0).sum())
+        report.pixels[n] = diff.size
+        report.pixels_max_diff = max(report.pixels_max_diff, int(diff.max()))
+    return report
+
+
+def check_graph(path: Path) -> None:
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        raise GankitError(f"exported model fails onnx.checker: {str(e).splitlines()[0][:300]}") from None
+    random_ops = {n.op_type for n in model.graph.node} & RANDOM_OPS
+    if random_ops:
+        raise GankitError(f"exported model has random operators {sorted(random_ops)}: its output would not "
+                          "depend on z alone")
+
+
+def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
+    """Export the generator of a run folder or checkpoint to `out`, verified; nothing is left on failure."""
+    log = log or sys.stderr
+    if not atol > 0:
+        raise GankitError(f"atol must be positive, got {atol}")
+    out = prepare_output_file(Path(out))
+    g, cfg, state = load_generator(run)
+    metadata = {
+        meta.FORMAT: meta.FORMAT_VERSION, meta.MODEL_KIND: cfg.kind, meta.Z_DIM: str(cfg.z_dim),
+        meta.CHANNELS: str(cfg.channels), meta.HEIGHT: str(cfg.size), meta.WIDTH: str(cfg.size),
+        meta.OUTPUT_RANGE: "-1,1", meta.LATENT: meta.LATENT_FORMULA,
+        meta.DATASET: str(state.get("dataset", "")), meta.TRAINING_STEPS: str(state.get("step", 0)),
+        meta.PACKAGE_VERSION: __version__, meta.CHECKPOINT_SHA256: sha256_of(checkpoint_file(run)),
+        meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
+    }
+    try:
+        with atomic_path(out) as tmp:
+            to_onnx(g, cfg, tmp, metadata)
+            check_graph(tmp)
+            report = parity(g, tmp)
+            for n in PARITY_BATCHES:
+                print(f"parity batch {n:>3}: max |torch - onnxruntime| = {report.max_abs[n]:.2e}, "
+                      f"uint8 pixels off: {report.pixels_off[n]} of {report.pixels[n]}", file=log)
+            if report.worst > atol:
+                raise GankitError(f"export rejected: torch and onnxruntime differ by {report.worst:.2e} "
+                                  f"> atol {atol:g}; nothing written")
+    except OSError as e:
+        raise GankitError(f"could not write {out}: {e.strerror or e}") from None
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {cfg.kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
+          f"step {state.get('step', 0)})", file=log)
+    return report

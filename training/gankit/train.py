@@ -1,0 +1,206 @@
+"""The training loop: Algorithm 1 of Goodfellow et al. (2014), with k discriminator steps per
+generator step, and each network frozen while the other one learns.
+
+Everything random after initialisation comes from two sources whose state is in the checkpoint
+or derived from it: the data order of epoch e is a permutation seeded by (seed, e), and the noise
+comes from one torch.Generator. So a run stopped and resumed ends with the very same weights
+(on CPU) as a run never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gankit_runtime import GankitError, latents_for_seeds, make_grid, to_uint8
+from gankit_runtime.images import save_png
+
+from . import __version__
+from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig, default_data_dir
+from .data import Dataset, load_dataset, to_model_range
+from .models import build_models
+from .progress import Progress
+
+SAMPLE_SEEDS = range(64)  # the sample grid shows seeds 0-63: the same images `generate --seeds 0-63` gives
+
+
+@dataclass
+class StepStats:
+    loss_d: float
+    loss_g: float
+    d_real: float  # mean D(x) over the last D step's real batch
+    d_fake: float  # mean D(G(z)) over the last D step's fake batch
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    # BCE with label 1 on real and 0 on fake: -log D(x) - log(1 - D(G(z))), as logits.
+    return F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
+
+
+def generator_loss(logits_fake: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "non-saturating":
+        return F.softplus(-logits_fake).mean()  # -log D(G(z)): strong gradients early on
+    return -F.softplus(logits_fake).mean()  # minimax: log(1 - D(G(z))), the original form
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
+
+
+class Trainer:
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: str = "cpu"):
+        self.model_cfg, self.cfg, self.data, self.device = model_cfg, train_cfg, data, torch.device(device)
+        torch.manual_seed(train_cfg.seed)
+        self.G, self.D = (m.to(self.device) for m in build_models(model_cfg))
+        betas = (train_cfg.beta1, train_cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
+        self.noise = torch.Generator().manual_seed(train_cfg.seed + 1)
+        self.step = 0
+        self.steps_per_epoch = len(data) // train_cfg.batch_size // train_cfg.d_steps
+        if self.steps_per_epoch < 1:
+            raise GankitError(f"the data has {len(data)} images, fewer than one generator step needs "
+                              f"(batch size {train_cfg.batch_size} x {train_cfg.d_steps} D steps)")
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "model_config": self.model_cfg.to_dict(), "train_config": self.cfg.to_dict(),
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "step": self.step, "epoch": self.step // self.steps_per_epoch,
+            "rng": {"noise": self.noise.get_state(), "torch": torch.get_rng_state()},
+            "dataset": self.data.name, "classes": list(self.data.classes),
+            "package_version": __version__, "torch_version": str(torch.__version__),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.noise.set_state(state["rng"]["noise"])
+            torch.set_rng_state(state["rng"]["torch"])
+            self.step = int(state["step"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise GankitError(f"checkpoint does not fit its model config: {str(e).splitlines()[0][:200]}") from None
+
+    # ------------------------------------------------------------------------------ one step
+    def _real_batch(self, index: int) -> torch.Tensor:
+        """The index-th batch of the current epoch's order."""
+        epoch = self.step // self.steps_per_epoch
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data)))
+        b = self.cfg.batch_size
+        idx = self._order[1][index * b:(index + 1) * b]
+        return to_model_range(self.data.images[idx]).to(self.device, non_blocking=True)
+
+    def _z(self) -> torch.Tensor:
+        # Drawn on the CPU generator and moved: the same noise on every device.
+        return torch.randn(self.cfg.batch_size, self.model_cfg.z_dim, generator=self.noise).to(self.device)
+
+    def train_step(self) -> StepStats:
+        """k discriminator steps with G frozen, then one generator step with D frozen."""
+        k = self.cfg.d_steps
+        first = (self.step % self.steps_per_epoch) * k
+        for j in range(k):
+            real = self._real_batch(first + j)
+            with torch.no_grad():
+                fake = self.G(self._z())
+            logits_real, logits_fake = self.D(real), self.D(fake)
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+
+        self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
+        loss_g = generator_loss(self.D(self.G(self._z())), self.cfg.g_loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        self.step += 1
+        return StepStats(loss_d.item(), loss_g.item(), torch.sigmoid(logits_real).mean().item(),
+                         torch.sigmoid(logits_fake).mean().item())
+
+    # ------------------------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def sample_grid(self) -> np.ndarray:
+        self.G.eval()
+        z = torch.from_numpy(latents_for_seeds(SAMPLE_SEEDS, self.model_cfg.z_dim)).to(self.device)
+        images = to_uint8(self.G(z).float().cpu().numpy())
+        self.G.train()
+        return make_grid(images, columns=8)
+
+
+def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | None, *, resume: bool = False,
+          epochs: int | None = None, max_steps: int | None = None, device: str = "cpu",
+          log=None) -> Path:
+    """Train into run folder `out` (checkpoint.pt, metrics.jsonl, samples/); returns the checkpoint path.
+
+    resume: continue the run in `out` with its own configs; `epochs` and `max_steps` may be raised.
+    max_steps: stop after this many generator steps in all (counting those of a resumed run).
+    """
+    log = log or sys.stderr
+    out = Path(out)
+    ckpt = out / FILENAME
+    if device != "cpu" and not torch.cuda.is_available():
+        raise GankitError(f"device {device} requested but torch sees no CUDA GPU")
+    if resume:
+        state = load_checkpoint(ckpt)
+        model_cfg = ModelConfig.from_dict(state["model_config"])
+        train_cfg = TrainConfig.from_dict({**state["train_config"], **({"epochs": epochs} if epochs else {})})
+    elif ckpt.exists():
+        raise GankitError(f"{out} already holds a run; continue it with --resume or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"output {out} exists and is not a folder")
+    data_dir = Path(train_cfg.data_dir) if train_cfg.data_dir else default_data_dir()
+    data = load_dataset(train_cfg.data, model_cfg.size, model_cfg.channels, data_dir)
+    trainer = Trainer(model_cfg, train_cfg, data, device)
+    if resume:
+        trainer.load_state_dict(state)
+    try:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
+
+    spe = trainer.steps_per_epoch
+    last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
+    images_per_step = train_cfg.batch_size * train_cfg.d_steps
+    print(f"training {model_cfg.kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
+          f"{spe} steps per epoch, step {trainer.step} -> {last}, device {device}, "
+          f"{torch.get_num_threads()} threads", file=log)
+    progress = Progress(log)
+    sums, count, started = np.zeros(4), 0, time.perf_counter()
+    while trainer.step < last:
+        s = trainer.train_step()
+        sums += (s.loss_d, s.loss_g, s.d_real, s.d_fake)
+        count += 1
+        epoch, in_epoch = divmod(trainer.step, spe)
+        seconds = time.perf_counter() - started
+        mean = sums / count
+        figures = (f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} "
+                   f"{count * images_per_step / seconds:.0f} img/s")
+        progress.update(f"epoch {epoch + 1}/{train_cfg.epochs} {figures}", in_epoch, spe)
+        if in_epoch == 0 or trainer.step == last:  # end of an epoch, or the requested stop
+            name = f"epoch_{epoch:03d}.png" if in_epoch == 0 else f"step_{trainer.step:07d}.png"
+            save_png(trainer.sample_grid(), out / "samples" / name, compress_level=6)
+            save_checkpoint(trainer.state_dict(), ckpt)
+            record = {"step": trainer.step, "epoch": trainer.step / spe, "loss_d": mean[0], "loss_g": mean[1],
+                      "d_real": mean[2], "d_fake": mean[3], "images_per_s": count * images_per_step / seconds,
+                      "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            progress.end(f"step {trainer.step} (epoch {trainer.step / spe:.2f}) {figures}")
+            sums, count, started = np.zeros(4), 0, time.perf_counter()
+    return ckpt
