@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from enum import Enum
@@ -82,6 +83,9 @@ def train(
     width: Optional[int] = typer.Option(None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 "
                                                            "(128 at 64x64: the DCGAN paper's 1024)."),
     seed: int = typer.Option(0, min=0),
+    ema: float = typer.Option(0.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
+    eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
+    eval_samples: int = typer.Option(5000, min=2, help="Samples per eval during training."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
@@ -104,7 +108,8 @@ def train(
                             width=width or (128 if size >= 64 else 32))
     train_cfg = TrainConfig(data=data, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
                             lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, d_steps=d_steps,
-                            g_loss=g_loss.value, seed=seed)
+                            g_loss=g_loss.value, seed=seed, ema_kimg=ema, eval_every=eval_every,
+                            eval_samples=eval_samples)
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, epochs=epochs if resume else None,
                         max_steps=steps, device=device)
     typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
@@ -129,7 +134,7 @@ def export(
 def generate(
     model: Path = typer.Argument(..., help="An exported .onnx generator."),
     seeds: str = typer.Option("0-63", help="Seeds, e.g. 0-99,200,300-310; one image per seed."),
-    out: Path = typer.Option(Path("out"), help="Folder (png) or .npz file (npz)."),
+    out: Optional[Path] = typer.Option(None, help="Folder (png, default out/) or .npz file (npz, default out.npz)."),
     format: Format = typer.Option(Format.png, "--format", help="png: out/<seed>.png; npz: images uint8 "
                                                                  "[N, H, W, C] and seeds."),
     batch_size: int = typer.Option(64, min=1),
@@ -140,16 +145,68 @@ def generate(
     """Generate images from seeds with onnxruntime (no torch needed)."""
     seed_list = parse_seeds(seeds)
     generator = Generator(model, device=device, threads=threads)
-    if format == Format.npz and out.suffix != ".npz":
-        out = out.with_suffix(".npz") if out.suffix == "" and not out.is_dir() else out
-        if out.suffix != ".npz":
-            raise GankitError(f"--format npz writes one file: give --out a name ending in .npz, not {out}")
+    out = out or Path("out" if format == Format.png else "out.npz")
     start = time.perf_counter()
     writer = write_pngs if format == Format.png else write_npz
     n = writer(generator, seed_list, out, batch_size=batch_size, grid=grid)
     seconds = time.perf_counter() - start
     typer.echo(f"wrote {n} images to {out} in {seconds:.1f} s ({n / seconds:.0f} images/s, "
                f"{', '.join(generator.providers)})")
+
+
+@app.command("eval")
+def evaluate(
+    model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
+    data: str = typer.Option("mnist", help="Reference data: mnist (its test split)."),
+    samples: int = typer.Option(10000, min=2, help="Generated samples (seeds 0..N-1)."),
+    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model>.eval.json."),
+    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: exported/mnist-classifier.onnx."),
+    reference: bool = typer.Option(True, help="Also score real training images: the scale."),
+):
+    """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
+    import tempfile
+
+    from gankit.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
+
+    if data != "mnist":
+        raise GankitError(f"eval supports --data mnist only (its feature space is an MNIST classifier), not {data!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if model.suffix != ".onnx":  # a run folder or checkpoint: export it first (verified, as always)
+            _training_side()
+            from gankit.export import export as run_export
+
+            onnx_path = Path(tmp) / "generator.onnx"
+            run_export(model, onnx_path, log=open(os.devnull, "w"))
+        else:
+            onnx_path = model
+        result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
+                          with_reference=reference)
+    result["model"] = str(model)
+    out = out or (model.with_suffix(".eval.json") if model.suffix == ".onnx" else model / "eval.json"
+                  if model.is_dir() else model.with_suffix(".eval.json"))
+    write_json(result, out)
+    typer.echo(table(result) + f"\nfigures: {out}")
+
+
+@app.command("train-classifier")
+def train_classifier(
+    out: Path = typer.Option(Path("exported/mnist-classifier.onnx"), help="Output .onnx file."),
+    epochs: int = typer.Option(4, min=1),
+    seed: int = typer.Option(0, min=0),
+    data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+):
+    """Train the MNIST classifier that eval uses as its feature space, and export it to ONNX."""
+    _training_side()
+    import torch
+
+    from gankit.classifier import export_classifier, train_classifier as run
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, acc = run(epochs=epochs, seed=seed, data_dir=data_dir)
+    export_classifier(model, out, acc)
+    typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
 
 
 @app.command()

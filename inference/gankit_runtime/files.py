@@ -3,6 +3,7 @@
 import contextlib
 import os
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -28,10 +29,26 @@ def atomic_path(path: Path):
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and one rename."""
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-        f.write(data)
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and one rename.
+
+    The hot path of PNG generation (one call per image): plain os calls on str paths, and a
+    temporary name unique per process and thread, with no random name to draw.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def prepare_output_dir(path: Path) -> Path:

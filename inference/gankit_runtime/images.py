@@ -38,7 +38,7 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
 
 
-def save_png(image: np.ndarray, path: Path, compress_level: int = 1) -> None:
+def save_png(image: np.ndarray, path, compress_level: int = 1) -> None:
     """Write one uint8 [H, W, C] image atomically (temporary name, then rename).
 
     Encoded in memory first, so the file system sees one create, one write and one rename.
@@ -46,4 +46,4 @@ def save_png(image: np.ndarray, path: Path, compress_level: int = 1) -> None:
     """
     buf = io.BytesIO()
     to_pil(image).save(buf, format="PNG", compress_level=compress_level)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())

@@ -77,6 +77,11 @@ class TrainConfig:
     d_steps: int = 1  # k in Algorithm 1 of Goodfellow et al.: D steps per G step
     g_loss: str = "non-saturating"
     seed: int = 0
+    # Exponential moving average of G's weights, as a half-life in thousands of images (StyleGAN's
+    # ema_kimg), ramped up over the first images; 0 turns it off. Used for samples, eval and export.
+    ema_kimg: float = 0.0
+    eval_every: int = 0  # generator steps between eval figures (MNIST only); 0: never
+    eval_samples: int = 5000
 
     def __post_init__(self):
         if self.g_loss not in G_LOSSES:
@@ -90,6 +95,8 @@ class TrainConfig:
             raise GankitError("Adam betas must lie in [0, 1)")
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
+        if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 2:
+            raise GankitError("ema must be >= 0, eval-every >= 0 and eval-samples >= 2")
 
     def to_dict(self) -> dict:
         return asdict(self)

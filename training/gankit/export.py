@@ -7,6 +7,7 @@ its metadata_props carry everything else the runtime needs (see gankit_runtime.m
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -37,30 +38,42 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig, dict]:
     state = load_checkpoint(path)
     cfg = ModelConfig.from_dict(state["model_config"])
     g, _ = build_models(cfg)
-    try:
-        g.load_state_dict(state["generator"])
+    try:  # the EMA generator, when the run kept one: that is the one to use
+        g.load_state_dict(state.get("generator_ema", state["generator"]))
     except RuntimeError as e:
         raise GankitError(f"checkpoint weights do not fit its model config: {str(e).splitlines()[0][:200]}") from None
     return g.eval(), cfg, state
 
 
-def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]) -> None:
-    """Export with torch's dynamo exporter: dynamic batch, weights inside the file, metadata set."""
-    g = g.eval()
-    example = torch.zeros(2, cfg.z_dim)  # a dynamic dimension cannot be exported from a size-1 example
-    batch = torch.export.Dim("batch")
+def onnx_program(model: nn.Module, example: torch.Tensor, input_name: str, output_names: list[str],
+                 metadata: dict[str, str]):
+    """torch's dynamo exporter with a dynamic batch on the one input, metadata set, quietly.
+
+    The exporter logs progress and unrelated registry warnings (torchvision ops); they stay out of
+    the user's terminal. `example` has a batch of 2: a dynamic dimension cannot come from a size-1 one.
+    """
+    arg = next(iter(inspect.signature(model.forward).parameters))
     quiet = io.StringIO()
-    # The exporter logs progress and unrelated registry warnings (torchvision ops); keep them out of
-    # the user's terminal, and show them only if the export fails.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
         warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        logger.setLevel(logging.ERROR)
         try:
-            program = torch.onnx.export(g, (example,), dynamo=True, input_names=["z"], output_names=["images"],
-                                        dynamic_shapes={"z": {0: batch}}, verbose=False)
+            program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=[input_name],
+                                        output_names=output_names, verbose=False,
+                                        dynamic_shapes={arg: {0: torch.export.Dim("batch")}})
         except Exception as e:
             raise GankitError(f"torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
+        finally:
+            logger.setLevel(level)
     program.model.metadata_props.update(metadata)
+    return program
+
+
+def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]) -> None:
+    """The generator as one file (weights inside): input z [N, z_dim], output images [N, C, H, W]."""
+    program = onnx_program(g, torch.zeros(2, cfg.z_dim), "z", ["images"], metadata)
     program.save(str(path), external_data=False)
 
 
@@ -124,6 +137,7 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
         meta.DATASET: str(state.get("dataset", "")), meta.TRAINING_STEPS: str(state.get("step", 0)),
         meta.PACKAGE_VERSION: __version__, meta.CHECKPOINT_SHA256: sha256_of(checkpoint_file(run)),
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
+        "ema": "true" if "generator_ema" in state else "false",
     }
     try:
         with atomic_path(out) as tmp:

@@ -9,7 +9,10 @@ comes from one torch.Generator. So a run stopped and resumed ends with the very 
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from .data import Dataset, load_dataset, to_model_range
 from .models import build_models
 from .progress import Progress
 
+EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (StyleGAN's ramp-up)
 SAMPLE_SEEDS = range(64)  # the sample grid shows seeds 0-63: the same images `generate --seeds 0-63` gives
 
 
@@ -63,6 +67,7 @@ class Trainer:
         betas = (train_cfg.beta1, train_cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if train_cfg.ema_kimg > 0 else None
         self.noise = torch.Generator().manual_seed(train_cfg.seed + 1)
         self.step = 0
         self.steps_per_epoch = len(data) // train_cfg.batch_size // train_cfg.d_steps
@@ -76,6 +81,7 @@ class Trainer:
         return {
             "model_config": self.model_cfg.to_dict(), "train_config": self.cfg.to_dict(),
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            **({"generator_ema": self.G_ema.state_dict()} if self.G_ema is not None else {}),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "epoch": self.step // self.steps_per_epoch,
             "rng": {"noise": self.noise.get_state(), "torch": torch.get_rng_state()},
@@ -86,6 +92,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         try:
             self.G.load_state_dict(state["generator"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(state["generator_ema"])
             self.D.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -130,16 +138,35 @@ class Trainer:
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.step += 1
+        if self.G_ema is not None:
+            self._update_ema()
         return StepStats(loss_d.item(), loss_g.item(), torch.sigmoid(logits_real).mean().item(),
                          torch.sigmoid(logits_fake).mean().item())
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        images_seen = self.step * self.cfg.batch_size
+        half_life = min(self.cfg.ema_kimg * 1000, images_seen * EMA_RAMPUP)
+        beta = 0.5 ** (self.cfg.batch_size / max(half_life, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.lerp_(p, 1.0 - beta)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)  # batch-norm statistics are taken as they are, not averaged
+
     # ------------------------------------------------------------------------------ outputs
+    @property
+    def G_out(self) -> torch.nn.Module:
+        """The generator to show, evaluate and export: the EMA one when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
     @torch.no_grad()
     def sample_grid(self) -> np.ndarray:
-        self.G.eval()
+        g = self.G_out
+        was_training = g.training
+        g.eval()
         z = torch.from_numpy(latents_for_seeds(SAMPLE_SEEDS, self.model_cfg.z_dim)).to(self.device)
-        images = to_uint8(self.G(z).float().cpu().numpy())
-        self.G.train()
+        images = to_uint8(g(z).float().cpu().numpy())
+        g.train(was_training)
         return make_grid(images, columns=8)
 
 
@@ -174,6 +201,18 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     except OSError as e:
         raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
 
+    from .monitor import FailureWatch
+
+    watch = FailureWatch(log)
+    monitor = None
+    if train_cfg.eval_every:
+        if (data.name, model_cfg.channels, model_cfg.size) != ("mnist", 1, 28):
+            raise GankitError("--eval-every scores samples with the MNIST classifier: it needs --data mnist at 28x28x1")
+        from .monitor import Monitor
+
+        monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
+        watch = monitor.watch
+
     spe = trainer.steps_per_epoch
     last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
     images_per_step = train_cfg.batch_size * train_cfg.d_steps
@@ -186,7 +225,22 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         s = trainer.train_step()
         sums += (s.loss_d, s.loss_g, s.d_real, s.d_fake)
         count += 1
+        watch.step(s.d_fake)
         epoch, in_epoch = divmod(trainer.step, spe)
+        if monitor and trainer.step % train_cfg.eval_every == 0:
+            paused = time.perf_counter()
+            figures_ = monitor.evaluate(trainer.G_out, trainer.device)
+            best = monitor.is_best(figures_["fd"])
+            save_checkpoint(trainer.state_dict(), ckpt)
+            if best:
+                shutil.copyfile(ckpt, out / "best.pt.tmp")
+                os.replace(out / "best.pt.tmp", out / "best.pt")
+            _append(out, {"step": trainer.step, "epoch": trainer.step / spe, "eval": figures_, "best": best})
+            progress.end(f"step {trainer.step} eval: FD {figures_['fd']:.3f} confident {figures_['confident']:.1%} "
+                         f"recall {figures_['recall']:.3f} classes {figures_['class_share_min']:.1%}-"
+                         f"{figures_['class_share_max']:.1%}{' (best)' if best else ''}")
+            _plot(out)
+            started += time.perf_counter() - paused  # eval time is not training time
         seconds = time.perf_counter() - started
         mean = sums / count
         figures = (f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} "
@@ -199,8 +253,23 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
             record = {"step": trainer.step, "epoch": trainer.step / spe, "loss_d": mean[0], "loss_g": mean[1],
                       "d_real": mean[2], "d_fake": mean[3], "images_per_s": count * images_per_step / seconds,
                       "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            _append(out, record)
+            _plot(out)
             progress.end(f"step {trainer.step} (epoch {trainer.step / spe:.2f}) {figures}")
             sums, count, started = np.zeros(4), 0, time.perf_counter()
     return ckpt
+
+
+def _append(run: Path, record: dict) -> None:
+    # One write of one whole line: a crash cannot leave half a record.
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _plot(run: Path) -> None:
+    try:
+        from .monitor import plot_run
+
+        plot_run(run)
+    except ImportError:  # matplotlib is optional: the numbers are in metrics.jsonl
+        pass

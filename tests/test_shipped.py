@@ -1,0 +1,35 @@
+"""The generator that ships in exported/ works straight after install, with no training."""
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from gankit_runtime import Generator
+
+SHIPPED = ROOT / "exported" / "mnist-dcgan.onnx"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return Generator(SHIPPED)
+
+
+def test_contract_and_metadata(shipped):
+    i = shipped.info
+    assert (i.input_name, i.output_name, i.z_dim, i.channels, i.height, i.width) == ("z", "images", 100, 1, 28, 28)
+    m = i.metadata
+    assert m["dataset"] == "mnist" and m["model_kind"] == "dcgan" and int(m["training_steps"]) >= 937
+    assert len(m["checkpoint_sha256"]) == 64 and m["latent"].startswith("numpy.random.RandomState")
+    assert not list(SHIPPED.parent.glob("*.onnx.data"))  # one self-contained file
+
+
+def test_generates_digit_like_images(shipped):
+    images = shipped.generate(range(64)).astype(np.float32)
+    assert images.shape == (64, 28, 28, 1)
+    # MNIST digits: a dark background and bright strokes (13% of real MNIST pixels are above half brightness),
+    # and different seeds give different digits.
+    border = np.concatenate([images[:, :3].ravel(), images[:, -3:].ravel()])
+    assert border.mean() < 30
+    bright = (images > 127).mean()
+    assert 0.05 < bright < 0.35, bright
+    assert np.std(images.reshape(64, -1).mean(axis=1)) > 1 and len({im.tobytes() for im in images}) == 64

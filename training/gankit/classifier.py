@@ -1,0 +1,107 @@
+"""The MNIST classifier whose features measure generated digits (evaluation issue).
+
+Inception features say little about 28x28 digits, so the feature space is a small CNN trained here on
+MNIST's training split and exported to ONNX: input `images` float32 [N, 1, 28, 28] in [-1, 1] (the
+generator's range), outputs `logits` [N, 10] and `features` [N, 128] (the penultimate layer).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit_runtime import GankitError
+from gankit_runtime.files import atomic_path
+
+from .config import default_data_dir
+from .mnist_sources import load_mnist_like
+
+FEATURES = 128
+
+
+class DigitClassifier(nn.Module):
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),   # 14x14
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
+            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(FEATURES, classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.head(self.dropout(features)), features
+
+
+def _scaled(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).unsqueeze(1).float().div_(127.5).sub_(1.0)
+
+
+def _shift(batch: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Random translations of up to max_shift pixels (padding with background): cheap augmentation."""
+    pad = F.pad(batch, (max_shift,) * 4, value=-1.0)
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=gen).tolist()
+    return pad[:, :, dy:dy + 28, dx:dx + 28]
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            logits, _ = model(_scaled(x[i:i + batch]))
+            correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data_dir: Path | None = None,
+                     log=None) -> tuple[nn.Module, float]:
+    """Train on MNIST's 60k training images; returns (model in eval mode, test accuracy)."""
+    log = log or sys.stderr
+    arrays = load_mnist_like("mnist", data_dir or default_data_dir())
+    x, y = arrays["x_train"], arrays["y_train"].astype(np.int64)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = DigitClassifier()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps = epochs * (len(x) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    images, labels = _scaled(x), torch.from_numpy(y)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        start = time.perf_counter()
+        for i in range(len(x) // batch_size):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            logits, _ = model(_shift(images[idx], gen))
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc = accuracy(model, arrays["x_test"], arrays["y_test"])
+        print(f"classifier epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}, test accuracy {acc:.4f} "
+              f"({time.perf_counter() - start:.0f} s)", file=log)
+    return model.eval(), acc
+
+
+def export_classifier(model: nn.Module, out: Path, test_accuracy: float) -> None:
+    """One self-contained ONNX file with a dynamic batch, outputs logits and features."""
+    from .export import onnx_program
+
+    program = onnx_program(model, torch.zeros(2, 1, 28, 28), "images", ["logits", "features"],
+                           {"gankit.format": "classifier-1", "dataset": "mnist",
+                            "test_accuracy": f"{test_accuracy:.4f}", "input_range": "-1,1"})
+    try:
+        with atomic_path(Path(out)) as tmp:
+            program.save(str(tmp), external_data=False)
+    except OSError as e:
+        raise GankitError(f"could not write {out}: {e.strerror or e}") from None

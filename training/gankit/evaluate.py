@@ -1,0 +1,97 @@
+"""`python cli.py eval MODEL`: how good a generator's digits are, through the shipped MNIST classifier.
+
+Figures over N generated samples against MNIST's real test split, in the classifier's penultimate
+features: Frechet distance (FD), KID, precision and recall (k = 3), the share of samples classified
+with confidence >= 0.9 and the predicted-class histogram. The same figures for real training images
+against the real test split give the scale: a perfect generator scores about those.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from gankit_runtime import GankitError, Generator
+from gankit_runtime import metrics as M
+from gankit_runtime.files import atomic_write_bytes
+
+from .config import default_data_dir
+from .mnist_sources import load_mnist_like
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
+
+
+class FeatureExtractor:
+    """The exported classifier: uint8 [N, 28, 28, 1] images -> (features [N, 128], probabilities [N, 10])."""
+
+    def __init__(self, path: Path = DEFAULT_CLASSIFIER, threads: int | None = None):
+        import onnxruntime as ort
+
+        if not Path(path).is_file():
+            raise GankitError(f"classifier {path} not found (train one with python cli.py train-classifier)")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        feats, probs = [], []
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+            logits, f = self.session.run(["logits", "features"], {"images": x})
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            probs.append(e / e.sum(1, keepdims=True))
+            feats.append(f)
+        return np.concatenate(feats), np.concatenate(probs)
+
+
+def figures(features: np.ndarray, probabilities: np.ndarray, real_features: np.ndarray) -> dict:
+    kid, kid_std = M.kernel_inception_distance(features, real_features)
+    precision, recall = M.precision_recall(real_features, features)
+    return {"fd": M.frechet_distance(features, real_features), "kid": kid, "kid_std": kid_std,
+            "precision": precision, "recall": recall, **M.class_figures(probabilities)}
+
+
+def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data_dir: Path | None = None,
+             classifier: Path = DEFAULT_CLASSIFIER, with_reference: bool = True) -> dict:
+    i = model.info
+    if (i.channels, i.height, i.width) != (1, 28, 28):
+        raise GankitError(f"eval --data mnist needs a 1x28x28 generator; {i.path} makes "
+                          f"{i.channels}x{i.height}x{i.width}")
+    if samples < 2:
+        raise GankitError("eval needs at least 2 samples")
+    extract = FeatureExtractor(classifier)
+    mnist = load_mnist_like("mnist", data_dir or default_data_dir())
+    real_f, _ = extract(mnist["x_test"][..., None])
+    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size))
+    result = {"model": str(i.path), "samples": samples, "generated": figures(fake_f, fake_p, real_f)}
+    if with_reference:  # real training images in place of generated ones: the best a generator can hope for
+        pick = np.random.default_rng(0).choice(len(mnist["x_train"]), min(samples, len(mnist["x_train"])), replace=False)
+        ref_f, ref_p = extract(mnist["x_train"][pick][..., None])
+        result["real_train"] = figures(ref_f, ref_p, real_f)
+    return result
+
+
+def table(result: dict) -> str:
+    rows = [("FD (classifier features)", "fd", "{:.3f}"), ("KID", "kid", "{:.4f}"),
+            ("precision (k=3)", "precision", "{:.3f}"), ("recall (k=3)", "recall", "{:.3f}"),
+            ("confidence >= 0.9", "confident", "{:.1%}"), ("smallest class share", "class_share_min", "{:.1%}"),
+            ("largest class share", "class_share_max", "{:.1%}"), ("class entropy (max 2.303)", "class_entropy", "{:.3f}")]
+    cols = [k for k in ("generated", "real_train") if k in result]
+    lines = [f"{'':28}" + "".join(f"{c:>14}" for c in cols)]
+    for label, key, fmt in rows:
+        cells = []
+        for c in cols:
+            v = result[c][key]
+            cells.append(f"{fmt.format(v):>14}")
+        lines.append(f"{label:28}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: Path) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(result, indent=2) + "\n").encode())

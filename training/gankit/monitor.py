@@ -1,0 +1,120 @@
+"""Watching a run: eval figures every N steps, the best checkpoint by FD, a plot, failure warnings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit_runtime import to_uint8, latents_for_seeds
+from gankit_runtime.files import atomic_path
+
+from .evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, figures
+from .mnist_sources import load_mnist_like
+
+D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing
+D_FAKE_PATIENCE = 500  # generator steps
+COLLAPSE_SHARE = 0.3  # one class above this share of samples (10% each in MNIST): mode collapse
+
+
+class FailureWatch:
+    """Warns once, on the log, when training fails in a way that has a name."""
+
+    def __init__(self, log=None):
+        self.log = log or sys.stderr
+        self.low_d_fake_steps = 0
+        self.warned: set[str] = set()
+
+    def step(self, d_fake: float) -> None:
+        self.low_d_fake_steps = self.low_d_fake_steps + 1 if d_fake < D_FAKE_FLOOR else 0
+        if self.low_d_fake_steps == D_FAKE_PATIENCE:
+            self.warn("d_wins", f"warning: D(G(z)) has stayed below {D_FAKE_FLOOR} for {D_FAKE_PATIENCE} steps: "
+                                "the discriminator wins outright and the generator learns nothing "
+                                "(try a lower --lr-d, or --g-loss non-saturating)")
+
+    def classes(self, figures: dict) -> None:
+        if figures["class_share_max"] > COLLAPSE_SHARE:
+            self.warn("collapse", f"warning: {figures['class_share_max']:.0%} of samples are one class "
+                                  f"(counts {figures['class_counts']}): the generator is collapsing to few modes")
+
+    def warn(self, key: str, text: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            print(text, file=self.log)
+
+
+class Monitor:
+    def __init__(self, out: Path, data_dir: Path, samples: int, log=None):
+        self.out, self.samples, self.log = out, samples, log or sys.stderr
+        self.extract = FeatureExtractor(DEFAULT_CLASSIFIER)
+        self.real, _ = self.extract(load_mnist_like("mnist", data_dir)["x_test"][..., None])
+        # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
+        past = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+                if line.strip()] if (out / "metrics.jsonl").is_file() else []
+        self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
+        self.watch = FailureWatch(self.log)
+
+    @torch.no_grad()
+    def evaluate(self, g: torch.nn.Module, device) -> dict:
+        was_training = g.training
+        g.eval()
+        images = []
+        for start in range(0, self.samples, 500):
+            z = latents_for_seeds(range(start, min(start + 500, self.samples)), g_z_dim(g))
+            images.append(to_uint8(g(torch.from_numpy(z).to(device)).float().cpu().numpy()))
+        g.train(was_training)
+        feats, probs = self.extract(np.concatenate(images))
+        result = figures(feats, probs, self.real)
+        self.watch.classes(result)
+        return result
+
+    def is_best(self, fd: float) -> bool:
+        if fd < self.best_fd:
+            self.best_fd = fd
+            return True
+        return False
+
+
+def g_z_dim(g: torch.nn.Module) -> int:
+    first = next(m for m in g.modules() if isinstance(m, torch.nn.Linear))
+    return first.in_features
+
+
+def plot_run(run: Path) -> None:
+    """plot.png beside metrics.jsonl: losses, D(x), D(G(z)) and, when present, the eval figures over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in records if "loss_d" in r]
+    evals = [r for r in records if "eval" in r]
+    panels = 3 if evals else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
+    steps = [r["step"] for r in train]
+    axes[0].plot(steps, [r["loss_d"] for r in train], label="loss D")
+    axes[0].plot(steps, [r["loss_g"] for r in train], label="loss G")
+    axes[1].plot(steps, [r["d_real"] for r in train], label="D(x)")
+    axes[1].plot(steps, [r["d_fake"] for r in train], label="D(G(z))")
+    axes[1].set_ylim(0, 1)
+    if evals:
+        es = [r["step"] for r in evals]
+        axes[2].plot(es, [r["eval"]["fd"] for r in evals], "o-", label="FD")
+        axes[2].set_yscale("log")
+        twin = axes[2].twinx()
+        twin.plot(es, [r["eval"]["confident"] for r in evals], "s--", color="tab:green", label="confident")
+        twin.plot(es, [r["eval"]["recall"] for r in evals], "^--", color="tab:red", label="recall")
+        twin.set_ylim(0, 1)
+        twin.legend(loc="center right", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("generator step")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(run / "plot.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
