@@ -144,3 +144,27 @@ def test_cuda_requested_without_cuda(capsys, good, tmp_path):
     expect_error(capsys, ["generate", good / "g.onnx", "--device", "cuda", "--out", tmp_path / "o"], "CUDA")
     if not torch.cuda.is_available():
         expect_error(capsys, ["train", "--device", "cuda", "--out", tmp_path / "r"], "CUDA")
+
+
+def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, monkeypatch):
+    import errno
+    import os
+
+    import gankit_runtime.files as files
+
+    real, calls = os.replace, []
+
+    def full_disk(src, dst):
+        calls.append(dst)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", full_disk)
+    expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
+                 "No space left on device")
+    left = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert len(left) == 5 and all(n.endswith(".png") and not n.startswith(".") for n in left)
+    expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
+                 "No space left on device")
+    assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
