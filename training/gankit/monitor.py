@@ -46,16 +46,13 @@ class FailureWatch:
             print(text, file=self.log)
 
 
-class Monitor:
-    def __init__(self, out: Path, data_dir: Path, samples: int, log=None):
-        self.out, self.samples, self.log = out, samples, log or sys.stderr
+class Scorer:
+    """eval's figures for a torch generator in training: its samples against the MNIST test split."""
+
+    def __init__(self, data_dir: Path, samples: int):
+        self.samples = samples
         self.extract = FeatureExtractor(DEFAULT_CLASSIFIER)
         self.real, _ = self.extract(load_mnist_like("mnist", data_dir)["x_test"][..., None])
-        # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
-        past = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
-                if line.strip()] if (out / "metrics.jsonl").is_file() else []
-        self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
-        self.watch = FailureWatch(self.log)
 
     @torch.no_grad()
     def evaluate(self, g: torch.nn.Module, device) -> dict:
@@ -66,8 +63,22 @@ class Monitor:
             z = latents_for_seeds(range(start, min(start + 500, self.samples)), g_z_dim(g))
             images.append(to_uint8(g(torch.from_numpy(z).to(device)).float().cpu().numpy()))
         g.train(was_training)
-        feats, probs = self.extract(np.concatenate(images))
-        result = figures(feats, probs, self.real)
+        return figures(*self.extract(np.concatenate(images)), self.real)
+
+
+class Monitor:
+    """--eval-every: scores the run's generator, tracks the best FD, warns on collapse."""
+
+    def __init__(self, out: Path, data_dir: Path, samples: int, log=None):
+        self.scorer = Scorer(data_dir, samples)
+        self.watch = FailureWatch(log)
+        # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
+        past = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+                if line.strip()] if (out / "metrics.jsonl").is_file() else []
+        self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
+
+    def evaluate(self, g: torch.nn.Module, device) -> dict:
+        result = self.scorer.evaluate(g, device)
         self.watch.classes(result)
         return result
 

@@ -1,0 +1,79 @@
+"""Time to quality: the default `python cli.py train --model dcgan --data mnist` on this machine, scored
+with `eval`'s figures after 5, 10, 20 and 30 minutes of training (eval time not counted).
+
+    python bench/time_to_quality.py --model dcgan [--minutes 5,10,20,30] [--threads 2]
+
+The run keeps an EMA of G beside it (half-life --ema kimg); the EMA only watches, so G trains exactly as
+the default command does, and every mark scores both: that shows whether EMA helps.
+Target (issue 3): within 20 minutes, >= 95% of samples classified with confidence >= 0.9 and every class
+between 6% and 14% of samples. The anchor: real training images scored the same way, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import common  # noqa: F401  (puts the repository on sys.path)
+
+from gankit.config import ModelConfig, TrainConfig, default_data_dir
+from gankit.data import load_dataset
+from gankit.evaluate import figures
+from gankit.mnist_sources import load_mnist_like
+from gankit.monitor import Scorer
+from gankit.train import Trainer
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["dcgan", "vanilla"], default="dcgan")
+    ap.add_argument("--minutes", default="5,10,20,30")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ema", type=float, default=10.0, help="EMA half-life in kimg, scored beside G")
+    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--out", default=None, help="JSON file for the results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    marks = [float(m) * 60 for m in args.minutes.split(",")]
+
+    model_cfg = ModelConfig(kind=args.model)  # the CLI's defaults: z 100, 28x28x1, width 32
+    train_cfg = TrainConfig(ema_kimg=args.ema)  # the CLI's defaults otherwise
+    data_dir = default_data_dir()
+    data = load_dataset("mnist", 28, 1, data_dir)
+    trainer = Trainer(model_cfg, train_cfg, data)
+    scorer = Scorer(data_dir, args.samples)
+    pick = np.random.default_rng(0).choice(60000, args.samples, replace=False)
+    train_images = load_mnist_like("mnist", data_dir)["x_train"][pick][..., None]
+    anchor = figures(*scorer.extract(train_images), scorer.real)
+    print(f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "
+          f"classes {anchor['class_share_min']:.1%}-{anchor['class_share_max']:.1%}, recall {anchor['recall']:.3f}")
+    print(f"{'min':>4} {'steps':>6} {'epochs':>6} {'img/s':>6} | {'G: FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"
+          f" | {'EMA: FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}")
+    results, trained = [], 0.0
+    for mark in marks:
+        start = time.perf_counter()
+        while trained + (time.perf_counter() - start) < mark:
+            trainer.train_step()
+        trained += time.perf_counter() - start
+        row = {"minutes": mark / 60, "step": trainer.step, "epochs": trainer.step / trainer.steps_per_epoch,
+               "images_per_s": trainer.step * train_cfg.batch_size / trained,
+               "G": scorer.evaluate(trainer.G, trainer.device), "EMA": scorer.evaluate(trainer.G_ema, trainer.device)}
+        results.append(row)
+        cells = []
+        for key in ("G", "EMA"):
+            f = row[key]
+            cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
+                         f" {f['precision']:>5.2f} {f['recall']:>5.2f}")
+        print(f"{mark / 60:>4.0f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | {cells[0]} | {cells[1]}",
+              flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"model": args.model, "anchor": anchor, "marks": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
