@@ -82,8 +82,9 @@ def train(
     z_dim: int = typer.Option(100, min=1),
     width: Optional[int] = typer.Option(None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 "
                                                            "(128 at 64x64: the DCGAN paper's 1024)."),
+    label_smoothing: float = typer.Option(0.0, help="One-sided: D's target for real images is 1 - this."),
     seed: int = typer.Option(0, min=0),
-    ema: float = typer.Option(0.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
+    ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
     eval_samples: int = typer.Option(5000, min=2, help="Samples per eval during training."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
@@ -108,8 +109,8 @@ def train(
                             width=width or (128 if size >= 64 else 32))
     train_cfg = TrainConfig(data=data, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
                             lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, d_steps=d_steps,
-                            g_loss=g_loss.value, seed=seed, ema_kimg=ema, eval_every=eval_every,
-                            eval_samples=eval_samples)
+                            g_loss=g_loss.value, label_smoothing=label_smoothing, seed=seed, ema_kimg=ema,
+                            eval_every=eval_every, eval_samples=eval_samples)
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, epochs=epochs if resume else None,
                         max_steps=steps, device=device)
     typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
@@ -144,7 +145,8 @@ def generate(
 ):
     """Generate images from seeds with onnxruntime (no torch needed)."""
     seed_list = parse_seeds(seeds)
-    generator = Generator(model, device=device, threads=threads)
+    # PNG files are written by a thread beside inference: onnxruntime's threads must not spin-wait.
+    generator = Generator(model, device=device, threads=threads, spin=format == Format.npz)
     out = out or Path("out" if format == Format.png else "out.npz")
     start = time.perf_counter()
     writer = write_pngs if format == Format.png else write_npz

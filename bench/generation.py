@@ -77,6 +77,7 @@ def main():
         g, _ = build_models(cfg)
         to_onnx(g.eval(), cfg, tmp / "m.onnx", {})
         runtime = Generator(tmp / "m.onnx", threads=args.threads)
+        quiet = Generator(tmp / "m.onnx", threads=args.threads, spin=False)  # as `generate --format png` runs it
         seeds = list(range(args.images))
         print(f"\nwriting {len(seeds)} MNIST images (batch 256)")
         places = [("disk", tmp)] + ([("tmpfs", Path("/dev/shm"))] if Path("/dev/shm").is_dir() else [])
@@ -89,7 +90,7 @@ def main():
                     pass
                 infer = len(seeds) / (time.perf_counter() - start)
                 start = time.perf_counter()
-                write_pngs(runtime, seeds, where / "png", batch_size=256)
+                write_pngs(quiet, seeds, where / "png", batch_size=256)
                 png = len(seeds) / (time.perf_counter() - start)
                 start = time.perf_counter()
                 write_npz(runtime, seeds, where / "all.npz", batch_size=256)

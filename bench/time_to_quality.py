@@ -36,12 +36,19 @@ def main():
     ap.add_argument("--ema", type=float, default=10.0, help="EMA half-life in kimg, scored beside G")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--out", default=None, help="JSON file for the results")
+    # Recipe probes: the defaults are the CLI's.
+    ap.add_argument("--width", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr-g", type=float, default=2e-4)
+    ap.add_argument("--lr-d", type=float, default=2e-4)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     marks = [float(m) * 60 for m in args.minutes.split(",")]
 
-    model_cfg = ModelConfig(kind=args.model)  # the CLI's defaults: z 100, 28x28x1, width 32
-    train_cfg = TrainConfig(ema_kimg=args.ema)  # the CLI's defaults otherwise
+    model_cfg = ModelConfig(kind=args.model, **({"width": args.width} if args.width else {}))
+    train_cfg = TrainConfig(ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
+                            label_smoothing=args.label_smoothing)
     data_dir = default_data_dir()
     data = load_dataset("mnist", 28, 1, data_dir)
     trainer = Trainer(model_cfg, train_cfg, data)
@@ -49,6 +56,7 @@ def main():
     pick = np.random.default_rng(0).choice(60000, args.samples, replace=False)
     train_images = load_mnist_like("mnist", data_dir)["x_train"][pick][..., None]
     anchor = figures(*scorer.extract(train_images), scorer.real)
+    print(f"{args.model} {model_cfg} {train_cfg}")
     print(f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "
           f"classes {anchor['class_share_min']:.1%}-{anchor['class_share_max']:.1%}, recall {anchor['recall']:.3f}")
     print(f"{'min':>4} {'steps':>6} {'epochs':>6} {'img/s':>6} | {'G: FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"

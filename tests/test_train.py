@@ -18,6 +18,13 @@ def test_discriminator_loss_is_bce_real_1_fake_0():
     torch.testing.assert_close(discriminator_loss(lr, lf), expected)
 
 
+def test_one_sided_label_smoothing_targets_real_images_only():
+    lr, lf = torch.randn(16), torch.randn(16)
+    expected = (F.binary_cross_entropy(torch.sigmoid(lr), torch.full((16,), 0.9))
+                + F.binary_cross_entropy(torch.sigmoid(lf), torch.zeros(16)))
+    torch.testing.assert_close(discriminator_loss(lr, lf, 0.1), expected)
+
+
 def test_generator_losses():
     lf = torch.randn(16)
     d = torch.sigmoid(lf)

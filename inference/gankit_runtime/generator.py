@@ -90,9 +90,11 @@ class Generator:
     device: "cpu", "cuda" or "cuda:N". Asking for CUDA where onnxruntime cannot use it is an
     error, never a silent run on the CPU. threads: onnxruntime's intra-op threads (default: its
     own choice, one per physical core); set it in containers and next to other busy processes.
+    spin: let onnxruntime's threads spin while they wait (fastest for inference alone); turn it off when
+    threads of your own work beside it, as the PNG writer does (measured: +16% PNG throughput on 2 cores).
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = True):
         ort = _import_onnxruntime()
         path = Path(path)
         if not path.is_file():
@@ -105,6 +107,7 @@ class Generator:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind exception types

@@ -4,6 +4,7 @@ Inference runs in the calling thread while a writer thread encodes and writes th
 files: creating files costs about as much as inference here, so the two overlap. At most two
 batches are in flight, whatever the number of seeds. One writer beats two on a 2-core machine
 (measured: 63% against 44% of the inference rate): PNG encoding holds the GIL part of the time.
+Give write_pngs a Generator(spin=False): onnxruntime's spinning threads would starve the writer.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit_runtime import GankitError, latents_for_seeds, make_grid, to_uint8
+from gankit_runtime.files import atomic_path
 from gankit_runtime.images import save_png
 
 from . import __version__
@@ -44,9 +44,11 @@ class StepStats:
     d_fake: float  # mean D(G(z)) over the last D step's fake batch
 
 
-def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    # BCE with label 1 on real and 0 on fake: -log D(x) - log(1 - D(G(z))), as logits.
-    return F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    # BCE with label 1 (or 1 - smoothing) on real and 0 on fake: -log D(x) - log(1 - D(G(z))), as logits.
+    real = F.softplus(-logits_real) if not smoothing else \
+        (1 - smoothing) * F.softplus(-logits_real) + smoothing * F.softplus(logits_real)
+    return real.mean() + F.softplus(logits_fake).mean()
 
 
 def generator_loss(logits_fake: torch.Tensor, kind: str) -> torch.Tensor:
@@ -143,7 +145,7 @@ class Trainer:
                 fake = self.G(self._z())
             with self._autocast():
                 logits_real, logits_fake = self.D(real).float(), self.D(fake).float()
-            loss_d = discriminator_loss(logits_real, logits_fake)
+            loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -251,17 +253,7 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         epoch, in_epoch = divmod(trainer.step, spe)
         if monitor and trainer.step % train_cfg.eval_every == 0:
             paused = time.perf_counter()
-            figures_ = monitor.evaluate(trainer.G_out, trainer.device)
-            best = monitor.is_best(figures_["fd"])
-            save_checkpoint(trainer.state_dict(), ckpt)
-            if best:
-                shutil.copyfile(ckpt, out / "best.pt.tmp")
-                os.replace(out / "best.pt.tmp", out / "best.pt")
-            _append(out, {"step": trainer.step, "epoch": trainer.step / spe, "eval": figures_, "best": best})
-            progress.end(f"step {trainer.step} eval: FD {figures_['fd']:.3f} confident {figures_['confident']:.1%} "
-                         f"recall {figures_['recall']:.3f} classes {figures_['class_share_min']:.1%}-"
-                         f"{figures_['class_share_max']:.1%}{' (best)' if best else ''}")
-            _plot(out)
+            _evaluate(trainer, monitor, out, progress)
             started += time.perf_counter() - paused  # eval time is not training time
         seconds = time.perf_counter() - started
         mean = sums / count
@@ -272,14 +264,27 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
             name = f"epoch_{epoch:03d}.png" if in_epoch == 0 else f"step_{trainer.step:07d}.png"
             save_png(trainer.sample_grid(), out / "samples" / name, compress_level=6)
             save_checkpoint(trainer.state_dict(), ckpt)
-            record = {"step": trainer.step, "epoch": trainer.step / spe, "loss_d": mean[0], "loss_g": mean[1],
-                      "d_real": mean[2], "d_fake": mean[3], "images_per_s": count * images_per_step / seconds,
-                      "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            _append(out, record)
+            _append(out, {"step": trainer.step, "epoch": trainer.step / spe, "loss_d": mean[0], "loss_g": mean[1],
+                          "d_real": mean[2], "d_fake": mean[3], "images_per_s": count * images_per_step / seconds,
+                          "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
             _plot(out)
             progress.end(f"step {trainer.step} (epoch {trainer.step / spe:.2f}) {figures}")
             sums, count, started = np.zeros(4), 0, time.perf_counter()
     return ckpt
+
+
+def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
+    """--eval-every: score the generator, checkpoint, and keep best.pt when FD is the lowest so far."""
+    f = monitor.evaluate(trainer.G_out, trainer.device)
+    best = monitor.is_best(f["fd"])
+    save_checkpoint(trainer.state_dict(), out / FILENAME)
+    if best:
+        with atomic_path(out / "best.pt") as tmp:
+            shutil.copyfile(out / FILENAME, tmp)
+    _append(out, {"step": trainer.step, "epoch": trainer.step / trainer.steps_per_epoch, "eval": f, "best": best})
+    progress.end(f"step {trainer.step} eval: FD {f['fd']:.3f} confident {f['confident']:.1%} recall {f['recall']:.3f} "
+                 f"classes {f['class_share_min']:.1%}-{f['class_share_max']:.1%}{' (best)' if best else ''}")
+    _plot(out)
 
 
 def _append(run: Path, record: dict) -> None:
