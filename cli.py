@@ -178,7 +178,8 @@ def evaluate(
             from gankit.export import export as run_export
 
             onnx_path = Path(tmp) / "generator.onnx"
-            run_export(model, onnx_path, log=open(os.devnull, "w"))
+            with open(os.devnull, "w") as quiet:
+                run_export(model, onnx_path, log=quiet)
         else:
             onnx_path = model
         result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,

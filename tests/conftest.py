@@ -45,6 +45,26 @@ def torch_blocker(tmp_path: Path) -> dict:
     return {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk(n): the file system accepts n more atomic renames, then answers ENOSPC."""
+    import errno
+
+    import gankit_runtime.files as files
+
+    def install(n: int):
+        real, calls = os.replace, []
+
+        def replace(src, dst):
+            calls.append(dst)
+            if len(calls) > n:
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+            real(src, dst)
+
+        monkeypatch.setattr(files.os, "replace", replace)
+    return install
+
+
 def assert_one_line_error(stderr: str, rc: int, *fragments: str):
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert rc != 0

@@ -146,21 +146,8 @@ def test_cuda_requested_without_cuda(capsys, good, tmp_path):
         expect_error(capsys, ["train", "--device", "cuda", "--out", tmp_path / "r"], "CUDA")
 
 
-def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, monkeypatch):
-    import errno
-    import os
-
-    import gankit_runtime.files as files
-
-    real, calls = os.replace, []
-
-    def full_disk(src, dst):
-        calls.append(dst)
-        if len(calls) > 5:
-            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
-        real(src, dst)
-
-    monkeypatch.setattr(files.os, "replace", full_disk)
+def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, full_disk):
+    full_disk(5)
     expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
                  "No space left on device")
     left = sorted(p.name for p in (tmp_path / "o").iterdir())
@@ -168,3 +155,19 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
     expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
                  "No space left on device")
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not (cli.Path(__file__).parent.parent / "exported" / "mnist-classifier.onnx").is_file(),
+                    reason="exported/mnist-classifier.onnx not built")
+def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good):
+    import json
+
+    rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference", "--out", tmp_path / "e.json")
+    assert rc == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    g = result["generated"]
+    assert sum(g["class_counts"]) == 300 and 0 <= g["precision"] <= 1 and g["fd"] > 0 and "real_train" not in result
+    rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
+    assert rc == 0 and (good / "eval.json").is_file()
+    expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "mnist only")
+    expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")

@@ -76,22 +76,8 @@ def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
     assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
 
 
-def test_interrupted_png_write_leaves_no_partial_file(small_rgb, tmp_path, monkeypatch):
-    import errno
-    import os
-
-    import gankit_runtime.files as files
-
-    real = os.replace
-    calls = []
-
-    def full_disk(src, dst):
-        calls.append(dst)
-        if len(calls) > 3:
-            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
-        real(src, dst)
-
-    monkeypatch.setattr(files.os, "replace", full_disk)
+def test_interrupted_png_write_leaves_no_partial_file(small_rgb, tmp_path, full_disk):
+    full_disk(3)
     with pytest.raises(OSError):
         write_pngs(Generator(small_rgb), range(20), tmp_path / "o", batch_size=4)
     left = list((tmp_path / "o").iterdir())
