@@ -185,8 +185,7 @@ def evaluate(
         result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
                           with_reference=reference)
     result["model"] = str(model)
-    out = out or (model.with_suffix(".eval.json") if model.suffix == ".onnx" else model / "eval.json"
-                  if model.is_dir() else model.with_suffix(".eval.json"))
+    out = out or (model / "eval.json" if model.is_dir() else model.with_suffix(".eval.json"))
     write_json(result, out)
     typer.echo(table(result) + f"\nfigures: {out}")
 

@@ -69,7 +69,8 @@ def main():
         trained += time.perf_counter() - start
         row = {"minutes": mark / 60, "step": trainer.step, "epochs": trainer.step / trainer.steps_per_epoch,
                "images_per_s": trainer.step * train_cfg.batch_size / trained,
-               "G": scorer.evaluate(trainer.G, trainer.device), "EMA": scorer.evaluate(trainer.G_ema, trainer.device)}
+               "G": scorer.evaluate(trainer.G, model_cfg.z_dim, trainer.device),
+               "EMA": scorer.evaluate(trainer.G_ema, model_cfg.z_dim, trainer.device)}
         results.append(row)
         cells = []
         for key in ("G", "EMA"):

@@ -171,3 +171,5 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good):
     assert rc == 0 and (good / "eval.json").is_file()
     expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "mnist only")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")
+    (tmp_path / "broken.onnx").write_text("not a classifier")
+    expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "broken.onnx"], "not a loadable")

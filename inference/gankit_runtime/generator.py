@@ -81,6 +81,33 @@ def _read_info(session, path: Path) -> ModelInfo:
                      (low, high), props)
 
 
+def open_session(path: Path, device: str = "cpu", threads: int | None = None, spin: bool = True):
+    """An onnxruntime session on `device`, or one clear GankitError: missing or unloadable file, bad device,
+    CUDA asked for but not available, or a session that silently fell back to the CPU."""
+    ort = _import_onnxruntime()
+    path = Path(path)
+    if not path.is_file():
+        raise GankitError(f"model {path} not found")
+    if threads is not None and threads < 1:
+        raise GankitError(f"threads must be at least 1, got {threads}")
+    providers = _providers(ort, device)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; a CUDA fallback is checked below, not logged
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own pybind exception types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GankitError(f"{path} is not a loadable ONNX model: {reason[:300]}") from None
+    if device != "cpu" and "CUDAExecutionProvider" not in session.get_providers():
+        raise GankitError(f"device {device} requested but onnxruntime fell back to {session.get_providers()} "
+                          "(no visible GPU or CUDA/cuDNN libraries missing)")
+    return session
+
+
 class Generator:
     """Load an exported generator once; turn seeds into images.
 
@@ -95,29 +122,10 @@ class Generator:
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = True):
-        ort = _import_onnxruntime()
         path = Path(path)
-        if not path.is_file():
-            raise GankitError(f"model {path} not found")
-        if threads is not None and threads < 1:
-            raise GankitError(f"threads must be at least 1, got {threads}")
-        providers = _providers(ort, device)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only; a CUDA fallback is checked below, not logged
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # onnxruntime raises its own pybind exception types
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise GankitError(f"{path} is not a loadable ONNX model: {reason[:300]}") from None
+        self.session = open_session(path, device, threads, spin)
         self.device = device
         self.providers = self.session.get_providers()
-        if device != "cpu" and "CUDAExecutionProvider" not in self.providers:
-            raise GankitError(f"device {device} requested but onnxruntime fell back to {self.providers} "
-                              "(no visible GPU or CUDA/cuDNN libraries missing)")
         self.info = _read_info(self.session, path)
 
     def __repr__(self) -> str:

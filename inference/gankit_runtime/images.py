@@ -1,8 +1,6 @@
 """Generator output (float NCHW in [-1, 1]) -> uint8 NHWC pixels, grids and PNG files."""
 
 import math
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 

@@ -57,9 +57,9 @@ def write_pngs(generator: Generator, seeds: Sequence[int], out_dir: Path, batch_
     out_dir = prepare_output_dir(out_dir)
     collector = _Grid(grid)
     in_flight: deque = deque()
+    folder = str(out_dir)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for chunk, images in generator.iter_images(seeds, batch_size):
-            folder = str(out_dir)
             in_flight.append(pool.submit(_save_batch, images, [os.path.join(folder, png_name(s)) for s in chunk]))
             collector.add(images)
             while len(in_flight) > 2:
@@ -83,7 +83,7 @@ def write_npz(generator: Generator, seeds: Sequence[int], path: Path, batch_size
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("images.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array_header_1_0(f, header)
-                for chunk, images in generator.iter_images(seeds, batch_size):
+                for _, images in generator.iter_images(seeds, batch_size):
                     f.write(images.tobytes())
                     collector.add(images)
             with zf.open("seeds.npy", "w") as f:

@@ -9,8 +9,6 @@ against the real test split give the scale: a perfect generator scores about tho
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from gankit_runtime import GankitError, Generator
 from gankit_runtime import metrics as M
 from gankit_runtime.files import atomic_write_bytes
+from gankit_runtime.generator import open_session
 
 from .config import default_data_dir
 from .mnist_sources import load_mnist_like
@@ -29,15 +28,10 @@ DEFAULT_CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
 class FeatureExtractor:
     """The exported classifier: uint8 [N, 28, 28, 1] images -> (features [N, 128], probabilities [N, 10])."""
 
-    def __init__(self, path: Path = DEFAULT_CLASSIFIER, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, path: Path = DEFAULT_CLASSIFIER):
         if not Path(path).is_file():
             raise GankitError(f"classifier {path} not found (train one with python cli.py train-classifier)")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(Path(path))
 
     def __call__(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
         feats, probs = [], []

@@ -117,6 +117,25 @@ def _dcgan_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+@torch.no_grad()
+def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500):
+    """uint8 [N, H, W, C] images of seeds from a torch generator in eval mode: what the runtime gives
+    for the same seeds after export (the same seed formula and pixel conversion)."""
+    import numpy as np
+
+    from gankit_runtime import latents_for_seeds, to_uint8
+
+    was_training = g.training
+    g.eval()
+    seeds = list(seeds)
+    out = []
+    for start in range(0, len(seeds), batch_size):
+        z = torch.from_numpy(latents_for_seeds(seeds[start:start + batch_size], z_dim)).to(device)
+        out.append(to_uint8(g(z).float().cpu().numpy()))
+    g.train(was_training)
+    return np.concatenate(out)
+
+
 def build_models(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) for a config, freshly initialised from torch's global RNG."""
     if cfg.kind == "vanilla":

@@ -6,14 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from gankit_runtime import to_uint8, latents_for_seeds
 from gankit_runtime.files import atomic_path
 
 from .evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, figures
 from .mnist_sources import load_mnist_like
+from .models import sample_uint8
 
 D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing
 D_FAKE_PATIENCE = 500  # generator steps
@@ -54,16 +53,8 @@ class Scorer:
         self.extract = FeatureExtractor(DEFAULT_CLASSIFIER)
         self.real, _ = self.extract(load_mnist_like("mnist", data_dir)["x_test"][..., None])
 
-    @torch.no_grad()
-    def evaluate(self, g: torch.nn.Module, device) -> dict:
-        was_training = g.training
-        g.eval()
-        images = []
-        for start in range(0, self.samples, 500):
-            z = latents_for_seeds(range(start, min(start + 500, self.samples)), g_z_dim(g))
-            images.append(to_uint8(g(torch.from_numpy(z).to(device)).float().cpu().numpy()))
-        g.train(was_training)
-        return figures(*self.extract(np.concatenate(images)), self.real)
+    def evaluate(self, g: torch.nn.Module, z_dim: int, device) -> dict:
+        return figures(*self.extract(sample_uint8(g, range(self.samples), z_dim, device)), self.real)
 
 
 class Monitor:
@@ -77,8 +68,8 @@ class Monitor:
                 if line.strip()] if (out / "metrics.jsonl").is_file() else []
         self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
 
-    def evaluate(self, g: torch.nn.Module, device) -> dict:
-        result = self.scorer.evaluate(g, device)
+    def evaluate(self, g: torch.nn.Module, z_dim: int, device) -> dict:
+        result = self.scorer.evaluate(g, z_dim, device)
         self.watch.classes(result)
         return result
 
@@ -87,11 +78,6 @@ class Monitor:
             self.best_fd = fd
             return True
         return False
-
-
-def g_z_dim(g: torch.nn.Module) -> int:
-    first = next(m for m in g.modules() if isinstance(m, torch.nn.Linear))
-    return first.in_features
 
 
 def plot_run(run: Path) -> None:

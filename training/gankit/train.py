@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gankit_runtime import GankitError, latents_for_seeds, make_grid, to_uint8
+from gankit_runtime import GankitError, make_grid
 from gankit_runtime.files import atomic_path
 from gankit_runtime.images import save_png
 
@@ -29,7 +29,8 @@ from . import __version__
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_data_dir
 from .data import Dataset, load_dataset, to_model_range
-from .models import build_models
+from .models import build_models, sample_uint8
+from .monitor import FailureWatch
 from .progress import Progress
 
 EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (StyleGAN's ramp-up)
@@ -183,15 +184,8 @@ class Trainer:
         """The generator to show, evaluate and export: the EMA one when there is one."""
         return self.G_ema if self.G_ema is not None else self.G
 
-    @torch.no_grad()
     def sample_grid(self) -> np.ndarray:
-        g = self.G_out
-        was_training = g.training
-        g.eval()
-        z = torch.from_numpy(latents_for_seeds(SAMPLE_SEEDS, self.model_cfg.z_dim)).to(self.device)
-        images = to_uint8(g(z).float().cpu().numpy())
-        g.train(was_training)
-        return make_grid(images, columns=8)
+        return make_grid(sample_uint8(self.G_out, SAMPLE_SEEDS, self.model_cfg.z_dim, self.device), columns=8)
 
 
 def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | None, *, resume: bool = False,
@@ -224,8 +218,6 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         (out / "samples").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
-
-    from .monitor import FailureWatch
 
     watch = FailureWatch(log)
     monitor = None
@@ -275,7 +267,7 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
 
 def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
     """--eval-every: score the generator, checkpoint, and keep best.pt when FD is the lowest so far."""
-    f = monitor.evaluate(trainer.G_out, trainer.device)
+    f = monitor.evaluate(trainer.G_out, trainer.model_cfg.z_dim, trainer.device)
     best = monitor.is_best(f["fd"])
     save_checkpoint(trainer.state_dict(), out / FILENAME)
     if best:
