@@ -19,7 +19,7 @@ from typing import Optional
 
 import typer
 
-from gankit_runtime import GankitError, Generator, parse_seeds, write_npz, write_pngs
+from gankit_runtime import GankitError, Generator, parse_seeds, write_npz
 
 # Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions,
 # older typer raises click's.
@@ -47,7 +47,18 @@ class GLoss(str, Enum):
 
 class Format(str, Enum):
     png = "png"
+    imagefolder = "imagefolder"
     npz = "npz"
+
+
+class DCondition(str, Enum):
+    projection = "projection"
+    concat = "concat"
+
+
+class DNorm(str, Enum):
+    batch = "batch"
+    spectral = "spectral"
 
 
 def _training_side():
@@ -83,6 +94,10 @@ def train(
     width: Optional[int] = typer.Option(None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 "
                                                            "(128 at 64x64: the DCGAN paper's 1024)."),
     label_smoothing: float = typer.Option(0.0, help="One-sided: D's target for real images is 1 - this."),
+    d_norm: DNorm = typer.Option(DNorm.batch, help="dcgan: normalisation in D, batch norm or spectral norm."),
+    conditional: bool = typer.Option(False, "--conditional", help="Class-conditional G and D, trained on the data's "
+                                                                  "labels (MNIST's digits, a folder's sub-folders)."),
+    d_condition: DCondition = typer.Option(DCondition.projection, help="--conditional: how D takes the label."),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
@@ -106,13 +121,14 @@ def train(
         torch.set_num_threads(threads)
     out = out or Path("runs") / f"{Path(data).name}-{model.value}"
     model_cfg = ModelConfig(kind=model.value, z_dim=z_dim, channels=channels or (1 if builtin else 3), size=size,
-                            width=width or (128 if size >= 64 else 32))
+                            width=width or (128 if size >= 64 else 32), d_norm=d_norm.value,
+                            d_condition=d_condition.value)
     train_cfg = TrainConfig(data=data, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
                             lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, d_steps=d_steps,
                             g_loss=g_loss.value, label_smoothing=label_smoothing, seed=seed, ema_kimg=ema,
                             eval_every=eval_every, eval_samples=eval_samples)
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, epochs=epochs if resume else None,
-                        max_steps=steps, device=device)
+                        max_steps=steps, device=device, conditional=conditional)
     typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
 
 
@@ -134,26 +150,61 @@ def export(
 @app.command()
 def generate(
     model: Path = typer.Argument(..., help="An exported .onnx generator."),
-    seeds: str = typer.Option("0-63", help="Seeds, e.g. 0-99,200,300-310; one image per seed."),
-    out: Optional[Path] = typer.Option(None, help="Folder (png, default out/) or .npz file (npz, default out.npz)."),
-    format: Format = typer.Option(Format.png, "--format", help="png: out/<seed>.png; npz: images uint8 "
-                                                                 "[N, H, W, C] and seeds."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-99,200,300-310; one image per seed (and class). "
+                                                   "Default 0-63."),
+    per_class: Optional[int] = typer.Option(None, min=1, help="Conditional models: N images of each class "
+                                                              "(seeds 0..N-1). Instead of --seeds."),
+    classes: Optional[str] = typer.Option(None, "--classes", "--class", help="Conditional models: the classes, by "
+                                                                             "name or index, e.g. 0,3,7. Default all."),
+    truncation: float = typer.Option(1.0, help="psi: latents shrink toward the mean, z' = psi * z (1.0 = off)."),
+    out: Optional[Path] = typer.Option(None, help="Folder (png, imagefolder; default out/) or .npz file "
+                                                  "(default out.npz)."),
+    format: Optional[Format] = typer.Option(None, "--format", help="png: out/<seed>.png; imagefolder: "
+                                            "out/<class>/<seed>.png (default for conditional models); npz: one file "
+                                            "of images, labels, seeds. Folders get metadata.jsonl."),
+    shard: Optional[str] = typer.Option(None, help="i/n: this process makes the i-th of n disjoint parts (from 0); "
+                                                   "the n parts together are the single run's files."),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime intra-op threads."),
-    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
+    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the first 64 images, or 8 per class."),
 ):
-    """Generate images from seeds with onnxruntime (no torch needed)."""
-    seed_list = parse_seeds(seeds)
+    """Generate images from seeds with onnxruntime (no torch needed); labelled data sets from conditional models.
+
+    Interrupted? Run the same command again: it keeps the images already written and makes the rest.
+    """
+    from gankit_runtime import parse_shard, plan, write_folder
+
+    if per_class is not None and seeds is not None:
+        raise GankitError("give --per-class N or --seeds, not both (--per-class N means seeds 0..N-1 in each class)")
+    seed_list = list(range(per_class)) if per_class is not None else parse_seeds(seeds if seeds is not None else "0-63")
+    shard_spec = parse_shard(shard) if shard is not None else None
+    if shard_spec and format == Format.npz:
+        raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     # PNG files are written by a thread beside inference: onnxruntime's threads must not spin-wait.
     generator = Generator(model, device=device, threads=threads, spin=format == Format.npz)
-    out = out or Path("out" if format == Format.png else "out.npz")
+    if per_class is not None and not generator.conditional:
+        raise GankitError(f"{model} is unconditional: --per-class needs a class-conditional generator "
+                          "(train one with --conditional)")
+    class_list = None
+    if classes is not None:
+        if not generator.conditional:
+            raise GankitError(f"{model} is unconditional: --classes and --class need a class-conditional generator")
+        class_list = [generator.class_index(c) for c in classes.replace(" ", "").split(",") if c != ""]
+    job = plan(generator, seed_list, class_list, truncation)
+    format = format or (Format.imagefolder if generator.conditional else Format.png)
+    out = out or Path("out.npz" if format == Format.npz else "out")
+    part = job.shard(*shard_spec) if shard_spec else job
     start = time.perf_counter()
-    writer = write_pngs if format == Format.png else write_npz
-    n = writer(generator, seed_list, out, batch_size=batch_size, grid=grid)
+    if format == Format.npz:
+        result = write_npz(generator, job, out, batch_size=batch_size, grid=grid)
+    else:
+        result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid, whole_job=job)
     seconds = time.perf_counter() - start
-    typer.echo(f"wrote {n} images to {out} in {seconds:.1f} s ({n / seconds:.0f} images/s, "
-               f"{', '.join(generator.providers)})")
+    what = f"shard {shard_spec[0]}/{shard_spec[1]}: " if shard_spec else ""
+    kept = f", kept {result.skipped} already there" if result.skipped else ""
+    typer.echo(f"{what}wrote {result.written} images to {out}{kept} in {seconds:.1f} s "
+               f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})")
 
 
 @app.command("eval")
@@ -215,8 +266,10 @@ def train_classifier(
 def info(model: Path = typer.Argument(..., help="An exported .onnx generator.")):
     """Show what an exported generator takes and gives, and its metadata."""
     i = Generator(model).info
-    typer.echo(f"{i.path}\n  input  {i.input_name}: float32 [N, {i.z_dim}]\n"
-               f"  output {i.output_name}: float32 [N, {i.channels}, {i.height}, {i.width}] in {list(i.output_range)}")
+    typer.echo(f"{i.path}\n  input  {i.input_name}: float32 [N, {i.z_dim}]")
+    if i.conditional:
+        typer.echo(f"  input  {i.labels_name}: int64 [N], class index: {', '.join(f'{n}={c}' for n, c in enumerate(i.classes))}")
+    typer.echo(f"  output {i.output_name}: float32 [N, {i.channels}, {i.height}, {i.width}] in {list(i.output_range)}")
     for key, value in sorted(i.metadata.items()):
         typer.echo(f"  {key}: {value}")
 

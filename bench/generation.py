@@ -22,7 +22,7 @@ from common import best_seconds, forward_flops, gflops, matmul_peak
 from gankit.config import ModelConfig
 from gankit.export import to_onnx
 from gankit.models import build_models
-from gankit_runtime import Generator, latents_for_seeds, write_npz, write_pngs
+from gankit_runtime import Generator, latents_for_seeds, plan, write_folder, write_npz
 
 MODELS = {"dcgan28 (MNIST default)": ModelConfig(kind="dcgan", size=28, channels=1, width=32),
           "dcgan64 rgb (DCGAN paper)": ModelConfig(kind="dcgan", size=64, channels=3, width=128)}
@@ -89,10 +89,10 @@ def main():
                     pass
                 infer = len(seeds) / (time.perf_counter() - start)
                 start = time.perf_counter()
-                write_pngs(quiet, seeds, where / "png", batch_size=256)
+                write_folder(quiet, plan(quiet, seeds), where / "png", batch_size=256)
                 png = len(seeds) / (time.perf_counter() - start)
                 start = time.perf_counter()
-                write_npz(runtime, seeds, where / "all.npz", batch_size=256)
+                write_npz(runtime, plan(runtime, seeds), where / "all.npz", batch_size=256)
                 npz = len(seeds) / (time.perf_counter() - start)
                 print(f"  {place}: creating a file costs {cost * 1e6:.0f} us of CPU; inference alone {infer:.0f} img/s "
                       f"(anchor); png {png:.0f} img/s = {png / infer:.0%}; npz {npz:.0f} img/s = {npz / infer:.0%}")

@@ -11,13 +11,19 @@ CONFIGS = {
     "vanilla": ModelConfig(kind="vanilla"),
     "dcgan28": ModelConfig(kind="dcgan", size=28, channels=1, width=32),
     "dcgan64rgb": ModelConfig(kind="dcgan", size=64, channels=3, width=128),
+    # Class-conditional: G joins a label embedding to z; D by projection (dcgan) or concatenation (vanilla).
+    "vanilla-cond": ModelConfig(kind="vanilla", num_classes=10, d_condition="concat"),
+    "dcgan28-cond": ModelConfig(kind="dcgan", size=28, channels=1, width=32, num_classes=10),
 }
 
 
 def synthetic_data(cfg: ModelConfig, n: int = 32, seed: int = 0) -> Dataset:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, cfg.channels, cfg.size, cfg.size), generator=g, dtype=torch.uint8)
-    return Dataset("synthetic", images, None, [])
+    if not cfg.conditional:
+        return Dataset("synthetic", images, None, [])
+    labels = torch.arange(n) % cfg.num_classes
+    return Dataset("synthetic", images, labels, [f"c{i}" for i in range(cfg.num_classes)])
 
 
 def trainer(cfg: ModelConfig, steps: int = 0, batch_size: int = 8, **train_kw) -> Trainer:

@@ -28,7 +28,7 @@ def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
     r = run_cli("generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--out", tmp_path / "imgs",
                 "--grid", tmp_path / "grid.png", "--batch-size", 4)
     assert r.returncode == 0, r.stderr
-    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    names = sorted(p.name for p in (tmp_path / "imgs").glob("*.png"))
     assert names == [f"{s:06d}.png" for s in (0, 1, 2, 3, 4, 10)]
     assert Image.open(tmp_path / "imgs" / "000010.png").size == (16, 16)
     assert Image.open(tmp_path / "imgs" / "000010.png").mode == "RGB"
@@ -150,8 +150,8 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
     full_disk(5)
     expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
                  "No space left on device")
-    left = sorted(p.name for p in (tmp_path / "o").iterdir())
-    assert len(left) == 5 and all(n.endswith(".png") and not n.startswith(".") for n in left)
+    left = sorted(p.name for p in (tmp_path / "o").iterdir())  # the job file, then whole images only
+    assert left == ["000000.png", "000001.png", "000002.png", "000003.png", "gankit-job.json"]
     expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
                  "No space left on device")
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())

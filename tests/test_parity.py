@@ -1,4 +1,7 @@
-"""torch eager against the exported ONNX generator run by the torch-free runtime."""
+"""torch eager against the exported ONNX generator run by the torch-free runtime, unconditional and
+class-conditional."""
+
+import json
 
 import numpy as np
 import pytest
@@ -22,10 +25,15 @@ def exported(tmp_path_factory):
             torch.manual_seed(0)
             t = trainer(CONFIGS[name], steps=steps)
             path = tmp_path_factory.mktemp("onnx") / f"{name}-{steps}.onnx"
-            to_onnx(t.G, CONFIGS[name], path, {})
+            to_onnx(t.G, CONFIGS[name], path, {"classes": json.dumps(t.data.classes)} if t.data.classes else {})
             cache[name, steps] = (t.G.eval(), path)
         return cache[name, steps]
     return get
+
+
+def labels_for(runtime, n):
+    """Mixed labels for a conditional model (every class, out of order), None for an unconditional one."""
+    return (np.arange(n) * 7) % len(runtime.classes) if runtime.conditional else None
 
 
 @pytest.mark.parametrize("name,steps", CASES)
@@ -37,10 +45,11 @@ def test_torch_and_runtime_agree(exported, name, steps):
     runtime = Generator(path)
     for n in (1, 2, 64):
         z = latents_for_seeds(range(100, 100 + n), runtime.info.z_dim)
+        y = labels_for(runtime, n)
         with torch.no_grad():
-            ref = g(torch.from_numpy(z)).numpy()
-        got = runtime.run(z)
-        assert got.shape == ref.shape == (n, *g(torch.zeros(1, 100)).shape[1:])
+            ref = g(torch.from_numpy(z), None if y is None else torch.from_numpy(y)).numpy()
+        got = runtime.run(z, y)
+        assert got.shape == ref.shape and got.shape[0] == n
         assert np.abs(got - ref).max() < ATOL, (n, np.abs(got - ref).max())
         diff = np.abs(to_uint8(got).astype(int) - to_uint8(ref).astype(int))
         assert diff.max() <= 1
@@ -51,9 +60,23 @@ def test_torch_and_runtime_agree(exported, name, steps):
 def test_images_do_not_depend_on_batch_size(exported, name, steps):
     runtime = Generator(exported(name, steps)[1])
     seeds = list(range(37))
-    whole = runtime.generate(seeds, batch_size=64)
+    y = labels_for(runtime, 37)
+    whole = runtime.generate(seeds, batch_size=64, labels=y)
     assert whole.dtype == np.uint8 and whole.shape[0] == 37
     for batch_size in (1, 5):
-        np.testing.assert_array_equal(runtime.generate(seeds, batch_size=batch_size), whole)
-    np.testing.assert_array_equal(runtime.generate([30, 2])[0], whole[30])
+        np.testing.assert_array_equal(runtime.generate(seeds, batch_size=batch_size, labels=y), whole)
+    pick = None if y is None else y[[30, 2]]
+    np.testing.assert_array_equal(runtime.generate([30, 2], labels=pick)[0], whole[30])
     assert len({whole[i].tobytes() for i in range(37)}) == 37  # distinct seeds, distinct images
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if CONFIGS[n].conditional])
+def test_the_label_steers_a_conditional_generator(exported, name):
+    g, path = exported(name, 2)
+    runtime = Generator(path)
+    k = len(runtime.classes)
+    same_seed = runtime.generate([5] * k, labels=np.arange(k))  # one seed in every class
+    assert len({image.tobytes() for image in same_seed}) == k
+    with torch.no_grad():  # the embedding is what differs: the torch model agrees class by class
+        ref = g(torch.from_numpy(latents_for_seeds([5] * k, 100)), torch.arange(k)).numpy()
+    assert np.abs(runtime.run(latents_for_seeds([5] * k, 100), np.arange(k)) - ref).max() < ATOL

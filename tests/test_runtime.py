@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, run_cli, torch_blocker
 from gankit.config import ModelConfig
 from gankit.export import to_onnx
 from gankit.models import build_models
-from gankit_runtime import GankitError, Generator, write_npz, write_pngs
+from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -37,9 +37,9 @@ def test_info_comes_from_the_graph(small_rgb):
 def test_pngs_named_by_seed_hold_the_generated_pixels(small_rgb, tmp_path):
     g = Generator(small_rgb)
     seeds = [5, 0, 123456, 17]
-    write_pngs(g, seeds, tmp_path / "out", batch_size=3, grid=tmp_path / "grid.png")
+    write_folder(g, plan(g, seeds), tmp_path / "out", batch_size=3, grid=tmp_path / "grid.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000005.png", "000017.png",
-                                                                   "123456.png"]
+                                                                   "123456.png", "gankit-job.json", "metadata.jsonl"]
     expected = g.generate(seeds)
     for seed, image in zip(seeds, expected):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"{seed:06d}.png")), image)
@@ -50,7 +50,7 @@ def test_npz_streams_images_and_seeds(small_rgb, tmp_path):
     g = Generator(small_rgb)
     seeds = list(range(40, 6040))
     tracemalloc.start()
-    write_npz(g, seeds, tmp_path / "d.npz", batch_size=64)
+    write_npz(g, plan(g, seeds), tmp_path / "d.npz", batch_size=64)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     total = len(seeds) * 32 * 32 * 3
@@ -72,18 +72,32 @@ def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
     r = run_cli("generate", small_rgb, "--seeds", "0-9", "--out", tmp_path / "o", env=env)
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "o").glob("*.png"))) == 10
+    r = run_cli("generate", small_rgb, "--seeds", "0-9", "--shard", "1/2", "--out", tmp_path / "s", env=env)
+    assert r.returncode == 0 and len(list((tmp_path / "s").glob("*.png"))) == 5, r.stderr
     r = run_cli("train", env=env)  # the training side says clearly that it needs torch
     assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
 
 
-def test_interrupted_png_write_leaves_no_partial_file(small_rgb, tmp_path, full_disk):
-    full_disk(3)
+def test_interrupted_png_write_leaves_whole_files_and_a_rerun_completes_it(small_rgb, tmp_path, full_disk,
+                                                                          monkeypatch):
+    g = Generator(small_rgb)
+    full_disk(4)  # the job file, then 3 images, then the disk is full
     with pytest.raises(OSError):
-        write_pngs(Generator(small_rgb), range(20), tmp_path / "o", batch_size=4)
-    left = list((tmp_path / "o").iterdir())
-    assert all(p.suffix == ".png" and not p.name.startswith(".") for p in left)
-    for p in left:  # every file there is a whole PNG
+        write_folder(g, plan(g, range(20)), tmp_path / "o", batch_size=4)
+    left = sorted((tmp_path / "o").iterdir())
+    assert [p.name for p in left if p.suffix != ".png"] == ["gankit-job.json"]  # no metadata for an unfinished job
+    assert 0 < len(left) - 1 < 20 and not [p for p in left if p.name.startswith(".")]
+    for p in left[:-1]:  # every image there is a whole PNG
         Image.open(p).load()
+    monkeypatch.undo()
+    result = write_folder(g, plan(g, range(20)), tmp_path / "o", batch_size=4)
+    assert (result.written, result.skipped) == (20 - (len(left) - 1), len(left) - 1)
+    pngs = sorted((tmp_path / "o").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{s:06d}.png" for s in range(20)]
+    expected = g.generate(range(20))
+    for seed, p in enumerate(pngs):
+        np.testing.assert_array_equal(np.asarray(Image.open(p)), expected[seed])
+    assert len((tmp_path / "o" / "metadata.jsonl").read_text().splitlines()) == 20
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
@@ -115,5 +129,8 @@ def test_cuda_matches_cpu(small_rgb):
 
 
 def test_npz_is_a_plain_zip_of_npy(small_rgb, tmp_path):
-    write_npz(Generator(small_rgb), [3], tmp_path / "one.npz")
-    assert sorted(zipfile.ZipFile(tmp_path / "one.npz").namelist()) == ["images.npy", "seeds.npy"]
+    g = Generator(small_rgb)
+    write_npz(g, plan(g, [3]), tmp_path / "one.npz")
+    assert sorted(zipfile.ZipFile(tmp_path / "one.npz").namelist()) == ["images.npy", "metadata.npy", "seeds.npy"]
+    with np.load(tmp_path / "one.npz") as f:  # no pickle needed, for any of its arrays
+        assert f["metadata"].dtype.kind == "U" and "model_sha256" in str(f["metadata"])

@@ -1,11 +1,12 @@
-"""gankit's torch-free runtime: exported ONNX generators -> uint8 images."""
+"""gankit's torch-free runtime: exported ONNX generators -> uint8 images and labelled data sets."""
 
+from ._version import __version__
 from .errors import GankitError
 from .generator import Generator, ModelInfo
 from .images import make_grid, to_uint8
+from .jobs import Job, parse_shard, plan
 from .seeds import latent_for_seed, latents_for_seeds, parse_seeds
-from .writers import write_npz, write_pngs
+from .writers import WriteResult, write_folder, write_npz
 
-__version__ = "0.1.0"
-__all__ = ["Generator", "ModelInfo", "GankitError", "parse_seeds", "latent_for_seed", "latents_for_seeds",
-           "to_uint8", "make_grid", "write_pngs", "write_npz", "__version__"]
+__all__ = ["Generator", "ModelInfo", "GankitError", "Job", "plan", "parse_shard", "parse_seeds", "latent_for_seed",
+           "latents_for_seeds", "to_uint8", "make_grid", "write_folder", "write_npz", "WriteResult", "__version__"]

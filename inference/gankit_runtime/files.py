@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 import threading
 import uuid
@@ -29,15 +31,19 @@ def atomic_path(path: Path):
         raise
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.\d+\.tmp$")
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and one rename.
 
     The hot path of PNG generation (one call per image): plain os calls on str paths, and a
-    temporary name unique per process and thread, with no random name to draw.
+    temporary name unique per host, process and thread, with no random name to draw.
     """
     path = os.fspath(path)
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = os.path.join(folder, f".{name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
@@ -49,6 +55,36 @@ def atomic_write_bytes(path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete what a killed writer of this host left behind (atomic_write_bytes' temporaries of processes
+    no longer running). Those of live processes, or of other hosts sharing the folder, are left alone."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if not m or m.group("host") != _HOST or _alive(int(m.group("pid"))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def prepare_output_dir(path: Path) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,13 @@ class ModelInfo:
     width: int
     output_range: tuple[float, float] = (-1.0, 1.0)
     metadata: dict = field(default_factory=dict)
+    # Class-conditional generators have a second input, labels int64 [N]; `classes` names label 0, 1, ...
+    labels_name: str | None = None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return self.labels_name is not None
 
 
 def _import_onnxruntime():
@@ -57,15 +67,17 @@ def _read_info(session, path: Path) -> ModelInfo:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     got = (f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, "
            f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")
-    ok = (len(inputs) == 1 and len(outputs) == 1
+    labels_ok = len(inputs) == 1 or (len(inputs) == 2 and inputs[1].type == "tensor(int64)"
+                                     and len(inputs[1].shape) == 1)
+    ok = (labels_ok and len(outputs) == 1
           and inputs[0].type == "tensor(float)" and len(inputs[0].shape) == 2
           and isinstance(inputs[0].shape[1], int)
           and outputs[0].type == "tensor(float)" and len(outputs[0].shape) == 4
           and all(isinstance(d, int) for d in outputs[0].shape[1:])
           and outputs[0].shape[1] in (1, 3))
     if not ok:
-        raise GankitError(f"{path} is not a generator (expected one input z float32 [N, z_dim] and one "
-                          f"output float32 [N, 1|3, H, W]; it has {got})")
+        raise GankitError(f"{path} is not a generator (expected input z float32 [N, z_dim], optionally labels "
+                          f"int64 [N], and one output float32 [N, 1|3, H, W]; it has {got})")
     props = dict(session.get_modelmeta().custom_metadata_map)
     z_dim = inputs[0].shape[1]
     channels, height, width = outputs[0].shape[1:]
@@ -77,8 +89,18 @@ def _read_info(session, path: Path) -> ModelInfo:
         low, high = (float(v) for v in props.get(meta.OUTPUT_RANGE, "-1,1").split(","))
     except ValueError:
         raise GankitError(f"{path}: bad output_range metadata {props[meta.OUTPUT_RANGE]!r}") from None
+    labels_name, classes = None, ()
+    if len(inputs) == 2:
+        labels_name = inputs[1].name
+        try:
+            classes = tuple(str(c) for c in json.loads(props[meta.CLASSES]))
+        except (KeyError, ValueError, TypeError):
+            raise GankitError(f"{path} is a conditional generator without a valid {meta.CLASSES!r} metadata "
+                              "entry (a JSON list of class names)") from None
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise GankitError(f"{path}: metadata {meta.CLASSES!r} must name at least 2 distinct classes")
     return ModelInfo(path, inputs[0].name, outputs[0].name, z_dim, channels, height, width,
-                     (low, high), props)
+                     (low, high), props, labels_name, classes)
 
 
 def open_session(path: Path, device: str = "cpu", threads: int | None = None, spin: bool = True):
@@ -113,6 +135,8 @@ class Generator:
 
     >>> g = Generator("exported/mnist-dcgan.onnx")            # or device="cuda", threads=4
     >>> images = g.generate(range(16))                         # uint8 [16, 28, 28, 1]
+    >>> c = Generator("exported/mnist-cdcgan.onnx")            # class-conditional: one label per seed
+    >>> sevens = c.generate(range(16), labels=[c.class_index("7")] * 16)
 
     device: "cpu", "cuda" or "cuda:N". Asking for CUDA where onnxruntime cannot use it is an
     error, never a silent run on the CPU. threads: onnxruntime's intra-op threads (default: its
@@ -130,35 +154,103 @@ class Generator:
 
     def __repr__(self) -> str:
         i = self.info
-        return (f"Generator({str(i.path)!r}, z_dim={i.z_dim}, image={i.channels}x{i.height}x{i.width}, "
+        classes = f", classes={list(i.classes)}" if i.conditional else ""
+        return (f"Generator({str(i.path)!r}, z_dim={i.z_dim}, image={i.channels}x{i.height}x{i.width}{classes}, "
                 f"providers={self.providers})")
 
-    def latents(self, seeds: Sequence[int]) -> np.ndarray:
-        """float32 [N, z_dim] from the seed formula (see gankit_runtime.seeds)."""
-        return latents_for_seeds(seeds, self.info.z_dim)
+    @property
+    def conditional(self) -> bool:
+        return self.info.conditional
 
-    def run(self, z: np.ndarray) -> np.ndarray:
-        """Raw generator output: float32 [N, C, H, W] in the model's output range."""
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file: what names this model in dataset metadata."""
+        if not hasattr(self, "_sha256"):
+            h = hashlib.sha256()
+            with open(self.info.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def class_index(self, name: str | int) -> int:
+        """A class given by its name (as in the metadata) or by its index -> its index."""
+        if not self.conditional:
+            raise GankitError(f"{self.info.path} is unconditional: it has no classes to choose from")
+        if str(name) in self.info.classes:
+            return self.info.classes.index(str(name))
+        if re.fullmatch(r"\d+", str(name)) and int(name) < len(self.info.classes):
+            return int(name)
+        raise GankitError(f"unknown class {name!r}: this model's classes are {', '.join(self.info.classes)}")
+
+    def latents(self, seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:
+        """float32 [N, z_dim] from the seed formula (see gankit_runtime.seeds), times `truncation`.
+
+        Truncation psi shrinks each latent toward the prior's mean (0): z' = psi * z. Smaller psi trades
+        variety for typical, cleaner images; 1.0 is off.
+        """
+        check_truncation(truncation)
+        z = latents_for_seeds(seeds, self.info.z_dim)
+        return z if truncation == 1.0 else (z * np.float32(truncation)).astype(np.float32)
+
+    def _labels(self, labels, n: int) -> np.ndarray | None:
+        if not self.conditional:
+            if labels is not None:
+                raise GankitError(f"{self.info.path} is unconditional: it takes no labels")
+            return None
+        if labels is None:
+            raise GankitError(f"{self.info.path} is class-conditional: give one label per image "
+                              f"(classes: {', '.join(self.info.classes)})")
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or (n and labels.dtype.kind not in "iu"):
+            raise GankitError(f"labels must be {n} integers, one per image, got shape {list(labels.shape)} "
+                              f"of {labels.dtype}")
+        if n and (labels.min() < 0 or labels.max() >= len(self.info.classes)):
+            raise GankitError(f"labels must lie in [0, {len(self.info.classes) - 1}], got {labels.min()}..{labels.max()}")
+        return np.ascontiguousarray(labels, dtype=np.int64)
+
+    def run(self, z: np.ndarray, labels: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Raw generator output: float32 [N, C, H, W] in the model's output range.
+        labels: int [N], one class per image, for a conditional generator (and only for one)."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise GankitError(f"z must be [N, {self.info.z_dim}], got {list(z.shape)}")
-        return self.session.run([self.info.output_name], {self.info.input_name: z})[0]
+        feed = {self.info.input_name: z}
+        y = self._labels(labels, z.shape[0])
+        if y is not None:
+            feed[self.info.labels_name] = y
+        return self.session.run([self.info.output_name], feed)[0]
 
-    def iter_images(self, seeds: Sequence[int], batch_size: int = 64) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Yield (seeds of the batch, uint8 [B, H, W, C]) batch by batch: memory stays flat."""
+    def iter_images(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
+                    truncation: float = 1.0) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield (seeds of the batch, uint8 [B, H, W, C]) batch by batch: memory stays flat.
+        labels: one class per seed, for a conditional generator."""
         if batch_size < 1:
             raise GankitError(f"batch size must be at least 1, got {batch_size}")
         seeds = [int(s) for s in seeds]
+        labels = self._labels(labels, len(seeds))
+        check_truncation(truncation)
         for start in range(0, len(seeds), batch_size):
             chunk = seeds[start:start + batch_size]
-            yield chunk, to_uint8(self.run(self.latents(chunk)), *self.info.output_range)
+            y = None if labels is None else labels[start:start + batch_size]
+            yield chunk, to_uint8(self.run(self.latents(chunk, truncation), y), *self.info.output_range)
 
-    def generate(self, seeds: Sequence[int], batch_size: int = 64) -> np.ndarray:
-        """uint8 [len(seeds), H, W, C]; image i depends on seeds[i] alone."""
+    def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
+                 truncation: float = 1.0) -> np.ndarray:
+        """uint8 [len(seeds), H, W, C]; image i depends on seeds[i] (and labels[i], truncation) alone."""
         i = self.info
         out = np.empty((len(seeds), i.height, i.width, i.channels), dtype=np.uint8)
         n = 0
-        for chunk, images in self.iter_images(seeds, batch_size):
+        for chunk, images in self.iter_images(seeds, batch_size, labels, truncation):
             out[n:n + len(chunk)] = images
             n += len(chunk)
         return out
+
+
+def check_truncation(psi: float) -> None:
+    if not (isinstance(psi, (int, float)) and math.isfinite(psi) and psi >= 0):
+        raise GankitError(f"truncation must be a finite number >= 0 (1.0 = off), got {psi}")

@@ -1,6 +1,7 @@
 """The keys an exported generator carries in its ONNX metadata_props (all values are strings).
 
-The graph itself states the shapes (input z [N, z_dim], output images [N, C, H, W]) so that tools
+The graph itself states the shapes (input z [N, z_dim], for a conditional generator a second input
+labels int64 [N], output images [N, C, H, W]) so that tools
 which cannot read metadata (onnxruntime-node, for one) can still use the model; metadata adds
 what the graph cannot say.
 """
@@ -18,6 +19,7 @@ TRAINING_STEPS = "training_steps"
 PACKAGE_VERSION = "package_version"
 CHECKPOINT_SHA256 = "checkpoint_sha256"
 CONFIG = "config"  # the model config as JSON
+CLASSES = "classes"  # conditional generators: JSON list of class names; label i is classes[i]
 
 FORMAT_VERSION = "1"
 LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"

@@ -97,7 +97,7 @@ def export_classifier(model: nn.Module, out: Path, test_accuracy: float) -> None
     """One self-contained ONNX file with a dynamic batch, outputs logits and features."""
     from .export import onnx_program
 
-    program = onnx_program(model, torch.zeros(2, 1, 28, 28), "images", ["logits", "features"],
+    program = onnx_program(model, (torch.zeros(2, 1, 28, 28),), ["images"], ["logits", "features"],
                            {"gankit.format": "classifier-1", "dataset": "mnist",
                             "test_accuracy": f"{test_accuracy:.4f}", "input_range": "-1,1"})
     try:

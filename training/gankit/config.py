@@ -8,6 +8,8 @@ from pathlib import Path
 from gankit_runtime import GankitError
 
 MODEL_KINDS = ("vanilla", "dcgan")
+D_NORMS = ("batch", "spectral")
+D_CONDITIONS = ("projection", "concat")
 G_LOSSES = ("non-saturating", "minimax")
 
 
@@ -36,11 +38,26 @@ class ModelConfig:
     width: int = 32
     # vanilla: hidden layer sizes of the MLP generator; the discriminator mirrors them.
     hidden: tuple[int, ...] = (256, 512, 1024)
+    # dcgan: normalisation in D. "batch" is the DCGAN paper's; "spectral" (Miyato et al. 2018) bounds each
+    # layer's Lipschitz constant instead and drops batch norm from D.
+    d_norm: str = "batch"
+    # Class-conditional models (num_classes > 0): G joins a learned label embedding (label_dim) to z;
+    # D takes the label by projection (Miyato & Koyama 2018: logit + <embed(y), features>) or by
+    # concatenation (one-hot label planes beside the image, Mirza & Osindero 2014).
+    num_classes: int = 0
+    label_dim: int = 32
+    d_condition: str = "projection"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if self.kind not in MODEL_KINDS:
             raise GankitError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
+        if self.d_norm not in D_NORMS:
+            raise GankitError(f"unknown D normalisation {self.d_norm!r}: choose one of {', '.join(D_NORMS)}")
+        if self.d_condition not in D_CONDITIONS:
+            raise GankitError(f"unknown D conditioning {self.d_condition!r}: choose one of {', '.join(D_CONDITIONS)}")
+        if self.num_classes < 0 or self.num_classes == 1 or self.label_dim < 1:
+            raise GankitError(f"a conditional model needs at least 2 classes, got {self.num_classes}")
         if self.channels not in (1, 3):
             raise GankitError(f"channels must be 1 or 3, got {self.channels}")
         if self.z_dim < 1 or self.width < 1 or not self.hidden or min(self.hidden) < 1:
@@ -49,6 +66,10 @@ class ModelConfig:
             resolution_chain(self.size)
         elif self.size < 1:
             raise GankitError(f"image size must be positive, got {self.size}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -23,6 +23,7 @@ from .mnist_sources import load_mnist_like
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
+DIGITS = tuple(str(d) for d in range(10))
 
 
 class FeatureExtractor:
@@ -44,11 +45,23 @@ class FeatureExtractor:
         return np.concatenate(feats), np.concatenate(probs)
 
 
-def figures(features: np.ndarray, probabilities: np.ndarray, real_features: np.ndarray) -> dict:
+def eval_labels(samples: int, num_classes: int) -> np.ndarray | None:
+    """The labels a conditional generator is asked for in eval: seed i gets class i mod K (balanced);
+    None for an unconditional one."""
+    return np.arange(samples, dtype=np.int64) % num_classes if num_classes else None
+
+
+def figures(features: np.ndarray, probabilities: np.ndarray, real_features: np.ndarray,
+            labels: np.ndarray | None = None) -> dict:
+    """eval's figures; with the labels a conditional generator was asked for, also the share of samples the
+    classifier gives that label ("GAN-test" accuracy, Shmelkov et al. 2018)."""
     kid, kid_std = M.kernel_inception_distance(features, real_features)
     precision, recall = M.precision_recall(real_features, features)
-    return {"fd": M.frechet_distance(features, real_features), "kid": kid, "kid_std": kid_std,
-            "precision": precision, "recall": recall, **M.class_figures(probabilities)}
+    result = {"fd": M.frechet_distance(features, real_features), "kid": kid, "kid_std": kid_std,
+              "precision": precision, "recall": recall, **M.class_figures(probabilities)}
+    if labels is not None:
+        result["label_accuracy"] = float((probabilities.argmax(1) == labels).mean())
+    return result
 
 
 def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data_dir: Path | None = None,
@@ -59,15 +72,20 @@ def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data
                           f"{i.channels}x{i.height}x{i.width}")
     if samples < 2:
         raise GankitError("eval needs at least 2 samples")
+    if i.conditional and i.classes != DIGITS:
+        raise GankitError(f"eval --data mnist needs a generator of MNIST's classes {', '.join(DIGITS)}; "
+                          f"{i.path} has {', '.join(i.classes)}")
     extract = FeatureExtractor(classifier)
     mnist = load_mnist_like("mnist", data_dir or default_data_dir())
     real_f, _ = extract(mnist["x_test"][..., None])
-    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size))
-    result = {"model": str(i.path), "samples": samples, "generated": figures(fake_f, fake_p, real_f)}
+    labels = eval_labels(samples, len(i.classes))
+    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels))
+    result = {"model": str(i.path), "samples": samples, "generated": figures(fake_f, fake_p, real_f, labels)}
     if with_reference:  # real training images in place of generated ones: the best a generator can hope for
         pick = np.random.default_rng(0).choice(len(mnist["x_train"]), min(samples, len(mnist["x_train"])), replace=False)
         ref_f, ref_p = extract(mnist["x_train"][pick][..., None])
-        result["real_train"] = figures(ref_f, ref_p, real_f)
+        ref_labels = mnist["y_train"][pick].astype(np.int64) if i.conditional else None
+        result["real_train"] = figures(ref_f, ref_p, real_f, ref_labels)
     return result
 
 
@@ -77,6 +95,8 @@ def table(result: dict) -> str:
             ("confidence >= 0.9", "confident", "{:.1%}"), ("smallest class share", "class_share_min", "{:.1%}"),
             ("largest class share", "class_share_max", "{:.1%}"), ("class entropy (max 2.303)", "class_entropy", "{:.3f}")]
     cols = [k for k in ("generated", "real_train") if k in result]
+    if "label_accuracy" in result["generated"]:  # conditional: is each sample the class it was asked for?
+        rows.append(("label accuracy (GAN-test)", "label_accuracy", "{:.2%}"))
     lines = [f"{'':28}" + "".join(f"{c:>14}" for c in cols)]
     for label, key, fmt in rows:
         cells = []

@@ -45,14 +45,15 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig, dict]:
     return g.eval(), cfg, state
 
 
-def onnx_program(model: nn.Module, example: torch.Tensor, input_name: str, output_names: list[str],
-                 metadata: dict[str, str]):
-    """torch's dynamo exporter with a dynamic batch on the one input, metadata set, quietly.
+def onnx_program(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
+                 output_names: list[str], metadata: dict[str, str]):
+    """torch's dynamo exporter with one dynamic batch dimension shared by all inputs, metadata set, quietly.
 
     The exporter logs progress and unrelated registry warnings (torchvision ops); they stay out of
-    the user's terminal. `example` has a batch of 2: a dynamic dimension cannot come from a size-1 one.
+    the user's terminal. `examples` have a batch of 2: a dynamic dimension cannot come from a size-1 one.
     """
-    arg = next(iter(inspect.signature(model.forward).parameters))
+    args = list(inspect.signature(model.forward).parameters)[:len(examples)]
+    batch = torch.export.Dim("batch")
     quiet = io.StringIO()
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -60,9 +61,9 @@ def onnx_program(model: nn.Module, example: torch.Tensor, input_name: str, outpu
         warnings.simplefilter("ignore")
         logger.setLevel(logging.ERROR)
         try:
-            program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=[input_name],
+            program = torch.onnx.export(model.eval(), tuple(examples), dynamo=True, input_names=input_names,
                                         output_names=output_names, verbose=False,
-                                        dynamic_shapes={arg: {0: torch.export.Dim("batch")}})
+                                        dynamic_shapes={arg: {0: batch} for arg in args})
         except Exception as e:
             raise GankitError(f"torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
         finally:
@@ -72,8 +73,13 @@ def onnx_program(model: nn.Module, example: torch.Tensor, input_name: str, outpu
 
 
 def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]) -> None:
-    """The generator as one file (weights inside): input z [N, z_dim], output images [N, C, H, W]."""
-    program = onnx_program(g, torch.zeros(2, cfg.z_dim), "z", ["images"], metadata)
+    """The generator as one file (weights inside): input z [N, z_dim] (and labels int64 [N] when
+    conditional), output images [N, C, H, W]."""
+    if cfg.conditional:
+        program = onnx_program(g, (torch.zeros(2, cfg.z_dim), torch.tensor([0, 1])), ["z", "labels"], ["images"],
+                               metadata)
+    else:
+        program = onnx_program(g, (torch.zeros(2, cfg.z_dim),), ["z"], ["images"], metadata)
     program.save(str(path), external_data=False)
 
 
@@ -96,9 +102,10 @@ def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: st
     report = ParityReport({}, {}, 0, {})
     for n in batch_sizes:
         z = latents_for_seeds(range(first_seed, first_seed + n), runtime.info.z_dim)
+        labels = np.arange(n, dtype=np.int64) % len(runtime.classes) if runtime.conditional else None
         with torch.no_grad():
-            ref = g.eval()(torch.from_numpy(z)).numpy()
-        got = runtime.run(z)
+            ref = g.eval()(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels)).numpy()
+        got = runtime.run(z, labels)
         if got.shape != ref.shape:
             raise GankitError(f"exported model gives shape {got.shape}, torch gives {ref.shape}")
         report.max_abs[n] = float(np.abs(got - ref).max())
@@ -139,6 +146,11 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
         "ema": "true" if "generator_ema" in state else "false",
     }
+    if cfg.conditional:
+        classes = [str(c) for c in state.get("classes", [])]
+        if len(classes) != cfg.num_classes:
+            raise GankitError(f"checkpoint names {len(classes)} classes but its model has {cfg.num_classes}")
+        metadata[meta.CLASSES] = json.dumps(classes)
     try:
         with atomic_path(out) as tmp:
             to_onnx(g, cfg, tmp, metadata)
@@ -152,6 +164,7 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
                                   f"> atol {atol:g}; nothing written")
     except OSError as e:
         raise GankitError(f"could not write {out}: {e.strerror or e}") from None
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {cfg.kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
+    kind = f"conditional {cfg.kind}, {cfg.num_classes} classes" if cfg.conditional else cfg.kind
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
           f"step {state.get('step', 0)})", file=log)
     return report

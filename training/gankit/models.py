@@ -1,7 +1,9 @@
-"""Generators and discriminators: the vanilla MLP GAN and DCGAN.
+"""Generators and discriminators: the vanilla MLP GAN and DCGAN, unconditional or class-conditional.
 
 Every discriminator returns one logit per image (no sigmoid): the loss uses BCE with logits,
 which is the same objective as BCE on D's probability but numerically stable.
+Conditional models take `labels` (int64 [N]) as a second argument: G joins a label embedding to z;
+D uses projection or concatenation (ModelConfig.d_condition).
 """
 
 from __future__ import annotations
@@ -9,9 +11,50 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, resolution_chain
+
+
+# ---------------------------------------------------------------- conditioning
+class LabelJoin(nn.Module):
+    """G's input: z alone, or z joined to a learned embedding of the label."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.num_classes, cfg.label_dim) if cfg.conditional else None
+        self.width = cfg.z_dim + (cfg.label_dim if cfg.conditional else 0)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is None:
+            return z
+        return torch.cat([z, self.embed(labels)], dim=1)
+
+
+def _one_hot_planes(x: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Concatenation in D: the image with one constant plane per class (1 for its label, 0 elsewhere)."""
+    planes = F.one_hot(labels, classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+    return torch.cat([x, planes], dim=1)
+
+
+class ConditionalHead(nn.Module):
+    """The last layer of D, plus the projection term <embed(y), features> when D is projection-conditioned."""
+
+    def __init__(self, last: nn.Module, cfg: ModelConfig, features: int):
+        super().__init__()
+        self.last = last
+        project = cfg.conditional and cfg.d_condition == "projection"
+        self.embed = nn.Embedding(cfg.num_classes, features) if project else None
+        if self.embed is not None:  # starts near 0: the projection term grows from nothing next to the logit
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        logit = self.last(h).view(-1)
+        if self.embed is not None:
+            pooled = h.sum(dim=(2, 3)) if h.dim() == 4 else h  # conv features are summed over space
+            logit = logit + (self.embed(labels) * pooled).sum(dim=1)
+        return logit
 
 
 # ---------------------------------------------------------------- vanilla GAN (course project 01)
@@ -19,30 +62,34 @@ class MLPGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.out_shape = (cfg.channels, cfg.size, cfg.size)
-        layers, width = [], cfg.z_dim
+        self.join = LabelJoin(cfg)
+        layers, width = [], self.join.width
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         layers += [nn.Linear(width, math.prod(self.out_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.out_shape)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.join(z, labels)).view(z.shape[0], *self.out_shape)
 
 
 class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        layers, width = [nn.Flatten()], cfg.channels * cfg.size * cfg.size
+        self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
+        layers, width = [nn.Flatten()], (cfg.channels + self.classes) * cfg.size * cfg.size
         # Mirror of the generator without its widest layer: 784 -> 512 -> 256 -> 1 by default.
         for h in reversed(cfg.hidden[:-1] or cfg.hidden):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
-        layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.head = ConditionalHead(nn.Linear(width, 1), cfg, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes:
+            x = _one_hot_planes(x, labels, self.classes)
+        return self.head(self.net(x), labels)
 
 
 # ---------------------------------------------------------------- DCGAN (course projects 02 and 03)
@@ -66,8 +113,9 @@ class DCGANGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chain, depths = resolution_chain(cfg.size), _dcgan_depths(cfg)
+        self.join = LabelJoin(cfg)
         self.project = nn.Sequential(
-            nn.Linear(cfg.z_dim, depths[0] * 16, bias=False),
+            nn.Linear(self.join.width, depths[0] * 16, bias=False),
             nn.Unflatten(1, (depths[0], 4, 4)),
             nn.BatchNorm2d(depths[0]),
             nn.ReLU(True),
@@ -82,32 +130,42 @@ class DCGANGenerator(nn.Module):
                 blocks += [nn.ConvTranspose2d(depths[i], cfg.channels, k, 2, 1), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.project(z))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.blocks(self.project(self.join(z, labels)))
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convs (mirror of G), LeakyReLU(0.2), batch norm on all but the first layer, one logit."""
+    """Strided convs (mirror of G), LeakyReLU(0.2), batch norm on all but the first layer, one logit.
+    With d_norm="spectral": spectral norm on every conv and no batch norm."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chain, depths = resolution_chain(cfg.size)[::-1], _dcgan_depths(cfg)[::-1]
-        layers, cin = [], cfg.channels
+        spectral = cfg.d_norm == "spectral"
+        sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
+        layers, cin = [], cfg.channels + self.classes
         for i, cout in enumerate(depths):
-            layers.append(nn.Conv2d(cin, cout, _kernel(chain[i + 1], chain[i]), 2, 1, bias=i == 0))
-            if i > 0:
+            layers.append(sn(nn.Conv2d(cin, cout, _kernel(chain[i + 1], chain[i]), 2, 1, bias=i == 0 or spectral)))
+            if i > 0 and not spectral:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, True))
             cin = cout
-        layers.append(nn.Conv2d(cin, 1, 4, 1, 0))  # 4x4 -> 1x1: the logit
         self.net = nn.Sequential(*layers)
+        self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin)  # 4x4 -> 1x1: the logit
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes:
+            x = _one_hot_planes(x, labels, self.classes)
+        return self.head(self.net(x), labels)
 
 
 def _dcgan_init(m: nn.Module) -> None:
-    # DCGAN paper: weights from N(0, 0.02); batch-norm scale from N(1, 0.02).
+    # DCGAN paper: weights from N(0, 0.02); batch-norm scale from N(1, 0.02). Spectrally normalised layers
+    # keep torch's default: their scale is divided out anyway.
+    if nn.utils.parametrize.is_parametrized(m):
+        return
+    # G's label embedding keeps torch's N(0, 1), the scale of z beside it.
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
@@ -118,9 +176,9 @@ def _dcgan_init(m: nn.Module) -> None:
 
 
 @torch.no_grad()
-def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500):
-    """uint8 [N, H, W, C] images of seeds from a torch generator in eval mode: what the runtime gives
-    for the same seeds after export (the same seed formula and pixel conversion)."""
+def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500, labels=None):
+    """uint8 [N, H, W, C] images of seeds (and labels, for a conditional G) from a torch generator in
+    eval mode: what the runtime gives for the same seeds after export (same seed formula, same pixels)."""
     import numpy as np
 
     from gankit_runtime import latents_for_seeds, to_uint8
@@ -131,7 +189,8 @@ def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500)
     out = []
     for start in range(0, len(seeds), batch_size):
         z = torch.from_numpy(latents_for_seeds(seeds[start:start + batch_size], z_dim)).to(device)
-        out.append(to_uint8(g(z).float().cpu().numpy()))
+        y = None if labels is None else torch.as_tensor(labels[start:start + batch_size], dtype=torch.int64, device=device)
+        out.append(to_uint8(g(z, y).float().cpu().numpy()))
     g.train(was_training)
     return np.concatenate(out)
 

@@ -10,7 +10,8 @@ import torch
 
 from gankit_runtime.files import atomic_path
 
-from .evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, figures
+from .config import ModelConfig
+from .evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, eval_labels, figures
 from .mnist_sources import load_mnist_like
 from .models import sample_uint8
 
@@ -53,8 +54,10 @@ class Scorer:
         self.extract = FeatureExtractor(DEFAULT_CLASSIFIER)
         self.real, _ = self.extract(load_mnist_like("mnist", data_dir)["x_test"][..., None])
 
-    def evaluate(self, g: torch.nn.Module, z_dim: int, device) -> dict:
-        return figures(*self.extract(sample_uint8(g, range(self.samples), z_dim, device)), self.real)
+    def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
+        labels = eval_labels(self.samples, cfg.num_classes)
+        images = sample_uint8(g, range(self.samples), cfg.z_dim, device, labels=labels)
+        return figures(*self.extract(images), self.real, labels)
 
 
 class Monitor:
@@ -68,8 +71,8 @@ class Monitor:
                 if line.strip()] if (out / "metrics.jsonl").is_file() else []
         self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
 
-    def evaluate(self, g: torch.nn.Module, z_dim: int, device) -> dict:
-        result = self.scorer.evaluate(g, z_dim, device)
+    def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
+        result = self.scorer.evaluate(g, cfg, device)
         self.watch.classes(result)
         return result
 
