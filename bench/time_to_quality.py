@@ -49,12 +49,15 @@ def main():
     ap.add_argument("--lr-d", type=float, default=2e-4)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--d-norm", choices=["batch", "spectral"], default="batch")
+    ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (MNIST's labels)")
+    ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     by_images = args.kimg is not None
     marks = [float(m) * (1000 if by_images else 60) for m in (args.kimg or args.minutes).split(",")]
 
-    model_cfg = ModelConfig(kind=args.model, d_norm=args.d_norm, **({"width": args.width} if args.width else {}))
+    model_cfg = ModelConfig(kind=args.model, d_norm=args.d_norm, num_classes=10 if args.conditional else 0,
+                            d_condition=args.d_condition, **({"width": args.width} if args.width else {}))
     train_cfg = TrainConfig(ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
                             label_smoothing=args.label_smoothing)
     data_dir = default_data_dir()
@@ -88,12 +91,13 @@ def main():
         for key in ("G", "EMA"):
             f = row[key]
             cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
-                         f" {f['precision']:>5.2f} {f['recall']:>5.2f}")
+                         f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
+                         + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""))
         print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | {cells[0]} | {cells[1]}",
               flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"model": args.model, "anchor": anchor, "marks": results}, f, indent=1)
+            json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)
 
 
 if __name__ == "__main__":

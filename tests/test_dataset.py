@@ -62,7 +62,7 @@ def test_imagefolder_layout_metadata_and_labels(cond, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "ds" / "metadata.jsonl").read_text().splitlines()]
     assert [r["file_name"] for r in records] == [f"{c}/{s:06d}.png" for c in ("cat", "owl") for s in range(3, 8)]
     r = records[-1]
-    assert (r["seed"], r["class_index"], r["class_name"], r["truncation"]) == (7, 2, "owl", 1.0)
+    assert (r["seed"], r["label"], r["class_name"], r["truncation"]) == (7, 2, "owl", 1.0)
     assert r["model_sha256"] == g.sha256 and len(r["model_sha256"]) == 64 and r["provider"] == "CPUExecutionProvider"
     # The same folder read back as a training set: classes from the sub-folders, labels right.
     data = load_image_folder(tmp_path / "ds", 16, 3)

@@ -61,3 +61,17 @@ def test_class_figures():
     assert f["confident"] == 0.9 and f["class_counts"] == [4, 2, 2, 2]
     assert f["class_share_min"] == 0.2 and f["class_share_max"] == 0.4
     assert f["class_entropy"] == pytest.approx(-(0.4 * np.log(0.4) + 3 * 0.2 * np.log(0.2)))
+
+
+def test_label_accuracy_of_a_conditional_generator():
+    from gankit.evaluate import eval_labels, figures
+
+    labels = eval_labels(40, 10)
+    assert labels.tolist() == list(range(10)) * 4 and eval_labels(5, 0) is None
+    rng = np.random.default_rng(0)
+    feats, real = rng.normal(size=(40, 8)), rng.normal(size=(60, 8))
+    probs = np.eye(10)[labels]  # the classifier agrees with every requested label ...
+    probs[:6] = np.eye(10)[(labels[:6] + 1) % 10]  # ... but six
+    f = figures(feats, probs, real, labels)
+    assert f["label_accuracy"] == pytest.approx(34 / 40)
+    assert "label_accuracy" not in figures(feats, probs, real)

@@ -71,16 +71,19 @@ def test_failure_watch_warns_once():
 
 
 @pytest.mark.skipif(not CLASSIFIER.is_file(), reason="exported/mnist-classifier.onnx not built")
-def test_eval_every_records_figures_keeps_best_and_plots(tmp_path):
+@pytest.mark.parametrize("conditional", [False, True])
+def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):
     model = ModelConfig(kind="dcgan", size=28, channels=1, width=4)
     cfg = TrainConfig(data="mnist", batch_size=8, epochs=1, eval_every=2, eval_samples=300)
-    train(tmp_path / "r", model, cfg, max_steps=4)
+    train(tmp_path / "r", model, cfg, max_steps=4, conditional=conditional)
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert {"fd", "kid", "precision", "recall", "confident", "class_share_min", "class_entropy"} <= set(evals[0]["eval"])
     assert evals[0]["best"] is True
     assert (tmp_path / "r" / "best.pt").is_file() and (tmp_path / "r" / "plot.png").is_file()
+    # A conditional generator is also scored on whether each sample is the class it was asked for.
+    assert ("label_accuracy" in evals[0]["eval"]) == conditional
 
 
 def test_eval_every_needs_mnist(image_folder, tmp_path):

@@ -4,8 +4,8 @@ Folder layouts
   png          out/<seed>.png                     unconditional models, or one class
   imagefolder  out/<class>/<seed>.png             what torchvision's ImageFolder and Hugging Face's
                                                   load_dataset("imagefolder") read; labels = folder names
-Both get out/metadata.jsonl (one record per image: file_name, seed, class, model sha256, runtime version,
-provider, truncation) and out/gankit-job.json (model and truncation: a re-run into the same folder must
+Both get out/metadata.jsonl (one record per image: file_name, seed, label, class name, model sha256, runtime
+version, provider, truncation) and out/gankit-job.json (model and truncation: a re-run into the same folder must
 match them). Every file is written under a temporary name and renamed, so an interrupted run leaves whole
 images only; run it again and it skips the images already there. metadata.jsonl comes last, for the whole
 job (all shards): the shards of a job, run into separate folders, copy together into the single run's folder.
@@ -108,8 +108,8 @@ def _check_layout(generator: Generator, job: Job, layout: str) -> None:
 def _record(generator: Generator, layout: str, seed: int, label: int | None, truncation: float) -> dict:
     record = {"file_name": _relative_path(generator, layout, seed, label), "seed": seed}
     if label is not None:
-        # "label" is left to the folder names: Hugging Face's imagefolder infers it from them.
-        record.update(class_index=label, class_name=generator.classes[label])
+        # Hugging Face's imagefolder takes "label" from here once a metadata file exists (not from the folders).
+        record.update(label=label, class_name=generator.classes[label])
     record.update(truncation=truncation, model_sha256=generator.sha256, runtime_version=__version__,
                   provider=generator.providers[0])
     return record
@@ -148,7 +148,7 @@ def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) 
     for seed, label in zip(job.seeds, labels):
         r = _record(generator, layout, seed, label, job.truncation)
         records.setdefault(r["file_name"], r)
-    ordered = sorted(records.values(), key=lambda r: (r.get("class_index", -1), r["seed"]))
+    ordered = sorted(records.values(), key=lambda r: (r.get("label", -1), r["seed"]))
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in ordered).encode())
 
 

@@ -62,23 +62,26 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) 
     return correct / len(x)
 
 
-def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data_dir: Path | None = None,
-                     log=None) -> tuple[nn.Module, float]:
-    """Train on MNIST's 60k training images; returns (model in eval mode, test accuracy)."""
-    log = log or sys.stderr
-    arrays = load_mnist_like("mnist", data_dir or default_data_dir())
-    x, y = arrays["x_train"], arrays["y_train"].astype(np.int64)
+def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: int = 0,
+        on_epoch=None) -> nn.Module:
+    """Train a fresh DigitClassifier on uint8 images x [N, 28, 28] and labels y [N] for a fixed number of
+    steps (Adam, one-cycle schedule, random 2-pixel shifts); returns it in eval mode.
+
+    A fixed step budget, whatever N: what the augmentation benchmark compares data sets with.
+    on_epoch(model, epoch, loss) is called after each pass over the data.
+    """
+    if len(x) < batch_size:
+        raise GankitError(f"{len(x)} training images are fewer than one batch of {batch_size}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = DigitClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    steps = epochs * (len(x) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    images, labels = _scaled(x), torch.from_numpy(y)
-    for epoch in range(epochs):
+    images, labels = _scaled(x), torch.from_numpy(y.astype(np.int64))
+    step, epoch = 0, 0
+    while step < steps:
         model.train()
         order = torch.randperm(len(x), generator=gen)
-        start = time.perf_counter()
         for i in range(len(x) // batch_size):
             idx = order[i * batch_size:(i + 1) * batch_size]
             logits, _ = model(_shift(images[idx], gen))
@@ -87,10 +90,31 @@ def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if step == steps:
+                break
+        epoch += 1
+        if on_epoch:
+            on_epoch(model, epoch, loss.item())
+    return model.eval()
+
+
+def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data_dir: Path | None = None,
+                     log=None) -> tuple[nn.Module, float]:
+    """Train on MNIST's 60k training images; returns (model in eval mode, test accuracy)."""
+    log = log or sys.stderr
+    arrays = load_mnist_like("mnist", data_dir or default_data_dir())
+    x, y = arrays["x_train"], arrays["y_train"]
+    started = [time.perf_counter()]
+
+    def report(model, epoch, loss):
         acc = accuracy(model, arrays["x_test"], arrays["y_test"])
-        print(f"classifier epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}, test accuracy {acc:.4f} "
-              f"({time.perf_counter() - start:.0f} s)", file=log)
-    return model.eval(), acc
+        print(f"classifier epoch {epoch}/{epochs}: loss {loss:.4f}, test accuracy {acc:.4f} "
+              f"({time.perf_counter() - started[0]:.0f} s)", file=log)
+        started[0] = time.perf_counter()
+
+    model = fit(x, y, epochs * (len(x) // batch_size), batch_size, seed, on_epoch=report)
+    return model, accuracy(model, arrays["x_test"], arrays["y_test"])
 
 
 def export_classifier(model: nn.Module, out: Path, test_accuracy: float) -> None:

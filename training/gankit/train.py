@@ -297,8 +297,9 @@ def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
         with atomic_path(out / "best.pt") as tmp:
             shutil.copyfile(out / FILENAME, tmp)
     _append(out, {"step": trainer.step, "epoch": trainer.step / trainer.steps_per_epoch, "eval": f, "best": best})
+    accuracy = f" label accuracy {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""
     progress.end(f"step {trainer.step} eval: FD {f['fd']:.3f} confident {f['confident']:.1%} recall {f['recall']:.3f} "
-                 f"classes {f['class_share_min']:.1%}-{f['class_share_max']:.1%}{' (best)' if best else ''}")
+                 f"classes {f['class_share_min']:.1%}-{f['class_share_max']:.1%}{accuracy}{' (best)' if best else ''}")
     _plot(out)
 
 
