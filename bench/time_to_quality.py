@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
+from gankit.checkpoint import FILENAME, save_checkpoint
 from gankit.config import ModelConfig, TrainConfig, default_data_dir
 from gankit.data import load_dataset
 from gankit.evaluate import figures
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("--ema", type=float, default=10.0, help="EMA half-life in kimg, scored beside G")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--out", default=None, help="JSON file for the results")
+    ap.add_argument("--save", default=None, help="run folder to keep the final checkpoint in (export it with cli.py)")
     # Recipe probes: the defaults are the CLI's.
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -98,6 +101,9 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)
+    if args.save:  # the same checkpoint `cli.py train` writes: export it, or continue it with --resume
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        save_checkpoint(trainer.state_dict(), Path(args.save) / FILENAME)
 
 
 if __name__ == "__main__":
