@@ -22,6 +22,8 @@ def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
                 "--steps", 4, "--epochs", 3, "--threads", 1, "--out", run)
     assert r.returncode == 0, r.stderr
     assert "step 4" in r.stderr and (run / "checkpoint.pt").is_file()
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["train_config"]
+    assert saved["lr_g"] == saved["lr_d"] == 1e-3  # the measured default of a DCGAN below 64x64
     r = run_cli("export", run, "--out", tmp_path / "g.onnx")
     assert r.returncode == 0, r.stderr
     assert "parity batch  64" in r.stderr
