@@ -1,6 +1,6 @@
 """Augmentation: do a conditional generator's labelled digits help a classifier? Tested on MNIST's real test split.
 
-    python bench/augmentation.py [--model exported/mnist-cdcgan.onnx] [--steps 1000] [--seeds 0,1,2]
+    python bench/augmentation.py [--model exported/mnist-cdcgan.onnx] [--steps 2000] [--seeds 0,1,2]
 
 One fixed small CNN (gankit.classifier.DigitClassifier) and one fixed budget (--steps of batch 128, Adam,
 one-cycle, 2-pixel shifts) for every case, so only the data differs:
@@ -48,7 +48,7 @@ def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "exported" / "mnist-cdcgan.onnx"))
-    ap.add_argument("--steps", type=int, default=1000, help="classifier training budget, batches of 128")
+    ap.add_argument("--steps", type=int, default=2000, help="classifier training budget, batches of 128")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of case 3 (real subset and classifier init)")
     ap.add_argument("--truncation", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)

@@ -6,7 +6,8 @@ with `eval`'s figures after 5, 10, 20 and 30 minutes of training (eval time not 
 
 --kimg puts the marks at thousands of training images instead of minutes: a recipe probe that does not
 change the cost of a step (learning rate, label smoothing) then compares with the default at the image
-count the default reaches in N minutes, and stays valid on a busy machine. Minutes are the target's measure.
+count the default reaches in N minutes, and stays valid on a busy machine. Minutes are the target's measure:
+a clean 2-thread run of the default DCGAN reached 168.1, 340.2, 702.3 and 1058.2 kimg at 5, 10, 20 and 30 minutes.
 
 The run keeps an EMA of G beside it (half-life --ema kimg); the EMA only watches, so G trains exactly as
 the default command does, and every mark scores both: that shows whether EMA helps.
@@ -27,7 +28,7 @@ import torch
 import common  # noqa: F401  (puts the repository on sys.path)
 
 from gankit.checkpoint import FILENAME, save_checkpoint
-from gankit.config import ModelConfig, TrainConfig, default_data_dir
+from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr
 from gankit.data import load_dataset
 from gankit.evaluate import figures
 from gankit.mnist_sources import load_mnist_like
@@ -48,8 +49,8 @@ def main():
     # Recipe probes: the defaults are the CLI's.
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr-g", type=float, default=2e-4)
-    ap.add_argument("--lr-d", type=float, default=2e-4)
+    ap.add_argument("--lr-g", type=float, default=None, help="default: the CLI's (gankit.config.default_lr)")
+    ap.add_argument("--lr-d", type=float, default=None)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--d-norm", choices=["batch", "spectral"], default="batch")
     ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (MNIST's labels)")
@@ -61,7 +62,8 @@ def main():
 
     model_cfg = ModelConfig(kind=args.model, d_norm=args.d_norm, num_classes=10 if args.conditional else 0,
                             d_condition=args.d_condition, **({"width": args.width} if args.width else {}))
-    train_cfg = TrainConfig(ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
+    lr = default_lr(model_cfg.kind, model_cfg.size)
+    train_cfg = TrainConfig(ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g or lr, lr_d=args.lr_d or lr,
                             label_smoothing=args.label_smoothing)
     data_dir = default_data_dir()
     data = load_dataset("mnist", 28, 1, data_dir)
