@@ -189,10 +189,8 @@ def generate(
     if per_class is not None and not generator.conditional:
         raise GankitError(f"{model} is unconditional: --per-class needs a class-conditional generator "
                           "(train one with --conditional)")
-    class_list = None
+    class_list = None  # class_index refuses names and unconditional models in one line
     if classes is not None:
-        if not generator.conditional:
-            raise GankitError(f"{model} is unconditional: --classes and --class need a class-conditional generator")
         class_list = [generator.class_index(c) for c in classes.replace(" ", "").split(",") if c != ""]
     job = plan(generator, seed_list, class_list, truncation)
     format = format or (Format.imagefolder if generator.conditional else Format.png)
