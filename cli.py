@@ -35,30 +35,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train GAN generators, export them to ONNX, generate images with onnxruntime.")
 
 
-class ModelKind(str, Enum):
-    vanilla = "vanilla"
-    dcgan = "dcgan"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A str Enum of option values (typer lists them in --help and rejects others in one line); members are
+    the values with '-' as '_'. Spelled out here, not imported from gankit.config: generate and info must run
+    where only the runtime is installed."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
 
 
-class GLoss(str, Enum):
-    non_saturating = "non-saturating"
-    minimax = "minimax"
-
-
-class Format(str, Enum):
-    png = "png"
-    imagefolder = "imagefolder"
-    npz = "npz"
-
-
-class DCondition(str, Enum):
-    projection = "projection"
-    concat = "concat"
-
-
-class DNorm(str, Enum):
-    batch = "batch"
-    spectral = "spectral"
+ModelKind = _choices("ModelKind", "vanilla", "dcgan")
+GLoss = _choices("GLoss", "non-saturating", "minimax")
+Format = _choices("Format", "png", "imagefolder", "npz")
+DCondition = _choices("DCondition", "projection", "concat")
+DNorm = _choices("DNorm", "batch", "spectral")
 
 
 def _training_side():
