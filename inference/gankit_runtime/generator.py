@@ -195,7 +195,9 @@ class Generator:
         """
         check_truncation(truncation)
         z = latents_for_seeds(seeds, self.info.z_dim)
-        return z if truncation == 1.0 else (z * np.float32(truncation)).astype(np.float32)
+        if truncation != 1.0:
+            z *= np.float32(truncation)
+        return z
 
     def _labels(self, labels, n: int) -> np.ndarray | None:
         if not self.conditional:
@@ -219,10 +221,13 @@ class Generator:
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise GankitError(f"z must be [N, {self.info.z_dim}], got {list(z.shape)}")
+        return self._infer(z, self._labels(labels, z.shape[0]))
+
+    def _infer(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """One session run on inputs already checked (run() and iter_images() check them once)."""
         feed = {self.info.input_name: z}
-        y = self._labels(labels, z.shape[0])
-        if y is not None:
-            feed[self.info.labels_name] = y
+        if labels is not None:
+            feed[self.info.labels_name] = labels
         return self.session.run([self.info.output_name], feed)[0]
 
     def iter_images(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
@@ -237,7 +242,7 @@ class Generator:
         for start in range(0, len(seeds), batch_size):
             chunk = seeds[start:start + batch_size]
             y = None if labels is None else labels[start:start + batch_size]
-            yield chunk, to_uint8(self.run(self.latents(chunk, truncation), y), *self.info.output_range)
+            yield chunk, to_uint8(self._infer(self.latents(chunk, truncation), y), *self.info.output_range)
 
     def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
                  truncation: float = 1.0) -> np.ndarray:

@@ -32,10 +32,19 @@ class LabelJoin(nn.Module):
         return torch.cat([z, self.embed(labels)], dim=1)
 
 
-def _one_hot_planes(x: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """Concatenation in D: the image with one constant plane per class (1 for its label, 0 elsewhere)."""
-    planes = F.one_hot(labels, classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
-    return torch.cat([x, planes], dim=1)
+class LabelPlanes(nn.Module):
+    """D's input: the image alone, or, when D is concatenation-conditioned, with one constant plane per class
+    (1 for its label, 0 elsewhere)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if not self.classes:
+            return x
+        planes = F.one_hot(labels, self.classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+        return torch.cat([x, planes], dim=1)
 
 
 class ConditionalHead(nn.Module):
@@ -77,8 +86,8 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
-        layers, width = [nn.Flatten()], (cfg.channels + self.classes) * cfg.size * cfg.size
+        self.planes = LabelPlanes(cfg)
+        layers, width = [nn.Flatten()], (cfg.channels + self.planes.classes) * cfg.size * cfg.size
         # Mirror of the generator without its widest layer: 784 -> 512 -> 256 -> 1 by default.
         for h in reversed(cfg.hidden[:-1] or cfg.hidden):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
@@ -87,9 +96,7 @@ class MLPDiscriminator(nn.Module):
         self.head = ConditionalHead(nn.Linear(width, 1), cfg, width)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.classes:
-            x = _one_hot_planes(x, labels, self.classes)
-        return self.head(self.net(x), labels)
+        return self.head(self.net(self.planes(x, labels)), labels)
 
 
 # ---------------------------------------------------------------- DCGAN (course projects 02 and 03)
@@ -143,8 +150,8 @@ class DCGANDiscriminator(nn.Module):
         chain, depths = resolution_chain(cfg.size)[::-1], _dcgan_depths(cfg)[::-1]
         spectral = cfg.d_norm == "spectral"
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
-        self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
-        layers, cin = [], cfg.channels + self.classes
+        self.planes = LabelPlanes(cfg)
+        layers, cin = [], cfg.channels + self.planes.classes
         for i, cout in enumerate(depths):
             layers.append(sn(nn.Conv2d(cin, cout, _kernel(chain[i + 1], chain[i]), 2, 1, bias=i == 0 or spectral)))
             if i > 0 and not spectral:
@@ -155,9 +162,7 @@ class DCGANDiscriminator(nn.Module):
         self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin)  # 4x4 -> 1x1: the logit
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.classes:
-            x = _one_hot_planes(x, labels, self.classes)
-        return self.head(self.net(x), labels)
+        return self.head(self.net(self.planes(x, labels)), labels)
 
 
 def _dcgan_init(m: nn.Module) -> None:
