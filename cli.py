@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -60,13 +62,35 @@ def _training_side():
                           "pip install torch -e .") from None
 
 
+# train's options that are fields of the run's configs, by option name -> (config field); a resumed run
+# refuses any of these given with another value than the run's own (gankit.train.resume_configs).
+RUN_SETTINGS = {"model": "kind", "data": "data", "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d",
+                "beta1": "beta1", "beta2": "beta2", "d_steps": "d_steps", "g_loss": "g_loss", "image_size": "size",
+                "channels": "channels", "z_dim": "z_dim", "width": "width", "label_smoothing": "label_smoothing",
+                "d_norm": "d_norm", "conditional": "conditional", "d_condition": "d_condition", "seed": "seed",
+                "ema": "ema_kimg", "eval_every": "eval_every", "eval_samples": "eval_samples", "epochs": "epochs",
+                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir"}
+
+
+def _given(ctx: typer.Context, values: dict) -> dict:
+    """The run settings the user typed on the command line (not defaults), as config field -> value."""
+    given = {}
+    for option, field in RUN_SETTINGS.items():
+        source = ctx.get_parameter_source(option)  # click's ParameterSource (typer may vendor its own click)
+        if source is not None and source.name == "COMMANDLINE":
+            value = values[option]
+            given[field] = value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+    return given
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     model: ModelKind = typer.Option(ModelKind.dcgan, help="vanilla (MLP) or dcgan."),
     data: str = typer.Option("mnist", help="mnist, fashion-mnist, or a folder of images (recursive)."),
     out: Path = typer.Option(None, help="Run folder for checkpoint.pt, metrics.jsonl, samples/. "
                                         "Default: runs/<data>-<model>."),
-    epochs: int = typer.Option(5, min=1),
+    epochs: int = typer.Option(5, min=1, help="On --resume: the run's own unless given."),
     steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many generator steps in all."),
     batch_size: int = typer.Option(64, min=1),
     lr_g: Optional[float] = typer.Option(None, help="Adam learning rate of the generator. Default 1e-3 for dcgan "
@@ -91,35 +115,37 @@ def train(
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
     eval_samples: int = typer.Option(5000, min=2, help="Samples per eval during training."),
+    checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
+                                                        "Ctrl-C); 0 = every 5 minutes of training."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out with its own settings; "
-                                                         "only --epochs and --steps are taken from here."),
+                                                         "--epochs, --steps, --eval-every, --eval-samples, "
+                                                         "--checkpoint-every, --device, --threads may change, any "
+                                                         "other setting given must match the run's."),
 ):
-    """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl."""
+    """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl. Ctrl-C checkpoints and stops."""
     _training_side()
     import torch
 
-    from gankit.config import ModelConfig, TrainConfig, default_lr
+    from gankit.config import new_run_configs
     from gankit.train import train as run_training
 
-    builtin = data in ("mnist", "fashion-mnist")
-    size = image_size or (28 if builtin else 64)
+    given = _given(ctx, locals())
     if threads:
         torch.set_num_threads(threads)
     out = out or Path("runs") / f"{Path(data).name}-{model.value}"
-    model_cfg = ModelConfig(kind=model.value, z_dim=z_dim, channels=channels or (1 if builtin else 3), size=size,
-                            width=width or (128 if size >= 64 else 32), d_norm=d_norm.value,
-                            d_condition=d_condition.value)
-    train_cfg = TrainConfig(data=data, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
-                            lr_g=default_lr(model.value, size) if lr_g is None else lr_g,
-                            lr_d=default_lr(model.value, size) if lr_d is None else lr_d, beta1=beta1, beta2=beta2,
-                            d_steps=d_steps,
-                            g_loss=g_loss.value, label_smoothing=label_smoothing, seed=seed, ema_kimg=ema,
-                            eval_every=eval_every, eval_samples=eval_samples)
-    ckpt = run_training(out, model_cfg, train_cfg, resume=resume, epochs=epochs if resume else None,
-                        max_steps=steps, device=device, conditional=conditional)
+    model_cfg = train_cfg = None
+    if not resume:
+        model_cfg, train_cfg = new_run_configs(
+            model.value, data, image_size, channels, width, lr_g, lr_d, z_dim=z_dim, d_norm=d_norm.value,
+            d_condition=d_condition.value, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
+            beta1=beta1, beta2=beta2, d_steps=d_steps, g_loss=g_loss.value, label_smoothing=label_smoothing,
+            seed=seed, ema_kimg=ema, eval_every=eval_every, eval_samples=eval_samples,
+            checkpoint_every=checkpoint_every)
+    ckpt = run_training(out, model_cfg, train_cfg, resume=resume, given=given, max_steps=steps, device=device,
+                        conditional=conditional)
     typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
 
 
@@ -157,8 +183,12 @@ def generate(
                                                    "the n parts together are the single run's files."),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
+    tf32: bool = typer.Option(False, "--tf32", help="CUDA: TF32 convolutions, faster on recent GPUs but pixels then "
+                                                    "differ from the CPU's by up to 3-5 levels (off: CUDA matches "
+                                                    "the CPU within 1 level)."),
     threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime intra-op threads."),
-    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the first 64 images, or 8 per class."),
+    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the job's first 64 images, or 8 per "
+                                                   "class."),
 ):
     """Generate images from seeds with onnxruntime (no torch needed); labelled data sets from conditional models.
 
@@ -168,12 +198,12 @@ def generate(
 
     if per_class is not None and seeds is not None:
         raise GankitError("give --per-class N or --seeds, not both (--per-class N means seeds 0..N-1 in each class)")
-    seed_list = list(range(per_class)) if per_class is not None else parse_seeds(seeds if seeds is not None else "0-63")
+    seed_list = range(per_class) if per_class is not None else parse_seeds(seeds if seeds is not None else "0-63")
     shard_spec = parse_shard(shard) if shard is not None else None
     if shard_spec and format == Format.npz:
         raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     # PNG files are written by a thread beside inference: onnxruntime's threads must not spin-wait.
-    generator = Generator(model, device=device, threads=threads, spin=format == Format.npz)
+    generator = Generator(model, device=device, threads=threads, spin=format == Format.npz, tf32=tf32)
     if per_class is not None and not generator.conditional:
         raise GankitError(f"{model} is unconditional: --per-class needs a class-conditional generator "
                           "(train one with --conditional)")
@@ -188,7 +218,7 @@ def generate(
     if format == Format.npz:
         result = write_npz(generator, job, out, batch_size=batch_size, grid=grid)
     else:
-        result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid, whole_job=job)
+        result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid)
     seconds = time.perf_counter() - start
     what = f"shard {shard_spec[0]}/{shard_spec[1]}: " if shard_spec else ""
     kept = f", kept {result.skipped} already there" if result.skipped else ""
@@ -201,17 +231,24 @@ def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
     data: str = typer.Option("mnist", help="Reference data: mnist (its test split)."),
     samples: int = typer.Option(10000, min=2, help="Generated samples (seeds 0..N-1)."),
-    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model>.eval.json."),
+    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model name>.eval.json in the "
+                                                  "working directory."),
     classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: exported/mnist-classifier.onnx."),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
 ):
     """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
     import tempfile
 
-    from gankit.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
+    from gankit_runtime.files import prepare_output_file
 
+    try:
+        from gankit.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
+    except ImportError as e:
+        raise GankitError(f"eval needs gankit's package for the MNIST test data ({e}): pip install -e .") from None
     if data != "mnist":
         raise GankitError(f"eval supports --data mnist only (its feature space is an MNIST classifier), not {data!r}")
+    # Checked before the work: the figures go to the working directory, never beside a shipped model.
+    out = prepare_output_file(out or Path(f"{model.stem if model.suffix == '.onnx' else model.resolve().name}.eval.json"))
     with tempfile.TemporaryDirectory() as tmp:
         if model.suffix != ".onnx":  # a run folder or checkpoint: export it first (verified, as always)
             _training_side()
@@ -225,14 +262,14 @@ def evaluate(
         result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
                           with_reference=reference)
     result["model"] = str(model)
-    out = out or (model / "eval.json" if model.is_dir() else model.with_suffix(".eval.json"))
     write_json(result, out)
     typer.echo(table(result) + f"\nfigures: {out}")
 
 
 @app.command("train-classifier")
 def train_classifier(
-    out: Path = typer.Option(Path("exported/mnist-classifier.onnx"), help="Output .onnx file."),
+    out: Path = typer.Option(Path("runs/mnist-classifier.onnx"), help="Output .onnx file (the shipped one is "
+                                                                       "exported/mnist-classifier.onnx)."),
     epochs: int = typer.Option(4, min=1),
     seed: int = typer.Option(0, min=0),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
@@ -243,7 +280,9 @@ def train_classifier(
     import torch
 
     from gankit.classifier import export_classifier, train_classifier as run
+    from gankit_runtime.files import prepare_output_file
 
+    prepare_output_file(out)
     if threads:
         torch.set_num_threads(threads)
     model, acc = run(epochs=epochs, seed=seed, data_dir=data_dir)
@@ -263,27 +302,38 @@ def info(model: Path = typer.Argument(..., help="An exported .onnx generator."))
         typer.echo(f"  {key}: {value}")
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # handled as Ctrl-C: temporaries removed, whole files kept, exit code 143
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user's mistake becomes one line on stderr and a non-zero exit code."""
+    main_thread = threading.current_thread() is threading.main_thread()  # signals can only be set there
+    sigterm = signal.getsignal(signal.SIGTERM)
+    if main_thread:
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        typer.main.get_command(app).main(args=argv, prog_name="cli.py", standalone_mode=False)
+        rc = typer.main.get_command(app).main(args=argv, prog_name="cli.py", standalone_mode=False)
     except typer.Exit as e:
-        return e.exit_code
+        rc = e.exit_code
     except USAGE_ERRORS as e:
         if e.format_message():  # empty when typer has just shown the help (no arguments given)
             print(f"error: {e.format_message()}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    except (typer.Abort, KeyboardInterrupt):
-        print("error: interrupted (a run folder keeps its last checkpoint: continue with --resume)", file=sys.stderr)
-        return 130
-    except GankitError as e:
+    except GankitError as e:  # Interrupted too: its message says what was kept
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     except OSError as e:  # disk full, permission denied, ... while writing
         where = f" ({e.filename})" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
-    return 0
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, sigterm)
+    if isinstance(rc, int) and rc == 130:  # typer turned a KeyboardInterrupt outside our handlers into 130
+        print("error: interrupted (files are written whole or not at all: run the same command again)",
+              file=sys.stderr)
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_bad_checkpoints(capsys, tmp_path, good):
     expect_error(capsys, ["export", tmp_path / "foreign.pt", "--out", tmp_path / "x.onnx"], "not a gankit checkpoint")
     with open(tmp_path / "code.pt", "wb") as f:  # a pickle that would run code when loaded
         pickle.dump(shutil.rmtree, f)
-    expect_error(capsys, ["export", tmp_path / "code.pt", "--out", tmp_path / "x.onnx"], "not a readable")
+    expect_error(capsys, ["export", tmp_path / "code.pt", "--out", tmp_path / "x.onnx"], "may be unsafe")
     (tmp_path / "text.pt").write_text("hello")
     expect_error(capsys, ["export", tmp_path / "text.pt", "--out", tmp_path / "x.onnx"], "not a readable")
     assert not (tmp_path / "x.onnx").exists()
@@ -149,7 +149,7 @@ def test_cuda_requested_without_cuda(capsys, good, tmp_path):
 
 
 def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, full_disk):
-    full_disk(5)
+    full_disk(4)
     expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
                  "No space left on device")
     left = sorted(p.name for p in (tmp_path / "o").iterdir())  # the job file, then whole images only
@@ -161,7 +161,7 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
 
 @pytest.mark.skipif(not (cli.Path(__file__).parent.parent / "exported" / "mnist-classifier.onnx").is_file(),
                     reason="exported/mnist-classifier.onnx not built")
-def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good):
+def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     import json
 
     rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference", "--out", tmp_path / "e.json")
@@ -169,8 +169,11 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good):
     result = json.loads((tmp_path / "e.json").read_text())
     g = result["generated"]
     assert sum(g["class_counts"]) == 300 and 0 <= g["precision"] <= 1 and g["fd"] > 0 and "real_train" not in result
+    monkeypatch.chdir(tmp_path)  # default output: the working directory, never beside the model
     rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
-    assert rc == 0 and (good / "eval.json").is_file()
+    assert rc == 0 and (tmp_path / f"{good.name}.eval.json").is_file() and not list(good.glob("*.json"))
+    rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference")
+    assert rc == 0 and (tmp_path / "g.eval.json").is_file() and not list(good.glob("*.json"))
     expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "mnist only")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")
     (tmp_path / "broken.onnx").write_text("not a classifier")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from gankit.config import ModelConfig
 from gankit.data import load_image_folder
 from gankit.export import to_onnx
 from gankit.models import build_models
-from gankit_runtime import GankitError, Generator, parse_shard, plan, write_folder, write_npz
+from gankit_runtime import GankitError, Generator, WriteResult, parse_shard, plan, write_folder, write_npz
 from gankit_runtime.files import _HOST, remove_stale_temporaries
 
 CLASSES = ["cat", "dog", "owl"]
@@ -98,22 +99,30 @@ def test_shards_together_are_exactly_the_single_run(cond, tmp_path):
     assert len([k for k in single if k.endswith(".png")]) == 33
     union: dict[str, bytes] = {}
     for i in range(4):  # separate folders, as on separate machines, with another batch size
-        write_folder(g, job.shard(i, 4), tmp_path / f"part{i}", "imagefolder", batch_size=3, whole_job=job)
+        write_folder(g, job.shard(i, 4), tmp_path / f"part{i}", "imagefolder", batch_size=3)
         part = files_of(tmp_path / f"part{i}")
-        assert all(union.get(k, v) == v for k, v in part.items())  # overlaps (job file, metadata) agree
-        union.update(part)
-    assert union == single
-    images = [k for i in range(4) for k in files_of(tmp_path / f"part{i}") if k.endswith(".png")]
-    assert len(images) == len(set(images)) == 33  # disjoint
+        images = {k: v for k, v in part.items() if k.endswith(".png")}
+        # metadata.jsonl lists exactly the images in the folder ("present means there"), no more
+        listed = [json.loads(line)["file_name"] for line in part["metadata.jsonl"].decode().splitlines()]
+        assert sorted(listed) == sorted(images) and len(images) in (8, 9)
+        assert not set(images) & set(union)  # disjoint
+        union.update(images)
+        assert part["gankit-job.json"] == single["gankit-job.json"]
+    assert union == {k: v for k, v in single.items() if k.endswith(".png")}
+    merged = tmp_path / "merged"  # copied together: the same command without --shard completes the metadata
+    for i in range(4):
+        shutil.copytree(tmp_path / f"part{i}", merged, dirs_exist_ok=True)
+    assert write_folder(g, job, merged, "imagefolder") == WriteResult(0, 33)
+    assert files_of(merged) == single
     for i in range(3):  # ... and into one shared folder, shards in any order
-        write_folder(g, job.shard((i + 1) % 3, 3), tmp_path / "shared", "imagefolder", whole_job=job)
+        write_folder(g, job.shard((i + 1) % 3, 3), tmp_path / "shared", "imagefolder")
     assert files_of(tmp_path / "shared") == single
 
 
 def test_rerun_skips_what_is_there_and_clears_a_dead_writer_s_leftovers(cond, tmp_path):
     g = Generator(cond)
     job = plan(g, range(6), [1])
-    write_folder(g, job.shard(0, 2), tmp_path / "ds", "imagefolder", whole_job=job)  # as if cut off half way
+    write_folder(g, job.shard(0, 2), tmp_path / "ds", "imagefolder")  # as if cut off half way
     stale = tmp_path / "ds" / "dog" / f".000001.png.{_HOST}.999999999.1.tmp"  # a killed writer's half file
     stale.write_bytes(b"\x89PNG half")
     live = tmp_path / "ds" / "dog" / f".000003.png.{_HOST}.{os.getpid()}.1.tmp"  # this process: not touched

@@ -1,65 +1,143 @@
-"""Files are written under a temporary name and renamed, so a crash never leaves half a file."""
+"""Files are written under a temporary name and renamed, so a crash never leaves half a file.
+
+One temporary-name scheme for every file gankit writes: `.<name>.<host>.<pid>.<thread>.tmp` beside the
+target (same folder, so the rename is atomic). A killed writer's temporaries carry its host and pid, so
+the next run in that folder can tell them from a live writer's and remove them.
+
+Durability: files that a run cannot afford to lose or find empty after a power cut (checkpoints, models,
+job and metadata files, npz data sets) are fsync'ed before the rename and their folder after it. PNG
+images of a data set are not (one fsync each would cost more than making the image); a rerun treats an
+empty file as missing, which is what a power cut leaves of an unsynced one.
+"""
+
+from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import re
 import socket
-import tempfile
 import threading
-import uuid
 from pathlib import Path
 
 from .errors import GankitError
-
-
-def temporary_name(path: Path) -> Path:
-    """A unique hidden name beside `path` (same folder, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    tmp = temporary_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 _TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.\d+\.tmp$")
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and one rename.
+def temporary_name(path) -> str:
+    """The temporary name beside `path` for this host, process and thread."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp")
 
-    The hot path of PNG generation (one call per image): plain os calls on str paths, and a
-    temporary name unique per host, process and thread, with no random name to draw.
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+def fsync_folder(folder) -> None:
+    """Make a rename inside `folder` durable (a no-op where folders cannot be opened, as on Windows)."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        fd = os.open(os.fspath(folder) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, durable: bool = True):
+    """Yield a temporary path beside `path` for the caller to write; rename it onto `path` only if the block
+    succeeds (fsync'ed first when durable). On any failure, or Ctrl-C, the temporary is removed."""
+    path = Path(path)
+    tmp = Path(temporary_name(path))
+    try:
+        yield tmp
+        if durable:
+            _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        fsync_folder(path.parent)
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete what a killed writer of this host left behind (atomic_write_bytes' temporaries of processes
-    no longer running). Those of live processes, or of other hosts sharing the folder, are left alone."""
+def _fsync_file(path) -> None:
+    fd = os.open(os.fspath(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temporary(path, data: bytes, durable: bool) -> str:
+    tmp = temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def atomic_write_bytes(path, data: bytes, durable: bool = False) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and one rename.
+
+    The hot path of PNG generation (one call per image): plain os calls on str paths. durable: fsync
+    the file before and the folder after the rename (job files, metadata)."""
+    path = os.fspath(path)
+    tmp = _write_temporary(path, data, durable)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_folder(os.path.dirname(path))
+
+
+def create_exclusive(path, data: bytes) -> bool:
+    """Create `path` holding `data`, whole, unless it exists: True if this call created it, False if it was
+    there. Of two processes racing, exactly one creates it (a hard link cannot replace a file), and
+    nobody ever sees it half-written."""
+    path = os.fspath(path)
+    tmp = _write_temporary(path, data, durable=True)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as e:  # file systems without hard links: O_EXCL, written in place
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_folder(os.path.dirname(path))
+    return True
+
+
+def remove_stale_temporaries(folder) -> int:
+    """Delete what a killed writer of this host left behind in `folder` (temporaries of processes no
+    longer running). Those of live processes, or of other hosts sharing the folder, are left alone."""
     removed = 0
     try:
         names = os.listdir(folder)
@@ -87,24 +165,53 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def prepare_output_dir(path: Path) -> Path:
+def sha256_of(path) -> str:
+    """sha256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _writable_error(path: Path, e: OSError) -> GankitError:
+    return GankitError(f"cannot write to {path}: cannot create a file there ({e.strerror or e})")
+
+
+def prepare_output_dir(path) -> Path:
     """Create `path` if needed and prove it is a writable folder, or raise one clear error."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise GankitError(f"output {path} exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        probe = temporary_name(path / "probe")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
     except OSError as e:
-        raise GankitError(f"cannot write to {path}: {e.strerror or e}") from None
+        raise _writable_error(path, e) from None
     return path
 
 
-def prepare_output_file(path: Path) -> Path:
-    """Check that `path` can be written as a file: its folder is writable and it is not a folder."""
+def prepare_output_file(path) -> Path:
+    """Check that `path` can be written as a file (not a folder; a file can be created beside it), creating
+    its folder if needed, and remove a killed writer's temporaries there (a half-written npz is large)."""
     path = Path(path)
     if path.is_dir():
         raise GankitError(f"output {path} is a folder, expected a file name")
-    prepare_output_dir(path.parent if str(path.parent) else Path("."))
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as e:
+            raise _writable_error(folder, e) from None
+    elif not folder.is_dir():
+        raise GankitError(f"output {path}: {folder} exists and is not a folder")
+    probe = temporary_name(path)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as e:
+        raise _writable_error(folder, e) from None
+    remove_stale_temporaries(folder)
     return path

@@ -2,58 +2,128 @@
 
 An image depends on its seed, its label and the truncation alone, so a job can be cut into shards
 (`--shard i/n`) that run anywhere, in any order, and together give exactly the single run's files.
+Jobs are lazy: `--seeds 0-4294967295` is a few ranges, never a list of four billion numbers.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 from .errors import GankitError
 from .generator import Generator, check_truncation
+from .seeds import SeedRanges
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 
-@dataclass(frozen=True)
-class Job:
-    seeds: tuple[int, ...]
-    labels: tuple[int, ...] | None  # one class index per seed; None for an unconditional generator
-    truncation: float = 1.0
+def as_seed_sequence(seeds) -> Sequence[int]:
+    """A range or SeedRanges stays lazy; anything else becomes a tuple of ints."""
+    if isinstance(seeds, SeedRanges):
+        return seeds
+    if isinstance(seeds, range):
+        return SeedRanges([seeds])
+    return tuple(int(s) for s in seeds)
 
-    def __post_init__(self):
-        if self.labels is not None and len(self.labels) != len(self.seeds):
-            raise GankitError("a job needs one label per seed")
-        check_truncation(self.truncation)
+
+class _Column(Sequence):
+    """job.seeds or job.labels: one field of the job's (seed, label) pairs, read lazily."""
+
+    def __init__(self, job: "Job", field: int):
+        self.job, self.field = job, field
 
     def __len__(self) -> int:
-        return len(self.seeds)
+        return len(self.job)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(*k.indices(len(self))))
+        return self.job.item(k)[self.field]
+
+    def __iter__(self):
+        return (pair[self.field] for pair in self.job)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+
+@dataclass(frozen=True)
+class Job:
+    """Every seed of `seeds` in each class of `classes` (class by class), or the seeds alone for an
+    unconditional generator (classes None); `part` (i, n) keeps every n-th pair from the i-th on."""
+
+    per_class_seeds: Sequence[int]
+    classes: tuple[int, ...] | None
+    truncation: float = 1.0
+    part: tuple[int, int] = (0, 1)
+
+    def __post_init__(self):
+        check_truncation(self.truncation)
+
+    @property
+    def total(self) -> int:
+        """Pairs in the whole job (all shards)."""
+        return len(self.per_class_seeds) * (len(self.classes) if self.classes is not None else 1)
+
+    def __len__(self) -> int:
+        i, n = self.part
+        return max(0, (self.total - i + n - 1) // n)
+
+    def item(self, k: int) -> tuple[int, int | None]:
+        """The k-th (seed, label) pair of this job (or shard)."""
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        i, n = self.part
+        c, j = divmod(i + k * n, len(self.per_class_seeds))
+        return self.per_class_seeds[j], None if self.classes is None else self.classes[c]
+
+    def __iter__(self) -> Iterator[tuple[int, int | None]]:
+        classes = self.classes if self.classes is not None else (None,)
+        pairs = ((s, c) for c in classes for s in self.per_class_seeds)
+        i, n = self.part
+        return pairs if (i, n) == (0, 1) else itertools.islice(pairs, i, None, n)
+
+    @property
+    def seeds(self) -> Sequence[int]:
+        return _Column(self, 0)
+
+    @property
+    def labels(self) -> Sequence[int] | None:
+        return None if self.classes is None else _Column(self, 1)
+
+    @property
+    def whole(self) -> "Job":
+        return replace(self, part=(0, 1))
 
     def shard(self, index: int, count: int) -> "Job":
-        """Every count-th item from `index` on: shards are disjoint, cover the job and mix its classes."""
+        """Every count-th pair from `index` on: shards are disjoint, cover the job and mix its classes."""
+        if self.part != (0, 1):
+            raise GankitError("a shard cannot be cut into shards again")
         if not 0 <= index < count:
             raise GankitError(f"bad shard {index}/{count}: need 0 <= i < n")
-        labels = None if self.labels is None else self.labels[index::count]
-        return Job(self.seeds[index::count], labels, self.truncation)
+        return replace(self, part=(index, count))
 
 
-def plan(generator: Generator, seeds: Sequence[int], classes: Sequence[int] | None = None,
-         truncation: float = 1.0) -> Job:
+def plan(generator: Generator, seeds, classes: Sequence[int] | None = None, truncation: float = 1.0) -> Job:
     """The job for `seeds`: for a conditional generator, every seed in each of `classes` (default: all of
     them), class by class; for an unconditional one, the seeds as given."""
-    seeds = tuple(int(s) for s in seeds)
+    seeds = as_seed_sequence(seeds)
     if not generator.conditional:
         if classes is not None:
             raise GankitError(f"{generator.info.path} is unconditional: --classes, --class and --per-class "
                               "need a class-conditional generator (train one with --conditional)")
         return Job(seeds, None, truncation)
-    classes = list(range(len(generator.classes))) if classes is None else list(classes)
+    classes = tuple(range(len(generator.classes))) if classes is None else tuple(int(c) for c in classes)
     if not classes:
         raise GankitError("no classes chosen")
     if len(set(classes)) != len(classes):
         raise GankitError("a class is listed twice")
-    return Job(seeds * len(classes), tuple(c for c in classes for _ in seeds), truncation)
+    return Job(seeds, classes, truncation)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

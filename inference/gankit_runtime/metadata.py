@@ -23,3 +23,19 @@ CLASSES = "classes"  # conditional generators: JSON list of class names; label i
 
 FORMAT_VERSION = "1"
 LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"
+
+MAX_CLASS_NAME = 100
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a class name, or None. Class names come from a model file (untrusted) and become
+    folder names (imagefolder layout) and metadata values, so they must be safe as one path component."""
+    if not 1 <= len(name) <= MAX_CLASS_NAME:
+        return f"must have 1 to {MAX_CLASS_NAME} characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "holds control characters"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if name.startswith(".") or name != name.strip():
+        return "starts with '.' or has spaces around it"
+    return None

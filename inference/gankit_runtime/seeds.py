@@ -1,6 +1,10 @@
 """Seeds -> latents. An image depends on its seed and the model alone, never on batch size or device."""
 
+import bisect
+import itertools
 import re
+from collections.abc import Sequence
+from typing import Iterator
 
 import numpy as np
 
@@ -10,12 +14,45 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
 _TERM = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-99,200,300-310' -> [0, 1, ..., 99, 200, 300, ..., 310], in the order written.
+class SeedRanges(Sequence):
+    """Seeds as consecutive ranges, in the order given: a sequence of ints that costs memory per range,
+    not per seed."""
+
+    def __init__(self, ranges: Sequence[range]):
+        self.ranges = tuple(r for r in ranges if len(r))
+        self._ends = list(itertools.accumulate(len(r) for r in self.ranges))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        r = bisect.bisect_right(self._ends, k)
+        return self.ranges[r][k - (self._ends[r - 1] if r else 0)]
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.ranges)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return "SeedRanges(" + ",".join(f"{r.start}-{r.stop - 1}" if len(r) > 1 else str(r.start)
+                                        for r in self.ranges) + ")"
+
+
+def parse_seeds(text: str) -> SeedRanges:
+    """'0-99,200,300-310' -> the seeds 0, 1, ..., 99, 200, 300, ..., 310, in the order written, as lazy
+    ranges (`0-4294967295` costs nothing until iterated).
 
     Ranges are inclusive. Duplicates are an error: they would name the same output file twice.
     """
-    seeds: list[int] = []
+    ranges: list[range] = []
     for term in str(text).replace(" ", "").split(","):
         m = _TERM.match(term)
         if not m:
@@ -27,10 +64,11 @@ def parse_seeds(text: str) -> list[int]:
             raise GankitError(f"bad seeds {text!r}: range {term!r} is empty (end before start)")
         if hi > MAX_SEED:
             raise GankitError(f"bad seeds {text!r}: seeds must be at most {MAX_SEED}")
-        seeds.extend(range(lo, hi + 1))
-    if len(set(seeds)) != len(seeds):
+        ranges.append(range(lo, hi + 1))
+    ordered = sorted(ranges, key=lambda r: r.start)
+    if any(a.stop > b.start for a, b in zip(ordered, ordered[1:])):
         raise GankitError(f"bad seeds {text!r}: a seed is listed twice")
-    return seeds
+    return SeedRanges(ranges)
 
 
 def latent_for_seed(seed: int, z_dim: int) -> np.ndarray:

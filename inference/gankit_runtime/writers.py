@@ -4,11 +4,13 @@ Folder layouts
   png          out/<seed>.png                     unconditional models, or one class
   imagefolder  out/<class>/<seed>.png             what torchvision's ImageFolder and Hugging Face's
                                                   load_dataset("imagefolder") read; labels = folder names
-Both get out/metadata.jsonl (one record per image: file_name, seed, label, class name, model sha256, runtime
-version, provider, truncation) and out/gankit-job.json (model and truncation: a re-run into the same folder must
-match them). Every file is written under a temporary name and renamed, so an interrupted run leaves whole
-images only; run it again and it skips the images already there. metadata.jsonl comes last, for the whole
-job (all shards): the shards of a job, run into separate folders, copy together into the single run's folder.
+Both get out/gankit-job.json (model and truncation, claimed before the first image: a run of another model or
+truncation into the same folder is refused) and, when a run has made its part, out/metadata.jsonl: one record
+(file_name, seed, label, class name, model sha256, runtime version, provider, truncation) for each image of
+the job that is in the folder, no more. Every file is written under a temporary name and renamed, so an
+interrupted run leaves whole images only; run it again and it skips the images already there. Shards run into
+separate folders copy together into the single run's folder; the same command without --shard then finds
+every image and writes the whole job's metadata.jsonl.
 
 Inference runs in the calling thread while a writer thread encodes and writes the previous batch's
 files: creating files costs about as much as inference here, so the two overlap. At most two
@@ -19,6 +21,8 @@ Give folders a Generator(spin=False): onnxruntime's spinning threads would starv
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import zipfile
@@ -30,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .errors import GankitError
-from .files import atomic_path, atomic_write_bytes, prepare_output_dir, prepare_output_file, remove_stale_temporaries
+from .errors import GankitError, Interrupted
+from .files import atomic_path, create_exclusive, prepare_output_dir, prepare_output_file, remove_stale_temporaries
 from .generator import Generator
 from .images import make_grid, save_png
 from .jobs import Job
+from .metadata import class_name_problem
 
 LAYOUTS = ("png", "imagefolder")
 GRID_MAX = 64  # unconditional grids: the first 64 images
@@ -54,36 +59,6 @@ class WriteResult:
     skipped: int  # images of the job already there (an earlier, interrupted run or another shard)
 
 
-class _Grid:
-    """Keeps a quick-look grid's images as they stream past: the first 64, or 8 per class."""
-
-    def __init__(self, path: Path | None, conditional: bool):
-        self.path = prepare_output_file(path) if path is not None else None
-        self.conditional = conditional
-        self.rows: dict[int, list[np.ndarray]] = {}
-
-    def add(self, images: np.ndarray, labels) -> None:
-        if self.path is None:
-            return
-        for k, image in enumerate(images):
-            row = int(labels[k]) if self.conditional else 0
-            if row not in self.rows and len(self.rows) >= (GRID_ROWS if self.conditional else 1):
-                continue
-            kept = self.rows.setdefault(row, [])
-            if len(kept) < (GRID_COLUMNS if self.conditional else GRID_MAX):
-                kept.append(image)
-
-    def write(self) -> None:
-        if self.path is None or not self.rows:
-            return
-        if not self.conditional:
-            save_png(make_grid(np.stack(self.rows[0])), self.path, compress_level=6)
-            return
-        blank = np.zeros_like(next(iter(self.rows.values()))[0])
-        cells = [img for r in sorted(self.rows) for img in self.rows[r] + [blank] * (GRID_COLUMNS - len(self.rows[r]))]
-        save_png(make_grid(np.stack(cells), columns=GRID_COLUMNS), self.path, compress_level=6)
-
-
 def _relative_path(generator: Generator, layout: str, seed: int, label: int | None) -> str:
     if layout == "imagefolder":
         return f"{generator.classes[label]}/{png_name(seed)}"
@@ -97,10 +72,12 @@ def _check_layout(generator: Generator, job: Job, layout: str) -> None:
         if not generator.conditional:
             raise GankitError(f"the imagefolder layout sorts images by class: {generator.info.path} is unconditional "
                               "(use --format png or npz)")
-        bad = [c for c in generator.classes if c in (".", "..") or "/" in c or "\\" in c or c.startswith(".")]
+        # Class names were checked when the model was opened (gankit_runtime.metadata.class_name_problem);
+        # checked again here because they become paths: nothing may land outside out_dir.
+        bad = [c for c in generator.classes if class_name_problem(c)]
         if bad:
             raise GankitError(f"class names {bad} cannot be folder names")
-    elif job.labels is not None and len(set(job.labels)) > 1:
+    elif job.classes is not None and len(job.classes) > 1:
         raise GankitError("the png layout is one flat folder: with several classes their seeds would collide; "
                           "use --format imagefolder, or one --class")
 
@@ -115,110 +92,209 @@ def _record(generator: Generator, layout: str, seed: int, label: int | None, tru
     return record
 
 
-def _claim_folder(generator: Generator, out_dir: Path, layout: str, truncation: float) -> None:
+def _claim_folder(generator: Generator, out_dir: Path, layout: str, truncation: float) -> bool:
     """out/gankit-job.json names the model and truncation of the images in out; a run of another model or
-    truncation into the same folder is refused rather than mixed in."""
+    truncation into the same folder is refused rather than mixed in. Created exclusively: of two jobs
+    started at once into one folder, one claims it and the other compares against that claim.
+    True when this call created the claim."""
     job = {"model_sha256": generator.sha256, "truncation": truncation, "layout": layout}
     path = out_dir / JOB_FILE
-    if path.is_file():
-        try:
-            held = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise GankitError(f"{path} is unreadable: remove it, or choose another --out") from None
-        if {k: held.get(k) for k in job} != job:
-            diff = ", ".join(f"{k} {held.get(k)!r} there, {v!r} here" for k, v in job.items() if held.get(k) != v)
-            raise GankitError(f"{out_dir} holds images of another job ({diff}): choose another --out")
-        return
-    atomic_write_bytes(path, (json.dumps(job, indent=1) + "\n").encode())
+    if create_exclusive(path, (json.dumps(job, indent=1) + "\n").encode()):
+        return True
+    try:
+        held = json.loads(path.read_text())
+        if not isinstance(held, dict):
+            raise ValueError
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise GankitError(f"{path} is unreadable: remove it, or choose another --out") from None
+    if {k: held.get(k) for k in job} != job:
+        diff = ", ".join(f"{k} {held.get(k)!r} there, {v!r} here" for k, v in job.items() if held.get(k) != v)
+        raise GankitError(f"{out_dir} holds images of another job ({diff}): choose another --out")
+    return False
 
 
-def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) -> None:
-    """metadata.jsonl for the whole job, merged with records already there (kept as they are: they describe
-    images this run did not write), sorted by class and seed."""
-    path = out_dir / METADATA_FILE
-    records: dict[str, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                records[r["file_name"]] = r
-            except (ValueError, KeyError, TypeError):
-                raise GankitError(f"{path} is not a gankit metadata file: remove it, or choose another --out") from None
-    labels = job.labels if job.labels is not None else [None] * len(job)
-    for seed, label in zip(job.seeds, labels):
-        r = _record(generator, layout, seed, label, job.truncation)
-        records.setdefault(r["file_name"], r)
-    ordered = sorted(records.values(), key=lambda r: (r.get("label", -1), r["seed"]))
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in ordered).encode())
+def _is_whole_file(path: str) -> bool:
+    """There and not empty (an unsynced file renamed into place just before a power cut can be empty)."""
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:
+        return False
 
 
-def _save_batch(images: np.ndarray, paths: list[str]) -> None:
+def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) -> int:
+    """metadata.jsonl: one record for each image of `job` (the whole job, all shards) that is in out_dir,
+    in job order; written whole, under a temporary name. Streams: flat memory for any job size."""
+    count = 0
+    with atomic_path(out_dir / METADATA_FILE) as tmp, open(tmp, "w", buffering=1 << 20) as f:
+        for seed, label in job:
+            r = _record(generator, layout, seed, label, job.truncation)
+            if _is_whole_file(os.path.join(out_dir, r["file_name"])):
+                f.write(json.dumps(r) + "\n")
+                count += 1
+    return count
+
+
+def _save_batch(images: np.ndarray, paths: list[str], saved: list) -> None:
     for image, path in zip(images, paths):
         save_png(image, path)
+        saved[0] += 1  # one writer thread: no race
+
+
+def _grid_pairs(job: Job, conditional: bool) -> list[tuple[int, int | None]]:
+    """The quick-look grid's images: the job's first 64, or the first 8 of each class (up to 16 classes)."""
+    if not conditional:
+        return list(itertools.islice(iter(job.whole), GRID_MAX))
+    seeds = list(itertools.islice(iter(job.per_class_seeds), GRID_COLUMNS))
+    return [(s, c) for c in job.classes[:GRID_ROWS] for s in seeds]
+
+
+def write_grid(generator: Generator, job: Job, path: Path, batch_size: int = 64) -> None:
+    """A PNG grid of the job's first images (whatever a run wrote or skipped): 8 columns of 8, or a row
+    per class. Made from the seeds themselves, so a rerun or a shard writes the same grid."""
+    pairs = _grid_pairs(job, generator.conditional)
+    if not pairs:
+        return
+    labels = [c for _, c in pairs] if generator.conditional else None
+    images = generator.generate([s for s, _ in pairs], batch_size=batch_size, labels=labels,
+                                truncation=job.truncation)
+    columns = GRID_COLUMNS if generator.conditional else None
+    save_png(make_grid(images, columns=columns), path, compress_level=6)
+
+
+class _Folders:
+    """Sub-folders made as the first image of each is written (never empty ones), each cleared of a killed
+    writer's temporaries first; on failure, remove_unused() takes away what this run made and left empty."""
+
+    def __init__(self, root: Path):
+        self.root, self.ready, self.made = root, set(), []
+
+    def need(self, relative: str) -> None:
+        folder = os.path.dirname(relative)
+        if folder in self.ready:
+            return
+        path = self.root / folder
+        if not path.is_dir():
+            path.mkdir()
+            self.made.append(path)
+        remove_stale_temporaries(path)
+        self.ready.add(folder)
+
+    def remove_unused(self) -> None:
+        for path in reversed(self.made):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty
+
+
+def _pending(generator: Generator, layout: str, out_dir: Path, job: Job, folders: _Folders, counts: list):
+    """(seed, label, file path) for each image of the job not yet in out_dir, lazily; counts[0] += skipped."""
+    for seed, label in job:
+        rel = _relative_path(generator, layout, seed, label)
+        path = os.path.join(out_dir, rel)
+        if _is_whole_file(path):
+            counts[0] += 1
+            continue
+        folders.need(rel)
+        yield seed, label, path
+
+
+def _remove_if_unused(out_dir: Path, folders: "_Folders", claimed: bool, existed: bool) -> None:
+    """After a failure: take away what this run made that holds no image (empty class folders, its own claim,
+    the output folder itself), so that a failed job leaves no trace."""
+    folders.remove_unused()
+    with contextlib.suppress(OSError):
+        if claimed and os.listdir(out_dir) == [JOB_FILE]:
+            (out_dir / JOB_FILE).unlink()
+        if not existed:
+            out_dir.rmdir()  # only if empty
 
 
 def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "png", batch_size: int = 64,
-                 grid: Path | None = None, whole_job: Job | None = None, workers: int = 1) -> WriteResult:
-    """Write the job's images into out_dir in `layout`, skipping those already there.
+                 grid: Path | None = None, workers: int = 1) -> WriteResult:
+    """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
+    read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
 
-    whole_job: the job this one is a shard of; metadata.jsonl describes all of it.
+    metadata.jsonl then lists the images of the whole job (all shards, when `job` is one) present in out_dir,
+    and the grid shows the whole job's first images. Ctrl-C raises Interrupted after the batches in flight
+    are written whole.
     """
     _check_layout(generator, job, layout)
+    if batch_size < 1:
+        raise GankitError(f"batch size must be at least 1, got {batch_size}")
+    if grid is not None:
+        grid = prepare_output_file(grid)
+    existed = Path(out_dir).is_dir()
     out_dir = prepare_output_dir(out_dir)
-    _claim_folder(generator, out_dir, layout, job.truncation)
-    labels = job.labels if job.labels is not None else [None] * len(job)
-    rel = [_relative_path(generator, layout, s, y) for s, y in zip(job.seeds, labels)]
-    for folder in {os.path.dirname(r) for r in rel}:
-        (out_dir / folder).mkdir(exist_ok=True)
-        remove_stale_temporaries(out_dir / folder)
-    todo = [k for k, r in enumerate(rel) if not os.path.exists(os.path.join(out_dir, r))]
-    seeds = [job.seeds[k] for k in todo]
-    todo_labels = None if job.labels is None else [job.labels[k] for k in todo]
-    collector = _Grid(grid, generator.conditional)
+    claimed = _claim_folder(generator, out_dir, layout, job.truncation)
+    folders = _Folders(out_dir)
+    folders.need("")  # out_dir itself: clear its stale temporaries
+    counts = [0]  # skipped
     in_flight: deque = deque()
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for chunk, images in generator.iter_images(seeds, batch_size, todo_labels, job.truncation):
-            names = [os.path.join(out_dir, rel[k]) for k in todo[done:done + len(chunk)]]
-            in_flight.append(pool.submit(_save_batch, images, names))
-            collector.add(images, None if todo_labels is None else todo_labels[done:done + len(chunk)])
-            done += len(chunk)
-            while len(in_flight) > 2:
-                in_flight.popleft().result()
-        for batch in in_flight:
-            batch.result()
-    _write_metadata(generator, out_dir, layout, whole_job or job)
-    collector.write()
-    return WriteResult(len(todo), len(job) - len(todo))
+    pending = _pending(generator, layout, out_dir, job, folders, counts)
+    saved = [0]  # images written by this run, counted by the writer thread
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                while True:
+                    batch = list(itertools.islice(pending, batch_size))
+                    if not batch:
+                        break
+                    labels = None if job.classes is None else [y for _, y, _ in batch]
+                    for _, images in generator.iter_images([s for s, _, _ in batch], len(batch), labels,
+                                                           job.truncation):
+                        in_flight.append(pool.submit(_save_batch, images, [p for _, _, p in batch], saved))
+                    while len(in_flight) > 2:
+                        in_flight.popleft().result()
+            finally:  # Ctrl-C or an error: the batches handed to the writer are finished (or failed) first
+                for future in in_flight:
+                    future.exception()
+        for future in in_flight:
+            future.result()  # a writer's error (a full disk) surfaces here
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {saved[0]} images written to {out_dir} by this run, {counts[0]} were there "
+                          "already; run the same command again to make the rest") from None
+    except BaseException:
+        _remove_if_unused(out_dir, folders, claimed, existed)
+        raise
+    _write_metadata(generator, out_dir, layout, job.whole)
+    if grid is not None:
+        write_grid(generator, job.whole, grid, batch_size)
+    return WriteResult(saved[0], counts[0])
 
 
 def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
               grid: Path | None = None) -> WriteResult:
     """One .npz, streamed batch by batch: `images` uint8 [N, H, W, C], `seeds` int64 [N], and for a
     conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
-    (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle."""
+    (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
+    not at all: Ctrl-C or a full disk leaves no file (and a killed run's temporary goes at the next run)."""
     path = prepare_output_file(path)
     if path.suffix != ".npz":
         raise GankitError(f"an npz output needs a file name ending in .npz, not {path}")
+    if grid is not None:
+        grid = prepare_output_file(grid)
     i = generator.info
-    header = {"descr": "|u1", "fortran_order": False, "shape": (len(job), i.height, i.width, i.channels)}
-    collector = _Grid(grid, generator.conditional)
+    n = len(job)
+    header = {"descr": "|u1", "fortran_order": False, "shape": (n, i.height, i.width, i.channels)}
     meta = {"model_sha256": generator.sha256, "runtime_version": __version__, "provider": generator.providers[0],
             "truncation": job.truncation}
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            with zf.open("images.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_1_0(f, header)
-                done = 0
-                for chunk, images in generator.iter_images(job.seeds, batch_size, job.labels, job.truncation):
-                    f.write(images.tobytes())
-                    collector.add(images, None if job.labels is None else job.labels[done:done + len(chunk)])
-                    done += len(chunk)
-            arrays = {"seeds": np.asarray(job.seeds, dtype=np.int64), "metadata": np.asarray(json.dumps(meta))}
-            if job.labels is not None:
-                arrays.update(labels=np.asarray(job.labels, dtype=np.int64), classes=np.asarray(generator.classes))
-            for name, array in arrays.items():
-                with zf.open(f"{name}.npy", "w") as f:
-                    np.lib.format.write_array(f, array, allow_pickle=False)
-    collector.write()
-    return WriteResult(len(job), 0)
+    try:
+        with atomic_path(path) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                with zf.open("images.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_1_0(f, header)
+                    for _, images in generator.iter_images(job.seeds, batch_size, job.labels, job.truncation):
+                        f.write(images.tobytes())
+                arrays = {"seeds": np.fromiter(job.seeds, dtype=np.int64, count=n),
+                          "metadata": np.asarray(json.dumps(meta))}
+                if job.labels is not None:
+                    arrays.update(labels=np.fromiter(job.labels, dtype=np.int64, count=n),
+                                  classes=np.asarray(generator.classes))
+                for name, array in arrays.items():
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, array, allow_pickle=False)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: nothing written ({path} is written whole or not at all); "
+                          "run the command again") from None
+    if grid is not None:
+        write_grid(generator, job, grid, batch_size)
+    return WriteResult(n, 0)

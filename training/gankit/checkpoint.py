@@ -6,7 +6,6 @@ Written under a temporary name and renamed, so a crash or a full disk leaves the
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -44,11 +43,15 @@ def load_checkpoint(path: Path) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, not a torch file at all, ...
-        lines = str(e).strip().splitlines() or [type(e).__name__]
-        # torch's weights_only refusal is a long text; its one useful line names the refused global.
-        reason = next((ln.split(":", 1)[1].strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        text = str(e)
+        if "WeightsUnpickler error" in text or "weights_only" in text:
+            # torch's refusal goes on to suggest weights_only=False: exactly what must not be done here.
+            raise GankitError(f"{path} is not a gankit checkpoint: it holds Python objects other than tensors and "
+                              "plain values, which could run code when loaded; it was refused unread and may be "
+                              "unsafe") from None
+        first = (text.strip().splitlines() or [type(e).__name__])[0]
         raise GankitError(f"{path} is not a readable checkpoint (corrupt, truncated or not made by "
-                          f"torch.save): {reason[:200]}") from None
+                          f"torch.save): {first[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GankitError(f"{path} is not a gankit checkpoint")
     if state.get("version") != VERSION:
@@ -57,9 +60,3 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from gankit_runtime import GankitError
@@ -11,6 +12,39 @@ MODEL_KINDS = ("vanilla", "dcgan")
 D_NORMS = ("batch", "spectral")
 D_CONDITIONS = ("projection", "concat")
 G_LOSSES = ("non-saturating", "minimax")
+BUILTIN_DATA = ("mnist", "fashion-mnist")
+
+# Bounds on what a config may ask for. Configs come from the command line and from checkpoints, which may
+# be crafted: a width of 10**9 must be one clear line, not an attempt to allocate petabytes.
+MAX_SIZE = 1024
+MAX_WIDTH = 4096
+MAX_Z_DIM = 4096
+MAX_HIDDEN = 65536
+MAX_CLASSES = 100_000
+
+
+def _check_types(config) -> None:
+    """Every field has its default's type (a float field takes an int; bool is never a number). Checkpoints
+    are untrusted input: a string where a number belongs is one clear line, not a TypeError deep inside."""
+    for f in fields(config):
+        value, default = getattr(config, f.name), f.default
+        if default is MISSING:
+            continue
+        want = type(default)
+        if want is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif want is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif want is tuple:
+            ok = isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in value)
+        else:
+            ok = isinstance(value, want)
+        if not ok:
+            raise GankitError(f"config field {f.name!r} must be {want.__name__}, got {type(value).__name__} "
+                              f"{str(value)[:40]!r}")
+        if want is float and not math.isfinite(value):
+            raise GankitError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
 
 
 def resolution_chain(size: int) -> list[int]:
@@ -49,6 +83,7 @@ class ModelConfig:
     d_condition: str = "projection"
 
     def __post_init__(self):
+        _check_types(self)
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if self.kind not in MODEL_KINDS:
             raise GankitError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
@@ -62,10 +97,15 @@ class ModelConfig:
             raise GankitError(f"channels must be 1 or 3, got {self.channels}")
         if self.z_dim < 1 or self.width < 1 or not self.hidden or min(self.hidden) < 1:
             raise GankitError("z_dim, width and hidden sizes must be positive")
+        if not 1 <= self.size <= MAX_SIZE:
+            raise GankitError(f"image size must lie in [1, {MAX_SIZE}], got {self.size}")
+        for name, value, cap in (("width", self.width, MAX_WIDTH), ("z_dim", self.z_dim, MAX_Z_DIM),
+                                 ("hidden size", max(self.hidden), MAX_HIDDEN),
+                                 ("num_classes", self.num_classes, MAX_CLASSES), ("label_dim", self.label_dim, MAX_Z_DIM)):
+            if value > cap:
+                raise GankitError(f"{name} {value} is beyond gankit's limit of {cap}")
         if self.kind == "dcgan":
             resolution_chain(self.size)
-        elif self.size < 1:
-            raise GankitError(f"image size must be positive, got {self.size}")
 
     @property
     def conditional(self) -> bool:
@@ -78,6 +118,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise GankitError("model config is not a mapping")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -105,29 +147,38 @@ class TrainConfig:
     ema_kimg: float = 10.0
     eval_every: int = 0  # generator steps between eval figures (MNIST only); 0: never
     eval_samples: int = 5000
+    # Checkpoint every this many generator steps, besides epoch ends and Ctrl-C; 0: every
+    # CHECKPOINT_MINUTES of training instead, so that a killed run loses minutes, not an epoch.
+    checkpoint_every: int = 0
+
+    # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
+    CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir")
 
     def __post_init__(self):
+        _check_types(self)
         if self.g_loss not in G_LOSSES:
             raise GankitError(f"unknown generator loss {self.g_loss!r}: choose one of {', '.join(G_LOSSES)}")
         for name in ("epochs", "batch_size", "d_steps"):
             if getattr(self, name) < 1:
                 raise GankitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr_g <= 0 or self.lr_d <= 0:
-            raise GankitError("learning rates must be positive")
+            raise GankitError(f"learning rates must be positive, got {self.lr_g:g} and {self.lr_d:g}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise GankitError("Adam betas must lie in [0, 1)")
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
         if not 0 <= self.label_smoothing < 0.5:
             raise GankitError(f"label smoothing must lie in [0, 0.5), got {self.label_smoothing}")
-        if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 2:
-            raise GankitError("ema must be >= 0, eval-every >= 0 and eval-samples >= 2")
+        if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 2 or self.checkpoint_every < 0:
+            raise GankitError("ema must be >= 0, eval-every >= 0, eval-samples >= 2 and checkpoint-every >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise GankitError("train config is not a mapping")
         return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
 
 
@@ -140,6 +191,28 @@ def default_lr(kind: str, size: int) -> float:
     the paper's 2e-4: the only rate measured for them, and the paper found 1e-3 too high at 64x64.
     """
     return 1e-3 if kind == "dcgan" and size < 64 else 2e-4
+
+
+CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
+
+
+def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int | None = None,
+                    channels: int | None = None, width: int | None = None, lr_g: float | None = None,
+                    lr_d: float | None = None, **settings) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of a new run, with gankit's defaults for what is not given (None): 28x28 grey for
+    mnist / fashion-mnist and 64x64 RGB for a folder of images; DCGAN width 32 below 64x64 and 128 from
+    64x64 on (the DCGAN paper's 1024 channels at 4x4); learning rates from default_lr. Other keyword
+    arguments go to ModelConfig or TrainConfig by name (z_dim, d_norm, batch_size, seed, ...)."""
+    builtin = data in BUILTIN_DATA
+    size = (28 if builtin else 64) if image_size is None else image_size
+    model_keys = {f.name for f in fields(ModelConfig)}
+    model_cfg = ModelConfig(kind=model, size=size, channels=(1 if builtin else 3) if channels is None else channels,
+                            width=(128 if size >= 64 else 32) if width is None else width,
+                            **{k: v for k, v in settings.items() if k in model_keys})
+    rate = default_lr(model, size)
+    train_cfg = TrainConfig(data=data, lr_g=rate if lr_g is None else lr_g, lr_d=rate if lr_d is None else lr_d,
+                            **{k: v for k, v in settings.items() if k not in model_keys})
+    return model_cfg, train_cfg
 
 
 def default_data_dir() -> Path:

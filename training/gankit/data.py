@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,9 +36,22 @@ def to_model_range(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div_(127.5).sub_(1.0)
 
 
+def check_fits_in_memory(n: int, channels: int, size: int, what: str) -> None:
+    """Refuse, before allocating, a data set whose uint8 tensor would not fit in this machine's memory."""
+    need = n * channels * size * size
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return
+    if need > total // 2:
+        raise GankitError(f"{what}: {n} images of {channels}x{size}x{size} need {need / 1e9:.1f} GB in memory, more "
+                          f"than half of this machine's {total / 1e9:.1f} GB; use a smaller --image-size")
+
+
 def load_dataset(data: str, size: int, channels: int, data_dir: Path) -> Dataset:
     if data in BUILTIN:
         arrays = load_mnist_like(data, data_dir)
+        check_fits_in_memory(len(arrays["x_train"]), channels, size, data)
         images = torch.from_numpy(arrays["x_train"]).unsqueeze(1)  # training split only
         images = _fit(images, size, channels)
         return Dataset(data, images, torch.from_numpy(arrays["y_train"].astype(np.int64)), CLASSES[data])
@@ -86,6 +100,7 @@ def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
         raise GankitError(f"cannot read image folder {folder}: {e.strerror or e}") from None
     if not files:
         raise GankitError(f"image folder {folder} is empty")
+    check_fits_in_memory(len(files), channels, size, str(folder))
     mode = "L" if channels == 1 else "RGB"
     with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow's decoders release the GIL
         arrays = list(pool.map(lambda p: _load_image(p, size, mode), files))

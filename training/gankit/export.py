@@ -22,10 +22,10 @@ from torch import nn
 
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
 from gankit_runtime import metadata as meta
-from gankit_runtime.files import atomic_path, prepare_output_file
+from gankit_runtime.files import atomic_path, prepare_output_file, sha256_of
 
 from . import __version__
-from .checkpoint import checkpoint_file, load_checkpoint, sha256_of
+from .checkpoint import checkpoint_file, load_checkpoint
 from .config import ModelConfig
 from .models import build_models
 
@@ -36,11 +36,13 @@ PARITY_BATCHES = (1, 2, 64)
 def load_generator(path: Path) -> tuple[nn.Module, ModelConfig, dict]:
     """(generator in eval mode, its config, the checkpoint dict) from a run folder or checkpoint."""
     state = load_checkpoint(path)
+    if not isinstance(state.get("model_config"), dict) or not isinstance(state.get("generator"), dict):
+        raise GankitError(f"{path} is not a complete gankit checkpoint (no model config or generator weights)")
     cfg = ModelConfig.from_dict(state["model_config"])
     g, _ = build_models(cfg)
     try:  # the EMA generator, when the run kept one: that is the one to use
         g.load_state_dict(state.get("generator_ema", state["generator"]))
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:
         raise GankitError(f"checkpoint weights do not fit its model config: {str(e).splitlines()[0][:200]}") from None
     return g.eval(), cfg, state
 
@@ -108,6 +110,8 @@ def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: st
         got = runtime.run(z, labels)
         if got.shape != ref.shape:
             raise GankitError(f"exported model gives shape {got.shape}, torch gives {ref.shape}")
+        if not (np.isfinite(ref).all() and np.isfinite(got).all()):
+            raise GankitError("the generator gives NaN or infinite values (a diverged run?): nothing exported")
         report.max_abs[n] = float(np.abs(got - ref).max())
         diff = np.abs(to_uint8(got).astype(np.int16) - to_uint8(ref).astype(np.int16))
         report.pixels_off[n] = int((diff > 0).sum())
@@ -150,6 +154,10 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
         classes = [str(c) for c in state.get("classes", [])]
         if len(classes) != cfg.num_classes:
             raise GankitError(f"checkpoint names {len(classes)} classes but its model has {cfg.num_classes}")
+        for c in classes:
+            problem = meta.class_name_problem(c)
+            if problem:
+                raise GankitError(f"class name {c[:40]!r} {problem}: rename that class folder and train again")
         metadata[meta.CLASSES] = json.dumps(classes)
     try:
         with atomic_path(out) as tmp:
@@ -159,7 +167,7 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
             for n in PARITY_BATCHES:
                 print(f"parity batch {n:>3}: max |torch - onnxruntime| = {report.max_abs[n]:.2e}, "
                       f"uint8 pixels off: {report.pixels_off[n]} of {report.pixels[n]}", file=log)
-            if report.worst > atol:
+            if not report.worst <= atol:  # written so that NaN fails too
                 raise GankitError(f"export rejected: torch and onnxruntime differ by {report.worst:.2e} "
                                   f"> atol {atol:g}; nothing written")
     except OSError as e:

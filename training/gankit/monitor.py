@@ -67,9 +67,9 @@ class Monitor:
         self.scorer = Scorer(data_dir, samples)
         self.watch = FailureWatch(log)
         # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
-        past = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
-                if line.strip()] if (out / "metrics.jsonl").is_file() else []
-        self.best_fd = min((r["eval"]["fd"] for r in past if "eval" in r), default=float("inf"))
+        past = read_metrics(out)
+        self.best_fd = min((r["eval"]["fd"] for r in past if isinstance(r.get("eval"), dict)
+                            and isinstance(r["eval"].get("fd"), (int, float))), default=float("inf"))
 
     def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
         result = self.scorer.evaluate(g, cfg, device)
@@ -83,6 +83,25 @@ class Monitor:
         return False
 
 
+def read_metrics(run: Path) -> list[dict]:
+    """metrics.jsonl's records; a line cut short by a crash, or any line that is not a JSON object, is
+    skipped (the file is appended to, one line per write)."""
+    path = run / "metrics.jsonl"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict):
+            records.append(r)
+    return records
+
+
 def plot_run(run: Path) -> None:
     """plot.png beside metrics.jsonl: losses, D(x), D(G(z)) and, when present, the eval figures over steps."""
     import matplotlib
@@ -90,7 +109,7 @@ def plot_run(run: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(run)
     train = [r for r in records if "loss_d" in r]
     evals = [r for r in records if "eval" in r]
     panels = 3 if evals else 2

@@ -10,9 +10,14 @@ comes from one torch.Generator. So a run stopped and resumed ends with the very 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import math
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,13 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gankit_runtime import GankitError, make_grid
+from gankit_runtime import GankitError, Interrupted, make_grid
 from gankit_runtime.files import atomic_path
 from gankit_runtime.images import save_png
 
 from . import __version__
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, default_data_dir
+from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_dir
 from .data import Dataset, load_dataset, to_model_range
 from .models import build_models, sample_uint8
 from .monitor import FailureWatch
@@ -118,7 +123,9 @@ class Trainer:
             self.noise.set_state(state["rng"]["noise"])
             torch.set_rng_state(state["rng"]["torch"])
             self.step = int(state["step"])
-        except (KeyError, RuntimeError, ValueError) as e:
+            if self.step < 0:
+                raise ValueError(f"negative step {self.step}")
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
             raise GankitError(f"checkpoint does not fit its model config: {str(e).splitlines()[0][:200]}") from None
 
     # ------------------------------------------------------------------------------ one step
@@ -204,24 +211,78 @@ class Trainer:
         return make_grid(sample_uint8(self.G_out, seeds, cfg.z_dim, self.device, labels=labels), columns=SAMPLE_COLUMNS)
 
 
+def resume_configs(state: dict, given: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """A resumed run's configs: its own, with the changes the user asked for. `given` maps config field
+    names (ModelConfig's or TrainConfig's, plus "conditional") to values the user gave explicitly. Those in
+    TrainConfig.CHANGEABLE_ON_RESUME apply; any other must equal the run's own, or it is refused in one line
+    (a silently ignored --lr-g would be worse than an error)."""
+    model_cfg = ModelConfig.from_dict(state.get("model_config"))
+    train_cfg = TrainConfig.from_dict(state.get("train_config"))
+    changes = {}
+    for key, value in (given or {}).items():
+        if key in TrainConfig.CHANGEABLE_ON_RESUME:
+            changes[key] = value
+            continue
+        saved = model_cfg.conditional if key == "conditional" else \
+            getattr(model_cfg, key) if hasattr(model_cfg, key) else getattr(train_cfg, key)
+        if value != saved:
+            allowed = ", ".join(f"--{k.replace('_', '-')}" for k in TrainConfig.CHANGEABLE_ON_RESUME)
+            raise GankitError(f"--{_option_name(key)} {value} differs from the run's {saved}: a resumed run keeps "
+                              f"its settings (it may change {allowed}, --steps, --device, --threads); "
+                              "to change it, start a new run with another --out")
+    return model_cfg, replace(train_cfg, **changes)
+
+
+def _option_name(field: str) -> str:
+    return {"kind": "model", "size": "image-size", "ema_kimg": "ema"}.get(field, field).replace("_", "-")
+
+
+class StopSignal:
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption, torchrun stopping a job) ask the training
+    loop to stop at the end of the current step, where the state is whole, and checkpoint. A second
+    Ctrl-C stops at once (the run folder keeps its previous checkpoint)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # the second one: no more waiting
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | None, *, resume: bool = False,
-          epochs: int | None = None, max_steps: int | None = None, device: str = "cpu",
+          given: dict | None = None, max_steps: int | None = None, device: str = "cpu",
           conditional: bool = False, log=None) -> Path:
     """Train into run folder `out` (checkpoint.pt, metrics.jsonl, samples/); returns the checkpoint path.
 
-    resume: continue the run in `out` with its own configs; `epochs` and `max_steps` may be raised.
+    resume: continue the run in `out` with its own configs (model_cfg and train_cfg are ignored); `given`
+    holds the settings the user gave explicitly (see resume_configs).
     max_steps: stop after this many generator steps in all (counting those of a resumed run).
     conditional: a class-conditional model, with as many classes as the data has.
+    Checkpoints at each epoch end, every train_cfg.checkpoint_every steps (default: every few minutes), at
+    the requested stop and on Ctrl-C / SIGTERM (then Interrupted is raised). Non-finite losses stop the run
+    (GankitError) with the last good checkpoint kept.
     """
     log = log or sys.stderr
     out = Path(out)
     ckpt = out / FILENAME
-    if device != "cpu" and not torch.cuda.is_available():
-        raise GankitError(f"device {device} requested but torch sees no CUDA GPU")
+    check_device(device)
     if resume:
         state = load_checkpoint(ckpt)
-        model_cfg = ModelConfig.from_dict(state["model_config"])
-        train_cfg = TrainConfig.from_dict({**state["train_config"], **({"epochs": epochs} if epochs else {})})
+        model_cfg, train_cfg = resume_configs(state, given)
     elif ckpt.exists():
         raise GankitError(f"{out} already holds a run; continue it with --resume or choose another --out")
     if out.exists() and not out.is_dir():
@@ -236,12 +297,13 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     trainer = Trainer(model_cfg, train_cfg, data, device)
     if resume:
         trainer.load_state_dict(state)
-    try:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
-
-    watch = FailureWatch(log)
+    spe = trainer.steps_per_epoch
+    last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
+    if last <= trainer.step:
+        asked = f"--steps {max_steps}" if max_steps is not None and max_steps <= train_cfg.epochs * spe \
+            else f"{train_cfg.epochs} epochs ({train_cfg.epochs * spe} steps)"
+        raise GankitError(f"the run in {out} is already at step {trainer.step}, {asked} asks for no more: "
+                          "give a larger --epochs or --steps to continue it")
     monitor = None
     if train_cfg.eval_every:
         if (data.name, model_cfg.channels, model_cfg.size) != ("mnist", 1, 28):
@@ -249,43 +311,113 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         from .monitor import Monitor
 
         monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
-        watch = monitor.watch
-
-    spe = trainer.steps_per_epoch
-    last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
-    images_per_step = train_cfg.batch_size * train_cfg.d_steps
+    made_out = not out.exists()
+    try:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
     kind = f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)" if model_cfg.conditional else model_cfg.kind
     print(f"training {kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
           f"{spe} steps per epoch, step {trainer.step} -> {last}, device {device}, "
           f"{torch.get_num_threads()} threads", file=log)
-    progress = Progress(log)
-    sums, count, started = np.zeros(4), 0, time.perf_counter()
-    while trainer.step < last:
-        s = trainer.train_step()
-        sums += (s.loss_d, s.loss_g, s.d_real, s.d_fake)
-        count += 1
-        watch.step(s.d_fake)
-        epoch, in_epoch = divmod(trainer.step, spe)
-        if monitor and trainer.step % train_cfg.eval_every == 0:
-            paused = time.perf_counter()
-            _evaluate(trainer, monitor, out, progress)
-            started += time.perf_counter() - paused  # eval time is not training time
-        seconds = time.perf_counter() - started
-        mean = sums / count
-        figures = (f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} "
-                   f"{count * images_per_step / seconds:.0f} img/s")
-        progress.update(f"epoch {epoch + 1}/{train_cfg.epochs} {figures}", in_epoch, spe)
-        if in_epoch == 0 or trainer.step == last:  # end of an epoch, or the requested stop
-            name = f"epoch_{epoch:03d}.png" if in_epoch == 0 else f"step_{trainer.step:07d}.png"
-            save_png(trainer.sample_grid(), out / "samples" / name, compress_level=6)
-            save_checkpoint(trainer.state_dict(), ckpt)
-            _append(out, {"step": trainer.step, "epoch": trainer.step / spe, "loss_d": mean[0], "loss_g": mean[1],
-                          "d_real": mean[2], "d_fake": mean[3], "images_per_s": count * images_per_step / seconds,
-                          "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            _plot(out)
-            progress.end(f"step {trainer.step} (epoch {trainer.step / spe:.2f}) {figures}")
-            sums, count, started = np.zeros(4), 0, time.perf_counter()
+    loop = _Loop(trainer, out, last, monitor, log)
+    try:
+        with StopSignal() as stop:
+            loop.run(stop)
+    except BaseException:
+        if made_out and loop.saved_step is None:  # a run that never checkpointed leaves no folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return ckpt
+
+
+def check_device(device: str) -> None:
+    """cpu, cuda or cuda:N that torch can use, or one line saying why not."""
+    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", str(device))
+    if not m or (m.group(1) == "cpu" and m.group(2)):
+        raise GankitError(f"unknown device {device!r}: gankit trains on cpu, cuda or cuda:N "
+                          "(other accelerators such as mps are not supported)")
+    if m.group(1) == "cuda":
+        if not torch.cuda.is_available():
+            raise GankitError(f"device {device} requested but torch sees no CUDA GPU")
+        if int(m.group(2) or 0) >= torch.cuda.device_count():
+            raise GankitError(f"device {device} requested but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+
+
+class _Loop:
+    """The step loop of train(): steps, the progress line, and what happens at epoch ends, evals,
+    checkpoints, divergence and interruption."""
+
+    def __init__(self, trainer: Trainer, out: Path, last: int, monitor, log):
+        self.t, self.out, self.last, self.monitor, self.log = trainer, out, last, monitor, log
+        self.watch = monitor.watch if monitor else FailureWatch(log)
+        self.progress = Progress(log)
+        self.saved_step: int | None = trainer.step if trainer.step else None  # a resumed run has one already
+        self.images_per_step = trainer.cfg.batch_size * trainer.cfg.d_steps
+
+    def run(self, stop: StopSignal) -> None:
+        t, cfg, spe = self.t, self.t.cfg, self.t.steps_per_epoch
+        self._reset_window()
+        last_save = time.monotonic()
+        while t.step < self.last:
+            s = t.train_step()
+            if not (math.isfinite(s.loss_d) and math.isfinite(s.loss_g)):
+                self.progress.end("")
+                kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step \
+                    else "no checkpoint was written"
+                raise GankitError(f"training diverged at step {t.step}: loss_D {s.loss_d} loss_G {s.loss_g} are not "
+                                  f"finite; {kept}. Lower the learning rates (--lr-g, --lr-d) and start a new run")
+            self.sums += (s.loss_d, s.loss_g, s.d_real, s.d_fake)
+            self.count += 1
+            self.watch.step(s.d_fake)
+            epoch, in_epoch = divmod(t.step, spe)
+            if self.monitor and t.step % cfg.eval_every == 0:
+                paused = time.perf_counter()
+                _evaluate(t, self.monitor, self.out, self.progress)
+                self.saved_step = t.step
+                self.started += time.perf_counter() - paused  # eval time is not training time
+            self.progress.update(f"epoch {epoch + 1}/{cfg.epochs} {self._figures()}", in_epoch, spe)
+            if in_epoch == 0 or t.step == self.last:  # end of an epoch, or the requested stop
+                self._end_of_stretch(in_epoch == 0)
+                last_save = time.monotonic()
+            elif (cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0) or \
+                    (not cfg.checkpoint_every and time.monotonic() - last_save > CHECKPOINT_MINUTES * 60):
+                self._save()
+                last_save = time.monotonic()
+            if stop.received is not None:
+                self._save()
+                self.progress.end("")
+                raise Interrupted(f"interrupted at step {t.step}: checkpoint saved in {self.out}; continue with "
+                                  f"python cli.py train --out {self.out} --resume", stop.received)
+
+    def _reset_window(self) -> None:
+        self.sums, self.count, self.started = np.zeros(4), 0, time.perf_counter()
+
+    def _figures(self) -> str:
+        mean = self.sums / max(self.count, 1)
+        rate = self.count * self.images_per_step / max(time.perf_counter() - self.started, 1e-9)
+        return (f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} "
+                f"{rate:.0f} img/s")
+
+    def _save(self) -> None:
+        save_checkpoint(self.t.state_dict(), self.out / FILENAME)
+        self.saved_step = self.t.step
+
+    def _end_of_stretch(self, epoch_end: bool) -> None:
+        """An epoch's end or the requested stop: sample grid, checkpoint, a metrics line, the plot."""
+        t, spe = self.t, self.t.steps_per_epoch
+        name = f"epoch_{t.step // spe:03d}.png" if epoch_end else f"step_{t.step:07d}.png"
+        save_png(t.sample_grid(), self.out / "samples" / name, compress_level=6)
+        self._save()
+        seconds = time.perf_counter() - self.started
+        mean = self.sums / max(self.count, 1)
+        _append(self.out, {"step": t.step, "epoch": t.step / spe, "loss_d": mean[0], "loss_g": mean[1],
+                           "d_real": mean[2], "d_fake": mean[3],
+                           "images_per_s": self.count * self.images_per_step / seconds,
+                           "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        _plot(self.out)
+        self.progress.end(f"step {t.step} (epoch {t.step / spe:.2f}) {self._figures()}")
+        self._reset_window()
 
 
 def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
@@ -310,9 +442,8 @@ def _append(run: Path, record: dict) -> None:
 
 
 def _plot(run: Path) -> None:
-    try:
-        from .monitor import plot_run
+    if importlib.util.find_spec("matplotlib") is None:  # optional: the numbers are in metrics.jsonl
+        return
+    from .monitor import plot_run
 
-        plot_run(run)
-    except ImportError:  # matplotlib is optional: the numbers are in metrics.jsonl
-        pass
+    plot_run(run)
