@@ -114,7 +114,7 @@ def train(
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
-    eval_samples: int = typer.Option(5000, min=2, help="Samples per eval during training."),
+    eval_samples: int = typer.Option(5000, min=10, help="Samples per eval during training."),
     checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
                                                         "Ctrl-C); 0 = every 5 minutes of training."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
@@ -230,7 +230,7 @@ def generate(
 def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
     data: str = typer.Option("mnist", help="Reference data: mnist (its test split)."),
-    samples: int = typer.Option(10000, min=2, help="Generated samples (seeds 0..N-1)."),
+    samples: int = typer.Option(10000, min=10, help="Generated samples (seeds 0..N-1)."),
     out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model name>.eval.json in the "
                                                   "working directory."),
     classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: exported/mnist-classifier.onnx."),

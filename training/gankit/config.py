@@ -169,8 +169,8 @@ class TrainConfig:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
         if not 0 <= self.label_smoothing < 0.5:
             raise GankitError(f"label smoothing must lie in [0, 0.5), got {self.label_smoothing}")
-        if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 2 or self.checkpoint_every < 0:
-            raise GankitError("ema must be >= 0, eval-every >= 0, eval-samples >= 2 and checkpoint-every >= 0")
+        if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 10 or self.checkpoint_every < 0:
+            raise GankitError("ema must be >= 0, eval-every >= 0, eval-samples >= 10 and checkpoint-every >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

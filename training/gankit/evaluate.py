@@ -24,6 +24,7 @@ from .mnist_sources import load_mnist_like
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
 DIGITS = tuple(str(d) for d in range(10))
+MIN_SAMPLES = 10  # precision and recall need more samples than their 3 nearest neighbours; FD a covariance
 
 
 class FeatureExtractor:
@@ -33,6 +34,13 @@ class FeatureExtractor:
         if not Path(path).is_file():
             raise GankitError(f"classifier {path} not found (train one with python cli.py train-classifier)")
         self.session = open_session(Path(path))
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        ok = (list(inputs) == ["images"] and inputs["images"][1:] == [1, 28, 28]
+              and outputs.get("logits", [None, None])[1:] == [len(DIGITS)] and len(outputs.get("features", [])) == 2)
+        if not ok:
+            raise GankitError(f"{path} is not an MNIST classifier (expected input images [N, 1, 28, 28], outputs "
+                              f"logits [N, 10] and features [N, F]; it has inputs {inputs}, outputs {outputs})"[:400])
 
     def __call__(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
         feats, probs = [], []
@@ -70,8 +78,8 @@ def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data
     if (i.channels, i.height, i.width) != (1, 28, 28):
         raise GankitError(f"eval --data mnist needs a 1x28x28 generator; {i.path} makes "
                           f"{i.channels}x{i.height}x{i.width}")
-    if samples < 2:
-        raise GankitError("eval needs at least 2 samples")
+    if samples < MIN_SAMPLES:
+        raise GankitError(f"eval needs at least {MIN_SAMPLES} samples, got {samples}")
     if i.conditional and i.classes != DIGITS:
         raise GankitError(f"eval --data mnist needs a generator of MNIST's classes {', '.join(DIGITS)}; "
                           f"{i.path} has {', '.join(i.classes)}")
