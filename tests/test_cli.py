@@ -109,8 +109,9 @@ def test_bad_onnx_files(capsys, tmp_path):
     expect_error(capsys, ["generate", tmp_path / "missing.onnx", "--out", tmp_path / "o"], "not found")
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 100])
+    # IR version pinned: onnx's newest default is more than an older onnxruntime (-gpu) loads.
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(model, tmp_path / "classifier.onnx")
     expect_error(capsys, ["generate", tmp_path / "classifier.onnx", "--out", tmp_path / "o"], "not a generator")
     assert not (tmp_path / "o").exists()

@@ -1,7 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from gankit_runtime import GankitError, latent_for_seed, latents_for_seeds, parse_seeds
+from gankit_runtime import GankitError, SeedRanges, fastseeds, latent_for_seed, latents_for_seeds, parse_seeds
+
+# Recorded once from numpy.random.RandomState(seed).randn(z_dim).astype(float32) (numpy 2.4.6): the formula's
+# values, not a recomputation of it.
+GOLDEN = np.load(Path(__file__).parent / "golden" / "latents.npz")
+GOLDEN_SEEDS = (0, 1, 42, 2**31, 2**32 - 1)
 
 
 def test_ranges_and_lists_in_order():
@@ -11,20 +18,55 @@ def test_ranges_and_lists_in_order():
     assert len(parse_seeds("0-9999")) == 10000
 
 
-@pytest.mark.parametrize("text", ["", "a", "1-", "-1", "3-1", "1,,2", "1-2-3", "1.5", "0-4294967296", "1,1"])
+def test_any_number_of_seeds_is_lazy():
+    seeds = parse_seeds("0-4294967295")
+    assert isinstance(seeds, SeedRanges) and len(seeds) == 2**32 and seeds[-1] == 2**32 - 1
+    assert seeds[123456789] == 123456789 and list(seeds[:3]) == [0, 1, 2]
+    assert len(seeds.ranges) == 1  # a range, not four billion numbers
+
+
+@pytest.mark.parametrize("text", ["", "a", "1-", "-1", "3-1", "1,,2", "1-2-3", "1.5", "0-4294967296", "1,1",
+                                  "0-10,5", "5-9,0-5"])
 def test_bad_seeds_are_refused(text):
     with pytest.raises(GankitError):
         parse_seeds(text)
 
 
-def test_latent_formula_is_the_documented_one():
-    z = latent_for_seed(42, 100)
-    assert z.dtype == np.float32 and z.shape == (100,)
-    np.testing.assert_array_equal(z, np.random.RandomState(42).randn(100).astype(np.float32))
+@pytest.mark.parametrize("z_dim", [1, 100, 512])
+@pytest.mark.parametrize("seed", GOLDEN_SEEDS)
+def test_latents_equal_the_recorded_numpy_values(seed, z_dim):
+    want = GOLDEN[f"seed{seed}_z{z_dim}"]
+    np.testing.assert_array_equal(latent_for_seed(seed, z_dim), want)
+    # In a batch large enough for the vectorised path, at any position.
+    batch = [seed] + [s for s in range(1000, 1100) if s != seed]
+    assert len(batch) >= latents_for_seeds.__globals__["FAST_FROM"]
+    got = latents_for_seeds(batch[::-1], z_dim)
+    np.testing.assert_array_equal(got[-1], want)
+
+
+def test_vectorised_path_equals_numpy_on_many_seeds_and_odd_sizes():
+    rng = np.random.default_rng(7)
+    seeds = np.concatenate([rng.integers(0, 2**32, 3000, dtype=np.int64), [0, 2**32 - 1]])
+    for z_dim in (1, 3, 100, 101):
+        got, short = fastseeds._vectorised(seeds.astype(np.uint32), z_dim)
+        want = np.stack([np.random.RandomState(int(s)).randn(z_dim).astype(np.float32) for s in seeds[~short]])
+        np.testing.assert_array_equal(got[~short], want)
+    # ~0.1% of seeds run short of candidates at z_dim 100: they come from RandomState, still exact
+    full = fastseeds.latents(seeds, 100)
+    np.testing.assert_array_equal(full[short], np.stack([np.random.RandomState(int(s)).randn(100).astype(np.float32)
+                                                         for s in seeds[short]]))
 
 
 def test_latent_depends_on_its_seed_alone():
     batch = latents_for_seeds([7, 3, 1000], 16)
     np.testing.assert_array_equal(batch[1], latent_for_seed(3, 16))
-    np.testing.assert_array_equal(batch, np.stack([latent_for_seed(s, 16) for s in (7, 3, 1000)]))
+    big = latents_for_seeds(list(range(5000)), 16)
+    np.testing.assert_array_equal(big[3], batch[1])
     assert not np.array_equal(batch[0], batch[1])
+
+
+def test_seeds_outside_the_range_are_refused():
+    with pytest.raises(GankitError, match="outside"):
+        latents_for_seeds([1, 2**32], 4)
+    with pytest.raises(GankitError, match="outside"):
+        latents_for_seeds(list(range(100)) + [-1], 4)

@@ -5,6 +5,7 @@ from .errors import GankitError, Interrupted
 from .generator import Generator, ModelInfo
 from .images import make_grid, to_uint8
 from .jobs import Job, parse_shard, plan
+from . import fastseeds
 from .seeds import SeedRanges, latent_for_seed, latents_for_seeds, parse_seeds
 from .writers import WriteResult, write_folder, write_grid, write_npz
 

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
+from . import fastseeds
 from .errors import GankitError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
@@ -82,9 +83,22 @@ def latent_for_seed(seed: int, z_dim: int) -> np.ndarray:
     return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
 
 
+FAST_FROM = 64  # below this many seeds, one reseeded RandomState (9 us a seed) beats the vector pass's setup
+
+
 def latents_for_seeds(seeds, z_dim: int) -> np.ndarray:
-    """float32 [len(seeds), z_dim], row i from seed i alone."""
-    out = np.empty((len(seeds), z_dim), dtype=np.float32)
-    for i, seed in enumerate(seeds):
-        out[i] = latent_for_seed(int(seed), z_dim)
-    return out
+    """float32 [len(seeds), z_dim], row i from seed i alone: the seed formula, bit for bit, computed for
+    many seeds at once (gankit_runtime.fastseeds; 3-4x faster than reseeding one RandomState per seed,
+    70x faster than a new RandomState per seed)."""
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    if len(seeds) and (seeds.min() < 0 or seeds.max() > MAX_SEED):
+        bad = seeds[(seeds < 0) | (seeds > MAX_SEED)][0]
+        raise GankitError(f"seed {bad} is outside [0, {MAX_SEED}]")
+    if len(seeds) < FAST_FROM:
+        state = np.random.RandomState()
+        out = np.empty((len(seeds), z_dim), dtype=np.float32)
+        for i, seed in enumerate(seeds):
+            state.seed(int(seed))  # the stream of RandomState(seed), without building one
+            out[i] = state.randn(z_dim)
+        return out
+    return fastseeds.latents(seeds, z_dim)

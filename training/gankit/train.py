@@ -311,7 +311,7 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         from .monitor import Monitor
 
         monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
-    made_out = not out.exists()
+    made_out, made_samples = not out.exists(), not (out / "samples").exists()
     try:
         (out / "samples").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -325,8 +325,8 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         with StopSignal() as stop:
             loop.run(stop)
     except BaseException:
-        if made_out and loop.saved_step is None:  # a run that never checkpointed leaves no folder behind
-            shutil.rmtree(out, ignore_errors=True)
+        if loop.saved_step is None and made_samples:  # a run that never checkpointed leaves nothing behind
+            shutil.rmtree(out if made_out else out / "samples", ignore_errors=True)
         raise
     return ckpt
 
