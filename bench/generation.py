@@ -1,10 +1,11 @@
 """Generation throughput: the runtime (onnxruntime, CPU) against torch eager on the same generator,
-the achieved FLOP/s against the matmul peak, and files written per second against pure inference.
+the achieved FLOP/s against the matmul peak, latents per second, and images written per second end to end
+against `session.run` alone on the same latents.
 
-    python bench/generation.py [--threads 2] [--images 10000]
+    python bench/generation.py [--threads 2] [--images 10000] [--files-only] [--quick]
 
-Targets (issue 2): runtime >= 1.5x torch eager; >= 80% of the matmul peak at batch >= 64;
-PNG writing >= 85% of the inference rate.
+Targets: runtime >= 1.5x torch eager (issue 2); end to end (latents counted) npz >= 90% and PNG >= 85%
+of session.run alone, on tmpfs and on disk (issue 8).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from common import best_seconds, forward_flops, gflops, matmul_peak
+from common import ROOT, best_seconds, forward_flops, gflops, matmul_peak
 
 from gankit.config import ModelConfig
 from gankit.export import to_onnx
@@ -43,14 +44,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=10000, help="images written in the file benchmark")
+    ap.add_argument("--files-only", action="store_true", help="only the latent and file figures")
+    ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not figures")
     args = ap.parse_args()
+    if args.quick:
+        args.images = 300
+    if args.files_only:
+        latent_rates(args.quick)
+        file_rates(ROOT / "exported" / "mnist-dcgan.onnx", args.images, 256, args.threads)
+        return
     torch.set_num_threads(args.threads)
     peak = matmul_peak(args.threads)
     print(f"anchor: fp32 matmul 2048x2048, {args.threads} threads: {gflops(peak)}")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for label, cfg in MODELS.items():
+        for label, cfg in list(MODELS.items())[:1 if args.quick else None]:
             torch.manual_seed(0)
             g, _ = build_models(cfg)
             g.eval()
@@ -61,7 +70,7 @@ def main():
             print(f"\n{label}: {flops_per_image / 1e6:.0f} MFLOP per image")
             print(f"{'batch':>6} {'torch img/s':>12} {'(setting)':>15} {'runtime img/s':>14} {'ratio':>6} "
                   f"{'runtime FLOP/s':>15} {'of peak':>8}")
-            for batch in (1, 64, 256):
+            for batch in (1, 64) if args.quick else (1, 64, 256):
                 z = latents_for_seeds(range(batch), cfg.z_dim)
                 t_torch, setting = torch_best(g, torch.from_numpy(z))
                 t_rt = best_seconds(lambda: runtime.run(z))
@@ -69,33 +78,71 @@ def main():
                 print(f"{batch:>6} {batch / t_torch:>12.0f} {setting:>15} {batch / t_rt:>14.0f} "
                       f"{t_torch / t_rt:>5.2f}x {gflops(rate):>15} {rate / peak:>7.0%}")
 
-        # Files: the MNIST generator, images written per second against inference alone, on the disk and,
-        # where there is one, on tmpfs (where creating a file costs ~10 us instead of the disk's kernel time).
-        cfg = MODELS["dcgan28 (MNIST default)"]
-        torch.manual_seed(0)
-        g, _ = build_models(cfg)
-        to_onnx(g.eval(), cfg, tmp / "m.onnx", {})
-        runtime = Generator(tmp / "m.onnx", threads=args.threads)
-        quiet = Generator(tmp / "m.onnx", threads=args.threads, spin=False)  # as `generate --format png` runs it
-        seeds = list(range(args.images))
-        print(f"\nwriting {len(seeds)} MNIST images (batch 256)")
-        places = [("disk", tmp)] + ([("tmpfs", Path("/dev/shm"))] if Path("/dev/shm").is_dir() else [])
-        for place, root in places:
-            with tempfile.TemporaryDirectory(dir=root) as where:
-                where = Path(where)
-                cost = file_creation_cost(where / "probe", len(seeds))
-                start = time.perf_counter()
-                for _ in runtime.iter_images(seeds, 256):
-                    pass
-                infer = len(seeds) / (time.perf_counter() - start)
-                start = time.perf_counter()
-                write_folder(quiet, plan(quiet, seeds), where / "png", batch_size=256)
-                png = len(seeds) / (time.perf_counter() - start)
-                start = time.perf_counter()
-                write_npz(runtime, plan(runtime, seeds), where / "all.npz", batch_size=256)
-                npz = len(seeds) / (time.perf_counter() - start)
-                print(f"  {place}: creating a file costs {cost * 1e6:.0f} us of CPU; inference alone {infer:.0f} img/s "
-                      f"(anchor); png {png:.0f} img/s = {png / infer:.0%}; npz {npz:.0f} img/s = {npz / infer:.0%}")
+    latent_rates(args.quick)
+    file_rates(ROOT / "exported" / "mnist-dcgan.onnx", args.images, 256, args.threads)
+
+
+def latent_rates(quick: bool = False) -> None:
+    """Seeds per second of the seed formula: a new RandomState per seed (the formula as written), one
+    RandomState reseeded, and the runtime's vectorised path (all bit-identical)."""
+    import numpy as np
+
+    from gankit_runtime import fastseeds
+
+    n = 2048 if quick else 65536
+    seeds = np.arange(10**6, 10**6 + n)
+    fresh = best_seconds(lambda: [np.random.RandomState(int(s)).randn(100) for s in seeds[:256]], repeats=3) / 256
+    state = np.random.RandomState()
+
+    def reseeded():
+        for s in seeds[:2048]:
+            state.seed(int(s))
+            state.randn(100)
+
+    reseed = best_seconds(reseeded, repeats=3) / 2048
+    fast = best_seconds(lambda: latents_for_seeds(seeds, 100), repeats=3) / n
+    print(f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s): reseeded one "
+          f"{1 / reseed:,.0f} seeds/s ({fresh / reseed:.0f}x); runtime {1 / fast:,.0f} seeds/s ({fresh / fast:.0f}x, "
+          f"vectorised path {'verified' if fastseeds.verified() else 'NOT verified: fell back'})")
+
+
+def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu") -> dict:
+    """Images per second end to end (seeds -> latents -> session -> uint8 -> files) against session.run alone
+    on the same latents (made beforehand), on disk and on tmpfs where there is one."""
+    runtime = Generator(model, threads=threads, device=device)
+    quiet = Generator(model, threads=threads, spin=False, device=device)  # as `generate --format png` runs it
+    seeds = range(images)
+    z = latents_for_seeds(seeds, runtime.info.z_dim)
+    feed = runtime.info.input_name
+    session = runtime.session
+
+    def raw():
+        for i in range(0, images, batch):
+            session.run(None, {feed: z[i:i + batch]})
+
+    raw()  # warm-up
+    start = time.perf_counter()
+    raw()
+    anchor = images / (time.perf_counter() - start)
+    print(f"\nwriting {images} images of {model.name} (batch {batch}, {device}); anchor: session.run alone on "
+          f"the same latents {anchor:,.0f} img/s")
+    results = {"session_run": anchor}
+    places = [("disk", Path(tempfile.gettempdir()) if device != "cpu" else ROOT)] + \
+        ([("tmpfs", Path("/dev/shm"))] if Path("/dev/shm").is_dir() else [])
+    for place, root in places:
+        with tempfile.TemporaryDirectory(dir=root, prefix=".bench-") as where:
+            where = Path(where)
+            cost = file_creation_cost(where / "probe", min(images, 10000))
+            start = time.perf_counter()
+            write_npz(runtime, plan(runtime, seeds), where / "all.npz", batch_size=batch)
+            npz = images / (time.perf_counter() - start)
+            start = time.perf_counter()
+            write_folder(quiet, plan(quiet, seeds), where / "png", batch_size=batch)
+            png = images / (time.perf_counter() - start)
+            results[place] = {"npz": npz / anchor, "png": png / anchor}
+            print(f"  {place}: creating a file costs {cost * 1e6:.0f} us of CPU; npz {npz:,.0f} img/s = "
+                  f"{npz / anchor:.0%}; png {png:,.0f} img/s = {png / anchor:.0%} of session.run alone")
+    return results
 
 
 def file_creation_cost(folder: Path, n: int) -> float:

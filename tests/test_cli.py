@@ -140,15 +140,6 @@ def test_bad_options(capsys, good, tmp_path):
     expect_error(capsys, ["export", good, "--out", tmp_path / "g.onnx", "--atol", "0"], "atol")
 
 
-def test_cuda_requested_without_cuda(capsys, good, tmp_path):
-    import onnxruntime as ort
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this onnxruntime has CUDA")
-    expect_error(capsys, ["generate", good / "g.onnx", "--device", "cuda", "--out", tmp_path / "o"], "CUDA")
-    if not torch.cuda.is_available():
-        expect_error(capsys, ["train", "--device", "cuda", "--out", tmp_path / "r"], "CUDA")
-
-
 def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, full_disk):
     full_disk(4)
     expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],

@@ -145,7 +145,7 @@ def _reference(seed: int, z_dim: int, state: np.random.RandomState) -> np.ndarra
     return state.randn(z_dim).astype(np.float32)
 
 
-CHUNK = 2048  # seeds per vector pass: the [624, CHUNK] state stays in cache (16384 seeds ran 3x slower)
+CHUNK = 4096  # seeds per vector pass (measured: 1024-8192; 4096 with 2 threads was fastest, 535k seeds/s)
 _pool = None
 
 
