@@ -89,17 +89,18 @@ def main():
         trained += time.perf_counter() - start
         row = {"minutes": trained / 60, "step": trainer.step, "epochs": trainer.step / trainer.steps_per_epoch,
                "images_per_s": trainer.step * train_cfg.batch_size / trained,
-               "G": scorer.evaluate(trainer.G, model_cfg, trainer.device),
-               "EMA": scorer.evaluate(trainer.G_ema, model_cfg, trainer.device)}
+               "G": scorer.evaluate(trainer.G, model_cfg, trainer.device)}
+        if trainer.G_ema is not None:  # --ema 0: no EMA to score
+            row["EMA"] = scorer.evaluate(trainer.G_ema, model_cfg, trainer.device)
         results.append(row)
         cells = []
-        for key in ("G", "EMA"):
+        for key in [k for k in ("G", "EMA") if k in row]:
             f = row[key]
             cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
                          f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
                          + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""))
-        print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | {cells[0]} | {cells[1]}",
-              flush=True)
+        print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | "
+              + " | ".join(cells), flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)

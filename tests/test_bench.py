@@ -1,0 +1,30 @@
+"""Every benchmark runs (tiny settings): a benchmark that crashes is found here, not after an hour of measuring.
+The figures themselves are not tested: speed lives in the benchmarks, never in timed tests."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+MNIST = ["--samples", "200"]
+CASES = {
+    "generation": ["bench/generation.py", "--quick"],
+    "training": ["bench/training.py", "--quick"],
+    "gpu_check": ["bench/gpu_check.py", "--device", "cpu"],
+    "time_to_quality": ["bench/time_to_quality.py", "--kimg", "0.2", "--ema", "0", *MNIST],
+    "time_to_quality_ema": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", *MNIST],
+    "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3"],
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_benchmark_runs(name, tmp_path):
+    script, *args = CASES[name]
+    r = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT / "bench")})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert r.stdout.strip()
