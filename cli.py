@@ -69,7 +69,7 @@ RUN_SETTINGS = {"model": "kind", "data": "data", "batch_size": "batch_size", "lr
                 "channels": "channels", "z_dim": "z_dim", "width": "width", "label_smoothing": "label_smoothing",
                 "d_norm": "d_norm", "conditional": "conditional", "d_condition": "d_condition", "seed": "seed",
                 "ema": "ema_kimg", "eval_every": "eval_every", "eval_samples": "eval_samples", "epochs": "epochs",
-                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir"}
+                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir", "sync_bn": "sync_bn"}
 
 
 def _given(ctx: typer.Context, values: dict) -> dict:
@@ -117,6 +117,8 @@ def train(
     eval_samples: int = typer.Option(5000, min=10, help="Samples per eval during training."),
     checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
                                                         "Ctrl-C); 0 = every 5 minutes of training."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun: batch-norm statistics of the global batch "
+                                                          "(all processes), not of each process's share."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
@@ -143,10 +145,11 @@ def train(
             d_condition=d_condition.value, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
             beta1=beta1, beta2=beta2, d_steps=d_steps, g_loss=g_loss.value, label_smoothing=label_smoothing,
             seed=seed, ema_kimg=ema, eval_every=eval_every, eval_samples=eval_samples,
-            checkpoint_every=checkpoint_every)
+            checkpoint_every=checkpoint_every, sync_bn=sync_bn)
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, given=given, max_steps=steps, device=device,
                         conditional=conditional)
-    typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
+        typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
 
 
 @app.command()

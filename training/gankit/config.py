@@ -150,9 +150,11 @@ class TrainConfig:
     # Checkpoint every this many generator steps, besides epoch ends and Ctrl-C; 0: every
     # CHECKPOINT_MINUTES of training instead, so that a killed run loses minutes, not an epoch.
     checkpoint_every: int = 0
+    # Under torchrun: batch-norm statistics over the global batch (all ranks) instead of each rank's slice.
+    sync_bn: bool = False
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
-    CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir")
+    CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir", "sync_bn")
 
     def __post_init__(self):
         _check_types(self)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -24,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gankit_runtime import GankitError, Interrupted, make_grid
 from gankit_runtime.files import atomic_path
@@ -34,6 +38,7 @@ from . import __version__
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_dir
 from .data import Dataset, load_dataset, to_model_range
+from .distributed import World, any_rank, average, leave, sync_batch_norm, world_from_env
 from .models import build_models, sample_uint8
 from .monitor import FailureWatch
 from .progress import Progress
@@ -74,8 +79,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: str = "cpu"):
+    """One training run's state and step. world: the process group (gankit.distributed); each rank takes its
+    slice of every global batch, and DDP averages the gradients."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: str = "cpu",
+                 world: World = World()):
         self.model_cfg, self.cfg, self.data, self.device = model_cfg, train_cfg, data, torch.device(device)
+        self.world = world
+        if train_cfg.batch_size % world.size:
+            raise GankitError(f"--batch-size {train_cfg.batch_size} is the global batch: it must divide evenly among "
+                              f"{world.size} processes")
         if model_cfg.conditional and (data.labels is None or len(data.classes) != model_cfg.num_classes):
             raise GankitError(f"a conditional model with {model_cfg.num_classes} classes needs data with as many "
                               f"classes; {data.name} has {len(data.classes) if data.labels is not None else 'no'} "
@@ -85,6 +98,18 @@ class Trainer:
         # gained 13% alone and nothing on top of it, so it is not used). The MLP has no use for it.
         self.memory_format = torch.channels_last if model_cfg.kind == "dcgan" else torch.contiguous_format
         self.G, self.D = (m.to(self.device, memory_format=self.memory_format) for m in build_models(model_cfg))
+        if world.active and train_cfg.sync_bn:  # batch statistics of the global batch, not of each rank's slice
+            self.G, self.D = sync_batch_norm(self.G), sync_batch_norm(self.D)
+        # What takes gradients in each step: DDP wrappers under torchrun (they average gradients in backward),
+        # the modules themselves otherwise. Everything else (G under no_grad, D frozen in G's step, samples)
+        # uses the modules directly.
+        self.G_train, self.D_train = self.G, self.D
+        if world.active:  # buffers (batch-norm statistics) stay each rank's own, or global with --sync-bn
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in \
+                inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False}  # torch < 2.12
+            self.G_train = DDP(self.G, device_ids=ids, **no_buffer_sync)
+            self.D_train = DDP(self.D, device_ids=ids, **no_buffer_sync)
         # On CUDA: bf16 autocast (no loss scaling needed); the data set lives on the GPU when it takes at most a
         # quarter of its memory (MNIST: 47 MB, 200k 64x64 faces: 2.5 GB), else real batches are staged through
         # pinned memory. Noise is drawn on the device. Nothing in a step waits for the GPU (no host syncs).
@@ -150,7 +175,7 @@ class Trainer:
         if self._order is None or self._order[0] != epoch:
             self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data)))
         b = self.cfg.batch_size
-        idx = self._order[1][index * b:(index + 1) * b]
+        idx = self._order[1][index * b:(index + 1) * b][self.world.slice(b)]
         if self._staging is None:  # CPU, or the data set on the GPU
             if self.images.device != idx.device:
                 idx = idx.to(self.images.device, non_blocking=True)
@@ -166,7 +191,9 @@ class Trainer:
 
     def _z(self) -> torch.Tensor:
         # Drawn on the device by the run's own generator (its state is in the checkpoint).
-        return torch.randn(self.cfg.batch_size, self.model_cfg.z_dim, generator=self.noise, device=self.device)
+        # Every rank draws the whole global batch's noise and keeps its slice: the noise of one process's run.
+        z = torch.randn(self.cfg.batch_size, self.model_cfg.z_dim, generator=self.noise, device=self.device)
+        return z[self.world.slice(self.cfg.batch_size)] if self.world.active else z
 
     def train_step(self) -> StepStats:
         """k discriminator steps with G frozen, then one generator step with D frozen.
@@ -181,7 +208,7 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 fake = self.G(self._z(), labels)
             with self._autocast():
-                logits_real, logits_fake = self.D(real, labels).float(), self.D(fake, labels).float()
+                logits_real, logits_fake = self.D_train(real, labels).float(), self.D_train(fake, labels).float()
             loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -189,7 +216,7 @@ class Trainer:
 
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
         with self._autocast():
-            logits = self.D(self.G(self._z(), labels), labels).float()
+            logits = self.D(self.G_train(self._z(), labels), labels).float()
         loss_g = generator_loss(logits, self.cfg.g_loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -257,6 +284,10 @@ def _option_name(field: str) -> str:
     return {"kind": "model", "size": "image-size", "ema_kimg": "ema"}.get(field, field).replace("_", "-")
 
 
+class Diverged(GankitError):
+    """Non-finite losses: the run stops with its last good checkpoint (every rank at the same step)."""
+
+
 class StopSignal:
     """Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption, torchrun stopping a job) ask the training
     loop to stop at the end of the current step, where the state is whole, and checkpoint. A second
@@ -294,14 +325,36 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     conditional: a class-conditional model, with as many classes as the data has.
     Checkpoints at each epoch end, every train_cfg.checkpoint_every steps (default: every few minutes), at
     the requested stop and on Ctrl-C / SIGTERM (then Interrupted is raised). Non-finite losses stop the run
-    (GankitError) with the last good checkpoint kept.
+    (GankitError) with the last good checkpoint kept. Under torchrun, trains on every process of the group
+    (gankit.distributed); rank 0 writes.
     """
+    world, device = world_from_env(device)
+    together = False  # every rank ends here at the same step: wait for each other before leaving the group
+    try:
+        ckpt = _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditional, log, world)
+        together = True
+        return ckpt
+    except (Interrupted, Diverged):
+        together = True
+        raise
+    except RuntimeError as e:  # a collective failed: another rank stopped or its machine went away
+        if not world.active:
+            raise
+        raise GankitError(f"rank {world.rank}: lost the other processes ({str(e).splitlines()[0][:120]}); the last "
+                          f"checkpoint in {out} is whole: run the same command with --resume") from None
+    finally:
+        leave(world, together)
+
+
+def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditional, log, world: World) -> Path:
     log = log or sys.stderr
+    if not world.is_main:
+        log = open(os.devnull, "w")  # one voice: rank 0 reports for the group
     out = Path(out)
     ckpt = out / FILENAME
     check_device(device)
     if resume:
-        state = load_checkpoint(ckpt)
+        state = _shared(lambda: load_checkpoint(ckpt), world)
         model_cfg, train_cfg = resume_configs(state, given)
     elif ckpt.exists():
         raise GankitError(f"{out} already holds a run; continue it with --resume or choose another --out")
@@ -314,9 +367,10 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
             raise GankitError(f"--conditional needs labelled data: {train_cfg.data} has no classes (give an image "
                               "folder with one sub-folder per class, at least two)")
         model_cfg = replace(model_cfg, num_classes=len(data.classes))
-    trainer = Trainer(model_cfg, train_cfg, data, device)
+    trainer = Trainer(model_cfg, train_cfg, data, device, world)
     if resume:
         trainer.load_state_dict(state)
+        del state
     spe = trainer.steps_per_epoch
     last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
     if last <= trainer.step:
@@ -328,15 +382,21 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     if train_cfg.eval_every:
         if (data.name, model_cfg.channels, model_cfg.size) != ("mnist", 1, 28):
             raise GankitError("--eval-every scores samples with the MNIST classifier: it needs --data mnist at 28x28x1")
-        from .monitor import Monitor
+        if world.is_main:
+            from .monitor import Monitor
 
-        monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
+            monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
     made_out, made_samples = not out.exists(), not (out / "samples").exists()
-    try:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
+    if world.is_main:
+        try:
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
     kind = f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)" if model_cfg.conditional else model_cfg.kind
+    if world.active:
+        print(f"torchrun: {world.size} processes, backend {world.backend}, global batch {train_cfg.batch_size} "
+              f"({train_cfg.batch_size // world.size} per process), batch norm "
+              f"{'synchronised (--sync-bn)' if train_cfg.sync_bn else 'per process'}; rank 0 writes", file=log)
     print(f"training {kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
           f"{spe} steps per epoch, step {trainer.step} -> {last}, device {device}, "
           f"{torch.get_num_threads()} threads", file=log)
@@ -345,10 +405,26 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         with StopSignal() as stop:
             loop.run(stop)
     except BaseException:
-        if loop.saved_step is None and made_samples:  # a run that never checkpointed leaves nothing behind
+        if world.is_main and loop.saved_step is None and made_samples:  # a run that never checkpointed: no trace
             shutil.rmtree(out if made_out else out / "samples", ignore_errors=True)
         raise
     return ckpt
+
+
+def _shared(load, world: World):
+    """Rank 0 reads (a checkpoint), every rank gets it: other machines need not see rank 0's files."""
+    if not world.active:
+        return load()
+    box = [None]
+    if world.is_main:
+        try:
+            box[0] = load()
+        except GankitError as e:
+            box[0] = e
+    dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], GankitError):
+        raise box[0]
+    return box[0]
 
 
 def check_device(device: str) -> None:
@@ -379,19 +455,26 @@ class _Loop:
 
     def run(self, stop: StopSignal) -> None:
         t, cfg, spe = self.t, self.t.cfg, self.t.steps_per_epoch
+        main = t.world.is_main
         self._reset_window()
         last_save = time.monotonic()
         while t.step < self.last:
             self.pending.append(t.train_step().stacked())
             epoch, in_epoch = divmod(t.step, spe)
-            eval_now = bool(self.monitor) and t.step % cfg.eval_every == 0
+            eval_now = bool(cfg.eval_every) and t.step % cfg.eval_every == 0
             stretch_end = in_epoch == 0 or t.step == self.last  # end of an epoch, or the requested stop
-            save_now = (cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0) or \
-                (not cfg.checkpoint_every and time.monotonic() - last_save > CHECKPOINT_MINUTES * 60)
-            if eval_now or stretch_end or save_now or stop.received is not None or len(self.pending) >= self.sync_every:
-                self._read_stats()  # waits for the device; raises if the run diverged, before anything is saved
-                self.progress.update(f"epoch {epoch + 1}/{cfg.epochs} {self._figures()}", in_epoch, spe)
-            if eval_now:
+            save_now = bool(cfg.checkpoint_every) and t.step % cfg.checkpoint_every == 0
+            # Sync points fall on the same steps in every process (events of the step count, or every
+            # sync_every steps); what depends on a clock or a signal is decided there, by all ranks together.
+            if not (eval_now or stretch_end or save_now or len(self.pending) >= self.sync_every):
+                continue
+            self._read_stats()  # waits for the device; raises if the run diverged, before anything is saved
+            self.progress.update(f"epoch {epoch + 1}/{cfg.epochs} {self._figures()}", in_epoch, spe)
+            overdue = not cfg.checkpoint_every and time.monotonic() - last_save > CHECKPOINT_MINUTES * 60
+            flags = any_rank((2 if stop.received is not None else 0) | (1 if overdue and main else 0),
+                             t.world, t.device)
+            save_now = save_now or bool(flags & 1)
+            if eval_now and self.monitor:
                 paused = time.perf_counter()
                 _evaluate(t, self.monitor, self.out, self.progress)
                 self.saved_step = t.step
@@ -402,16 +485,17 @@ class _Loop:
             elif save_now:
                 self._save()
                 last_save = time.monotonic()
-            if stop.received is not None:
+            if flags & 2:
                 self._save()
                 self.progress.end("")
                 raise Interrupted(f"interrupted at step {t.step}: checkpoint saved in {self.out}; continue with "
-                                  f"python cli.py train --out {self.out} --resume", stop.received)
+                                  f"python cli.py train --out {self.out} --resume", stop.received or signal.SIGTERM)
 
     def _read_stats(self) -> None:
         """Fold the steps' statistics into the window: one wait for the device per group of steps (every
-        step on the CPU, where it costs nothing). Non-finite losses stop the run here, before any save."""
-        values = torch.stack(self.pending).cpu().numpy()
+        step on the CPU, where it costs nothing), averaged over the ranks so that every rank decides alike.
+        Non-finite losses stop the run here, before any save."""
+        values = average(torch.stack(self.pending).to(self.t.device), self.t.world).cpu().numpy()
         first = self.t.step - len(values) + 1
         self.pending = []
         for k, (loss_d, loss_g, d_real, d_fake) in enumerate(values):
@@ -419,7 +503,7 @@ class _Loop:
                 self.progress.end("")
                 kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step \
                     else "no checkpoint was written"
-                raise GankitError(f"training diverged at step {first + k}: loss_D {loss_d} loss_G {loss_g} are not "
+                raise Diverged(f"training diverged at step {first + k}: loss_D {loss_d} loss_G {loss_g} are not "
                                   f"finite; {kept}. Lower the learning rates (--lr-g, --lr-d) and start a new run")
             self.watch.step(float(d_fake))
         self.sums += values.sum(axis=0)
@@ -435,15 +519,19 @@ class _Loop:
                 f"{rate:.0f} img/s")
 
     def _save(self) -> None:
-        save_checkpoint(self.t.state_dict(), self.out / FILENAME)
+        if self.t.world.is_main:
+            save_checkpoint(self.t.state_dict(), self.out / FILENAME)
         self.saved_step = self.t.step
 
     def _end_of_stretch(self, epoch_end: bool) -> None:
         """An epoch's end or the requested stop: sample grid, checkpoint, a metrics line, the plot."""
         t, spe = self.t, self.t.steps_per_epoch
+        self._save()
+        if not t.world.is_main:
+            self._reset_window()
+            return
         name = f"epoch_{t.step // spe:03d}.png" if epoch_end else f"step_{t.step:07d}.png"
         save_png(t.sample_grid(), self.out / "samples" / name, compress_level=6)
-        self._save()
         seconds = time.perf_counter() - self.started
         mean = self.sums / max(self.count, 1)
         _append(self.out, {"step": t.step, "epoch": t.step / spe, "loss_d": mean[0], "loss_g": mean[1],

@@ -1,0 +1,124 @@
+"""Training under torchrun (DDP, gloo on the CPU, 2 processes): the same run as one process, resumable across
+world sizes, over two "machines" on 127.0.0.1, and a lost rank stops the job with its checkpoint whole."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, make_image_folder, run_cli
+
+TINY = ["--image-size", 16, "--width", 4, "--batch-size", 16, "--threads", 1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GANKIT_DIST_TIMEOUT": "60"}
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("pets") / "pets", n_per_class=32)  # 64 images, 4 steps/epoch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args, nproc=2, extra=(), wait=True):
+    if "--nnodes" not in map(str, extra):
+        extra = ["--master-port", free_port(), *extra]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), *map(str, extra),
+           str(ROOT / "cli.py"), *map(str, args)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+                         start_new_session=True)
+    if not wait:
+        return p
+    out, err = p.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def weights(run):
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    return {f"{k}.{n}": v for k in ("generator", "discriminator", "generator_ema") for n, v in state[k].items()
+            if v.is_floating_point()}, state
+
+
+def max_difference(a, b) -> float:
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.parametrize("model", [["--model", "vanilla"], ["--model", "dcgan", "--sync-bn"]], ids=["vanilla", "dcgan"])
+def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
+    one = run_cli("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one", env=ENV)
+    assert one.returncode == 0, one.stderr
+    two = torchrun("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr
+    assert "torchrun: 2 processes, backend gloo, global batch 16 (8 per process)" in two.stderr
+    assert two.stdout.count("checkpoint:") == 1  # rank 0 speaks for the group
+    a, state_a = weights(tmp_path / "one")
+    b, state_b = weights(tmp_path / "two")
+    assert state_a["step"] == state_b["step"] == 5
+    assert max_difference(a, b) < 1e-5
+    c, _ = weights_after_other_steps(pets, tmp_path, model)
+    assert max_difference(a, c) > 1e-4  # the comparison has teeth: one step fewer is 10x beyond the tolerance
+
+
+def weights_after_other_steps(pets, tmp_path, model):
+    r = run_cli("train", "--data", pets, *TINY, *model, "--steps", 4, "--out", tmp_path / "four", env=ENV)
+    assert r.returncode == 0, r.stderr
+    return weights(tmp_path / "four")
+
+
+def test_without_sync_bn_each_rank_normalises_its_own_share(pets, tmp_path):
+    one = run_cli("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "one", env=ENV)
+    two = torchrun("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "two")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert "batch norm per process" in two.stderr
+    assert max_difference(weights(tmp_path / "one")[0], weights(tmp_path / "two")[0]) > 1e-4
+
+
+def test_a_stopped_and_resumed_two_rank_run_equals_an_uninterrupted_one(pets, tmp_path):
+    args = ["--data", pets, *TINY, "--sync-bn", "--epochs", 3]
+    assert torchrun("train", *args, "--steps", 6, "--out", tmp_path / "straight").returncode == 0
+    first = torchrun("train", *args, "--steps", 3, "--out", tmp_path / "resumed")
+    assert first.returncode == 0, first.stderr
+    again = torchrun("train", "--out", tmp_path / "resumed", "--resume", "--steps", 6)
+    assert again.returncode == 0 and "step 3 -> 6" in again.stderr, again.stderr
+    assert max_difference(weights(tmp_path / "straight")[0], weights(tmp_path / "resumed")[0]) < 1e-6
+
+
+def test_two_machines_on_localhost(pets, tmp_path):
+    port = free_port()
+    nodes = [torchrun("train", "--data", pets, *TINY, "--sync-bn", "--steps", 3, "--out", tmp_path / "run",
+                      nproc=1, wait=False,
+                      extra=["--nnodes", 2, "--node-rank", rank, "--master-addr", "127.0.0.1", "--master-port", port])
+             for rank in (0, 1)]
+    results = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], results
+    assert "torchrun: 2 processes" in results[0][1] and weights(tmp_path / "run")[1]["step"] == 3
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.pt", "metrics.jsonl", "plot.png", "samples"]
+
+
+def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pets, tmp_path):
+    run = tmp_path / "run"
+    job = torchrun("train", "--data", pets, *TINY, "--epochs", 10000, "--checkpoint-every", 2, "--out", run,
+                   wait=False)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[1]), signal.SIGKILL)  # one rank dies, as on a lost machine
+    started = time.monotonic()
+    _, err = job.communicate(timeout=120)
+    assert job.returncode != 0 and time.monotonic() - started < 90, err[-2000:]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)  # whole: it loads
+    step = state["step"]
+    assert step >= 2 and step % 2 == 0
+    r = run_cli("train", "--out", run, "--resume", "--steps", step + 2, env=ENV)  # on one process now
+    assert r.returncode == 0 and f"step {step} -> {step + 2}" in r.stderr, r.stderr
