@@ -14,6 +14,7 @@ CASES = {
     "generation": ["bench/generation.py", "--quick"],
     "training": ["bench/training.py", "--quick"],
     "gpu_check": ["bench/gpu_check.py", "--device", "cpu"],
+    "distributed": ["bench/distributed.py", "--quick"],
     "time_to_quality": ["bench/time_to_quality.py", "--kimg", "0.2", "--ema", "0", *MNIST],
     "time_to_quality_ema": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", *MNIST],
     "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3"],

@@ -31,7 +31,7 @@ class World:
     rank: int = 0
     local_rank: int = 0
     size: int = 1
-    backend: str = ""
+    backend: str = ""  # set when this process is in a process group (started by torchrun)
 
     @property
     def is_main(self) -> bool:
@@ -39,7 +39,9 @@ class World:
 
     @property
     def active(self) -> bool:
-        return self.size > 1
+        """In a process group: under torchrun, even with one process (the DDP wrapper is used, so its cost
+        can be measured: bench/distributed.py)."""
+        return bool(self.backend)
 
     def slice(self, global_batch: int) -> slice:
         """This rank's rows of a global batch."""
@@ -51,7 +53,7 @@ def world_from_env(device: str) -> tuple[World, str]:
     """(the process group this process belongs to, the device it trains on). Under torchrun with more than one
     process: joins the group (gloo on CPU, NCCL on CUDA, one GPU per LOCAL_RANK); else a world of one."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    if "TORCHELASTIC_RUN_ID" not in os.environ and size <= 1:  # not started by torchrun
         return World(), device
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = str(device).startswith("cuda")
