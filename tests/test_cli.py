@@ -130,7 +130,7 @@ def test_bad_outputs(capsys, tmp_path, good):
     expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.zip"], ".npz")
     expect_error(capsys, ["export", good, "--out", tmp_path], "is a folder")
     expect_error(capsys, ["export", good, "--out", tmp_path / "file" / "g.onnx"], "not a folder")
-    expect_error(capsys, ["train", "--data", tmp_path, "--out", tmp_path / "file"], "")
+    expect_error(capsys, ["train", "--data", tmp_path, "--out", tmp_path / "file"], "exists and is not a folder")
 
 
 def test_bad_options(capsys, good, tmp_path):

@@ -39,7 +39,10 @@ def labels_for(runtime, n):
 @pytest.mark.parametrize("name,steps", CASES)
 def test_torch_and_runtime_agree(exported, name, steps):
     g, path = exported(name, steps)
-    if steps:  # training moved batch norm's running statistics away from their defaults
+    if steps:  # training moved every generator's weights from the same initial ones, and batch-norm statistics
+        untrained, _ = exported(name, 0)
+        moved = [not torch.equal(a, b) for a, b in zip(g.parameters(), untrained.parameters())]
+        assert sum(moved) >= len(moved) // 2, moved
         bns = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert all(not torch.allclose(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
     runtime = Generator(path)
