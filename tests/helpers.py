@@ -14,6 +14,7 @@ CONFIGS = {
     # Class-conditional: G joins a label embedding to z; D by projection (dcgan) or concatenation (vanilla).
     "vanilla-cond": ModelConfig(kind="vanilla", num_classes=10, d_condition="concat"),
     "dcgan28-cond": ModelConfig(kind="dcgan", size=28, channels=1, width=32, num_classes=10),
+    "dcgan28-concat": ModelConfig(kind="dcgan", size=28, channels=1, width=8, num_classes=10, d_condition="concat"),
 }
 
 

@@ -113,3 +113,34 @@ def test_mnist_from_the_pinned_pypi_wheel():
     assert arrays["x_train"].shape == (60000, 28, 28) and arrays["x_test"].shape == (10000, 28, 28)
     assert arrays["y_train"][:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]  # MNIST's well-known first labels
     assert np.bincount(arrays["y_test"]).tolist()[:3] == [980, 1135, 1032]
+
+
+@pytest.fixture(scope="module")
+def idx_data_dir(tmp_path_factory):
+    """A data folder holding MNIST and Fashion-MNIST as the four idx .gz files each (random pixels, real shapes)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    for name in ("mnist", "fashion-mnist"):
+        (root / name).mkdir()
+        arrays = {"x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
+                  "y_train": (np.arange(60000) % 10).astype(np.uint8),
+                  "x_test": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
+                  "y_test": (np.arange(10000) % 10).astype(np.uint8)}
+        for key, file in ms.IDX_FILES.items():
+            (root / name / file).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
+    return root
+
+
+def test_fashion_mnist_has_its_class_names(idx_data_dir):
+    data = load_dataset("fashion-mnist", 28, 1, idx_data_dir)
+    assert data.images.shape == (60000, 1, 28, 28) and data.classes[0] == "T-shirt/top" and len(data.classes) == 10
+    assert data.labels[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+def test_mnist_resized_and_as_rgb(idx_data_dir):
+    grey = load_dataset("mnist", 28, 1, idx_data_dir).images
+    data = load_dataset("mnist", 32, 3, idx_data_dir)
+    assert data.images.shape == (60000, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert torch.equal(data.images[:, 0], data.images[:, 2])  # grey repeated into R, G and B
+    # resized, not padded: the mean brightness is kept within rounding
+    assert abs(data.images[:100].float().mean() - grey[:100].float().mean()) < 2.0

@@ -117,3 +117,14 @@ def test_too_little_data_is_an_error():
     from gankit.train import Trainer
     with pytest.raises(GankitError, match="fewer than one generator step"):
         Trainer(cfg, TrainConfig(batch_size=4), data)
+
+
+def test_spectral_norm_discriminator_bounds_every_layer():
+    t = trainer(ModelConfig(kind="dcgan", size=28, channels=1, width=8, d_norm="spectral"), steps=3)
+    assert not [m for m in t.D.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # no batch norm in D
+    convs = [m for m in t.D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    for m in convs:  # the largest singular value of each layer's weight is about 1 (one power iteration a step)
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert 0.5 < sigma < 1.2, sigma
+    assert [m for m in t.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # G keeps its batch norm

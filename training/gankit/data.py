@@ -52,7 +52,7 @@ def load_dataset(data: str, size: int, channels: int, data_dir: Path) -> Dataset
     if data in BUILTIN:
         arrays = load_mnist_like(data, data_dir)
         check_fits_in_memory(len(arrays["x_train"]), channels, size, data)
-        images = torch.from_numpy(arrays["x_train"]).unsqueeze(1)  # training split only
+        images = torch.from_numpy(np.array(arrays["x_train"])).unsqueeze(1)  # training split only; a writable copy
         images = _fit(images, size, channels)
         return Dataset(data, images, torch.from_numpy(arrays["y_train"].astype(np.int64)), CLASSES[data])
     path = Path(data)
