@@ -72,3 +72,18 @@ def assert_one_line_error(stderr: str, rc: int, *fragments: str):
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+def call(capsys, *args):
+    """`python cli.py ARGS` in this process: (exit code, captured stdout and stderr)."""
+    import cli
+
+    rc = cli.main([str(a) for a in args])
+    return rc, capsys.readouterr()
+
+
+def expect_error(capsys, args, *fragments) -> str:
+    """The command fails with one `error:` line holding every fragment; returns stderr."""
+    rc, out = call(capsys, *args)
+    assert_one_line_error(out.err, rc, *fragments)
+    return out.err

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 MNIST = ["--samples", "200"]
 CASES = {
     "generation": ["bench/generation.py", "--quick"],

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 import cli
-from conftest import assert_one_line_error, run_cli
+from conftest import call, expect_error, run_cli
 from gankit.checkpoint import save_checkpoint
 from helpers import CONFIGS, trainer
 
@@ -52,16 +52,6 @@ def good(tmp_path_factory):
     save_checkpoint(trainer(CONFIGS["dcgan28"], steps=1).state_dict(), d / "checkpoint.pt")
     assert cli.main(["export", str(d), "--out", str(d / "g.onnx")]) == 0
     return d
-
-
-def call(capsys, *args):
-    rc = cli.main([str(a) for a in args])
-    return rc, capsys.readouterr().err
-
-
-def expect_error(capsys, args, *fragments):
-    rc, err = call(capsys, *args)
-    assert_one_line_error(err, rc, *fragments)
 
 
 def test_unknown_model_and_data(capsys, tmp_path):

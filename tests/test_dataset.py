@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cli
-from conftest import assert_one_line_error, make_image_folder, run_cli
+from conftest import assert_one_line_error, call, make_image_folder, run_cli
 from gankit.config import ModelConfig
 from gankit.data import load_image_folder
 from gankit.export import to_onnx
@@ -178,16 +177,12 @@ def test_layout_and_label_mistakes(cond, small_uncond, tmp_path):
 
 
 def test_cli_per_class_dataset_and_its_mistakes(cond, small_uncond, tmp_path, capsys):
-    def call(*args):
-        rc = cli.main([str(a) for a in args])
-        return rc, capsys.readouterr()
-
-    rc, out = call("generate", cond, "--per-class", 4, "--classes", "owl,0", "--out", tmp_path / "ds")
+    rc, out = call(capsys, "generate", cond, "--per-class", 4, "--classes", "owl,0", "--out", tmp_path / "ds")
     assert rc == 0 and "wrote 8 images" in out.out, out.err
     assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["cat", "gankit-job.json", "metadata.jsonl", "owl"]
-    rc, out = call("generate", cond, "--per-class", 4, "--classes", "owl,0", "--out", tmp_path / "ds")
+    rc, out = call(capsys, "generate", cond, "--per-class", 4, "--classes", "owl,0", "--out", tmp_path / "ds")
     assert rc == 0 and "wrote 0 images" in out.out and "kept 8 already there" in out.out
-    rc, out = call("generate", cond, "--seeds", "7", "--class", "dog", "--format", "png", "--out", tmp_path / "flat")
+    rc, out = call(capsys, "generate", cond, "--seeds", "7", "--class", "dog", "--format", "png", "--out", tmp_path / "flat")
     assert rc == 0 and (tmp_path / "flat" / "000007.png").is_file(), out.err
     mistakes = [
         (["--per-class", 3, "--seeds", "0-2"], "not both"),
@@ -198,10 +193,10 @@ def test_cli_per_class_dataset_and_its_mistakes(cond, small_uncond, tmp_path, ca
         (["--format", "png"], "seeds would collide"),
     ]
     for args, fragment in mistakes:
-        rc, out = call("generate", cond, *args, "--out", tmp_path / "bad")
+        rc, out = call(capsys, "generate", cond, *args, "--out", tmp_path / "bad")
         assert_one_line_error(out.err, rc, fragment)
     for args in (["--per-class", 3], ["--class", "1"], ["--format", "imagefolder"]):
-        rc, out = call("generate", small_uncond, *args, "--out", tmp_path / "bad2")
+        rc, out = call(capsys, "generate", small_uncond, *args, "--out", tmp_path / "bad2")
         assert_one_line_error(out.err, rc, "unconditional")
 
 

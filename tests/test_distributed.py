@@ -13,6 +13,8 @@ import torch
 
 from conftest import ROOT, make_image_folder, run_cli
 
+pytestmark = pytest.mark.slow
+
 TINY = ["--image-size", 16, "--width", 4, "--batch-size", 16, "--threads", 1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GANKIT_DIST_TIMEOUT": "60"}
 

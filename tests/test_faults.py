@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import cli
-from conftest import ROOT, assert_one_line_error, make_image_folder, run_cli
+from conftest import ROOT, assert_one_line_error, call, expect_error, make_image_folder, run_cli
 from gankit.checkpoint import save_checkpoint
 from gankit.config import ModelConfig, TrainConfig
 from gankit.export import to_onnx
@@ -28,17 +28,6 @@ from gankit.train import Trainer, train
 from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
 from gankit_runtime.files import _HOST, atomic_path, create_exclusive
 from helpers import CONFIGS, trainer
-
-
-def call(capsys, *args):
-    rc = cli.main([str(a) for a in args])
-    return rc, capsys.readouterr()
-
-
-def expect_error(capsys, args, *fragments):
-    rc, out = call(capsys, *args)
-    assert_one_line_error(out.err, rc, *fragments)
-    return out.err
 
 
 @pytest.fixture(scope="module")

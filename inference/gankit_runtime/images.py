@@ -18,6 +18,12 @@ def to_uint8(images: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.nda
     return pixels.astype(np.uint8).transpose(0, 2, 3, 1)
 
 
+def from_uint8(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, C] -> float32 [N, C, H, W] in [-1, 1]: the inverse of to_uint8 (up to its rounding), the
+    scaling real images get for training (gankit.data.to_model_range) and for the evaluation classifier."""
+    return pixels.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
 def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
     """uint8 [N, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] image."""
     n, h, w, c = images.shape

