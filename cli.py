@@ -21,7 +21,7 @@ from typing import Optional
 
 import typer
 
-from gankit_runtime import GankitError, Generator, parse_seeds, write_npz
+from gankit_runtime import GankitError, Generator, write_npz
 
 # Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions,
 # older typer raises click's.
@@ -197,33 +197,22 @@ def generate(
 
     Interrupted? Run the same command again: it keeps the images already written and makes the rest.
     """
-    from gankit_runtime import parse_shard, plan, write_folder
+    from gankit_runtime import default_layout, job_for, write_folder
 
-    if per_class is not None and seeds is not None:
-        raise GankitError("give --per-class N or --seeds, not both (--per-class N means seeds 0..N-1 in each class)")
-    seed_list = range(per_class) if per_class is not None else parse_seeds(seeds if seeds is not None else "0-63")
-    shard_spec = parse_shard(shard) if shard is not None else None
-    if shard_spec and format == Format.npz:
+    if shard is not None and format == Format.npz:
         raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     # PNG files are written by a thread beside inference: onnxruntime's threads must not spin-wait.
     generator = Generator(model, device=device, threads=threads, spin=format == Format.npz, tf32=tf32)
-    if per_class is not None and not generator.conditional:
-        raise GankitError(f"{model} is unconditional: --per-class needs a class-conditional generator "
-                          "(train one with --conditional)")
-    class_list = None  # class_index refuses names and unconditional models in one line
-    if classes is not None:
-        class_list = [generator.class_index(c) for c in classes.replace(" ", "").split(",") if c != ""]
-    job = plan(generator, seed_list, class_list, truncation)
-    format = format or (Format.imagefolder if generator.conditional else Format.png)
+    part = job_for(generator, seeds, per_class, classes, truncation, shard)
+    format = format or Format(default_layout(generator))
     out = out or Path("out.npz" if format == Format.npz else "out")
-    part = job.shard(*shard_spec) if shard_spec else job
     start = time.perf_counter()
     if format == Format.npz:
-        result = write_npz(generator, job, out, batch_size=batch_size, grid=grid)
+        result = write_npz(generator, part, out, batch_size=batch_size, grid=grid)
     else:
         result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid)
     seconds = time.perf_counter() - start
-    what = f"shard {shard_spec[0]}/{shard_spec[1]}: " if shard_spec else ""
+    what = f"shard {part.part[0]}/{part.part[1]}: " if shard is not None else ""
     kept = f", kept {result.skipped} already there" if result.skipped else ""
     typer.echo(f"{what}wrote {result.written} images to {out}{kept} in {seconds:.1f} s "
                f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})")
@@ -236,18 +225,16 @@ def evaluate(
     samples: int = typer.Option(10000, min=10, help="Generated samples (seeds 0..N-1)."),
     out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model name>.eval.json in the "
                                                   "working directory."),
-    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: exported/mnist-classifier.onnx."),
+    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: the MNIST classifier shipped in "
+                                                          "gankit_runtime (models/mnist-classifier.onnx)."),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
 ):
     """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
     import tempfile
 
+    from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
     from gankit_runtime.files import prepare_output_file
 
-    try:
-        from gankit.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
-    except ImportError as e:
-        raise GankitError(f"eval needs gankit's package for the MNIST test data ({e}): pip install -e .") from None
     if data != "mnist":
         raise GankitError(f"eval supports --data mnist only (its feature space is an MNIST classifier), not {data!r}")
     # Checked before the work: the figures go to the working directory, never beside a shipped model.
@@ -272,7 +259,8 @@ def evaluate(
 @app.command("train-classifier")
 def train_classifier(
     out: Path = typer.Option(Path("runs/mnist-classifier.onnx"), help="Output .onnx file (the shipped one is "
-                                                                       "exported/mnist-classifier.onnx)."),
+                                                                       "inference/gankit_runtime/models/"
+                                                                       "mnist-classifier.onnx)."),
     epochs: int = typer.Option(4, min=1),
     seed: int = typer.Option(0, min=0),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),

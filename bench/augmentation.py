@@ -8,7 +8,7 @@ one-cycle, 2-pixel shifts) for every case, so only the data differs:
   2. GAN-train: 60k generated images (6,000 per class), nothing real     (Train on Synthetic, Test on Real)
   3. 1,000 real images (100 per class) alone, and with 10,000 generated ones added (the real ones repeated 10x,
      so that batches are half real): mean and spread over seeds
-  4. GAN-test: the project's classifier (exported/mnist-classifier.onnx) on 10,000 generated images against
+  4. GAN-test: the project's classifier (gankit_runtime/models/mnist-classifier.onnx) on 10,000 generated images against
      the labels they were asked for
 Generated images come through the torch-free runtime (`Generator`, seeds 0..N-1 in each class), as
 `python cli.py generate MODEL --per-class N --format npz` writes them.
@@ -28,8 +28,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 
 from gankit.classifier import accuracy, fit
 from gankit.config import default_data_dir
-from gankit.evaluate import DEFAULT_CLASSIFIER, DIGITS, FeatureExtractor
-from gankit.mnist_sources import load_mnist_like
+from gankit_runtime.datasets import load_mnist_like
+from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, DIGITS, FeatureExtractor
 from gankit_runtime import Generator, plan
 
 ROOT = common.ROOT

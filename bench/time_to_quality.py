@@ -30,8 +30,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from gankit.checkpoint import FILENAME, save_checkpoint
 from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr
 from gankit.data import load_dataset
-from gankit.evaluate import figures
-from gankit.mnist_sources import load_mnist_like
+from gankit_runtime.datasets import load_mnist_like
+from gankit_runtime.evaluate import figures
 from gankit.monitor import Scorer
 from gankit.train import Trainer
 

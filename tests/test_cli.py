@@ -13,6 +13,7 @@ from PIL import Image
 import cli
 from conftest import call, expect_error, run_cli
 from gankit.checkpoint import save_checkpoint
+from gankit_runtime.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
 
 
@@ -141,8 +142,7 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
-@pytest.mark.skipif(not (cli.Path(__file__).parent.parent / "exported" / "mnist-classifier.onnx").is_file(),
-                    reason="exported/mnist-classifier.onnx not built")
+@pytest.mark.skipif(not DEFAULT_CLASSIFIER.is_file(), reason="no classifier")
 def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     import json
 

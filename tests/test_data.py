@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit import mnist_sources as ms
+from gankit_runtime import datasets as ms
 from gankit.config import ModelConfig, resolution_chain
 from gankit.data import load_dataset, load_image_folder, to_model_range
 from gankit_runtime import GankitError

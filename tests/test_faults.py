@@ -19,13 +19,14 @@ import torch
 from PIL import Image
 
 import cli
-from conftest import ROOT, assert_one_line_error, call, expect_error, make_image_folder, run_cli
+from conftest import ROOT, assert_one_line_error, call, expect_error, make_image_folder, run_cli, torch_blocker
 from gankit.checkpoint import save_checkpoint
 from gankit.config import ModelConfig, TrainConfig
 from gankit.export import to_onnx
 from gankit.models import build_models
 from gankit.train import Trainer, train
 from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
+from gankit_runtime.evaluate import DEFAULT_CLASSIFIER
 from gankit_runtime.files import _HOST, atomic_path, create_exclusive
 from helpers import CONFIGS, trainer
 
@@ -183,7 +184,7 @@ def test_export_generate_and_eval_refuse_a_nan_model(capsys, nan_run, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing of a failed job is left: no folder, no job file
     expect_error(capsys, ["generate", nan_run / "nan.onnx", "--format", "npz", "--out", tmp_path / "d.npz"], "NaN")
     assert list(tmp_path.iterdir()) == []
-    if (ROOT / "exported" / "mnist-classifier.onnx").is_file():
+    if DEFAULT_CLASSIFIER.is_file():
         expect_error(capsys, ["eval", nan_run / "nan.onnx", "--samples", 20, "--out", tmp_path / "e.json"], "NaN")
         assert not (tmp_path / "e.json").exists()
 
@@ -361,7 +362,7 @@ def test_a_malicious_checkpoint_is_named_as_such_without_torch_s_advice(capsys, 
 
 
 # ---------------------------------------------------------------------------------------- eval and outputs
-@pytest.mark.skipif(not (ROOT / "exported" / "mnist-classifier.onnx").is_file(), reason="no shipped classifier")
+@pytest.mark.skipif(not DEFAULT_CLASSIFIER.is_file(), reason="no shipped classifier")
 def test_eval_mistakes_are_one_line_and_found_before_the_work(capsys, tmp_path):
     model = ROOT / "exported" / "mnist-dcgan.onnx"
     for n in (2, 3):
@@ -375,13 +376,17 @@ def test_eval_mistakes_are_one_line_and_found_before_the_work(capsys, tmp_path):
     expect_error(capsys, ["generate", model, "--format", "npz", "--out", "/proc/x.npz"], "cannot write to /proc")
 
 
-def test_eval_without_the_training_package_is_one_line(tmp_path):
-    blocker = tmp_path / "blocker" / "gankit"
+def test_eval_of_an_onnx_needs_only_the_runtime(tmp_path):
+    env = torch_blocker(tmp_path)  # no torch, no onnx ...
+    blocker = tmp_path / "blocker" / "gankit"  # ... and no training package
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('gankit is not installed in this test')\n")
-    r = run_cli("eval", ROOT / "exported" / "mnist-dcgan.onnx", "--out", tmp_path / "e.json",
-                env={"PYTHONPATH": str(blocker.parent)})
-    assert_one_line_error(r.stderr, r.returncode, "eval needs gankit's package")
+    r = run_cli("eval", ROOT / "exported" / "mnist-dcgan.onnx", "--samples", 20, "--no-reference",
+                "--out", tmp_path / "e.json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["generated"]["class_counts"]
+    r = run_cli("eval", tmp_path, "--out", tmp_path / "e2.json", env=env)  # a run folder needs torch to export
+    assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
 
 
 def test_default_outputs_never_overwrite_shipped_files(capsys, tmp_path, monkeypatch):
@@ -390,7 +395,7 @@ def test_default_outputs_never_overwrite_shipped_files(capsys, tmp_path, monkeyp
     params = {p.name: p for p in get_command(cli.app).commands["train-classifier"].params}
     assert str(params["out"].default).startswith("runs")
     monkeypatch.chdir(tmp_path)
-    if (ROOT / "exported" / "mnist-classifier.onnx").is_file():
+    if DEFAULT_CLASSIFIER.is_file():
         rc, _ = call(capsys, "eval", ROOT / "exported" / "mnist-dcgan.onnx", "--samples", 20, "--no-reference")
         assert rc == 0 and (tmp_path / "mnist-dcgan.eval.json").is_file()
         assert not list((ROOT / "exported").glob("*.eval.json"))

@@ -13,7 +13,7 @@ from gankit.monitor import D_FAKE_PATIENCE, FailureWatch
 from gankit.train import train
 from helpers import CONFIGS, trainer
 
-CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
+from gankit_runtime.evaluate import DEFAULT_CLASSIFIER as CLASSIFIER
 
 
 def test_ema_update_follows_its_half_life():
@@ -70,7 +70,7 @@ def test_failure_watch_warns_once():
     assert "collapsing" in log.getvalue()
 
 
-@pytest.mark.skipif(not CLASSIFIER.is_file(), reason="exported/mnist-classifier.onnx not built")
+@pytest.mark.skipif(not CLASSIFIER.is_file(), reason="no classifier")
 @pytest.mark.parametrize("conditional", [False, True])
 def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):
     model = ModelConfig(kind="dcgan", size=28, channels=1, width=4)

@@ -36,11 +36,11 @@ def test_generates_digit_like_images(shipped):
 
 
 CONDITIONAL = ROOT / "exported" / "mnist-cdcgan.onnx"
-CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
+CLASSIFIER = ROOT / "inference" / "gankit_runtime" / "models" / "mnist-classifier.onnx"
 
 
 def test_the_conditional_model_makes_the_digits_asked_for():
-    from gankit.evaluate import FeatureExtractor
+    from gankit_runtime.evaluate import FeatureExtractor
 
     g = Generator(CONDITIONAL)
     i = g.info

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from .errors import GankitError
 from .generator import Generator, check_truncation
-from .seeds import SeedRanges
+from .seeds import SeedRanges, parse_seeds
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -124,6 +124,43 @@ def plan(generator: Generator, seeds, classes: Sequence[int] | None = None, trun
     if len(set(classes)) != len(classes):
         raise GankitError("a class is listed twice")
     return Job(seeds, classes, truncation)
+
+
+DEFAULT_SEEDS = "0-63"
+
+
+def job_for(generator: Generator, seeds: str | Sequence[int] | None = None, per_class: int | None = None,
+            classes: str | Sequence[str | int] | None = None, truncation: float = 1.0,
+            shard: str | tuple[int, int] | None = None) -> Job:
+    """The job `generate` makes, from its options: `seeds` ('0-99,200' or a sequence; default 0-63) or
+    `per_class` N (seeds 0..N-1 in each class), in `classes` by name or index ('0,3,7' or a list; default all,
+    conditional generators only), and optionally one shard of it ('i/n')."""
+    if per_class is not None and seeds is not None:
+        raise GankitError("give --per-class N or --seeds, not both (--per-class N means seeds 0..N-1 in each class)")
+    if per_class is not None:
+        if per_class < 1:
+            raise GankitError(f"--per-class must be at least 1, got {per_class}")
+        if not generator.conditional:
+            raise GankitError(f"{generator.info.path} is unconditional: --per-class needs a class-conditional "
+                              "generator (train one with --conditional)")
+        seed_list = range(per_class)
+    elif seeds is None or isinstance(seeds, str):
+        seed_list = parse_seeds(DEFAULT_SEEDS if seeds is None else seeds)
+    else:
+        seed_list = seeds
+    class_list = None  # class_index refuses unknown names, and any class of an unconditional model, in one line
+    if classes is not None:
+        names = classes.replace(" ", "").split(",") if isinstance(classes, str) else list(classes)
+        class_list = [generator.class_index(c) for c in names if c != ""]
+    job = plan(generator, seed_list, class_list, truncation)
+    if shard is not None:
+        job = job.shard(*(parse_shard(shard) if isinstance(shard, str) else shard))
+    return job
+
+
+def default_layout(generator: Generator) -> str:
+    """imagefolder (a folder per class) for a conditional generator, png (one flat folder) otherwise."""
+    return "imagefolder" if generator.conditional else "png"
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from gankit_runtime import GankitError
+from gankit_runtime.datasets import default_data_dir  # noqa: F401  (part of gankit.config's API)
 
 MODEL_KINDS = ("vanilla", "dcgan")
 D_NORMS = ("batch", "spectral")
@@ -215,13 +216,3 @@ def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int |
     train_cfg = TrainConfig(data=data, lr_g=rate if lr_g is None else lr_g, lr_d=rate if lr_d is None else lr_d,
                             **{k: v for k, v in settings.items() if k not in model_keys})
     return model_cfg, train_cfg
-
-
-def default_data_dir() -> Path:
-    """Per-user cache: $GANKIT_DATA, else $XDG_CACHE_HOME/gankit, else ~/.cache/gankit."""
-    import os
-
-    if os.environ.get("GANKIT_DATA"):
-        return Path(os.environ["GANKIT_DATA"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gankit"

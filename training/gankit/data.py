@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from gankit_runtime import GankitError
 
-from .mnist_sources import CLASSES, load_mnist_like
+from gankit_runtime.datasets import CLASSES, load_mnist_like
 
 BUILTIN = ("mnist", "fashion-mnist")
 

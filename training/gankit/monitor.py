@@ -11,8 +11,8 @@ import torch
 from gankit_runtime.files import atomic_path
 
 from .config import ModelConfig
-from .evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, eval_labels, figures
-from .mnist_sources import load_mnist_like
+from gankit_runtime.datasets import load_mnist_like
+from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, eval_labels, figures
 from .models import sample_uint8
 
 D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing

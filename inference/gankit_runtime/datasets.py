@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit_runtime import GankitError
-from gankit_runtime.files import atomic_path
+from .errors import GankitError
+from .files import atomic_path
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -198,3 +198,13 @@ def load_mnist_like(name: str, data_dir: Path) -> dict:
         return arrays
     raise GankitError(f"could not get {name} from any source (see above); put the four idx .gz files "
                       f"({', '.join(IDX_FILES.values())}) in {data_dir / name} and run again")
+
+
+def default_data_dir() -> Path:
+    """Per-user cache: $GANKIT_DATA, else $XDG_CACHE_HOME/gankit, else ~/.cache/gankit."""
+    import os
+
+    if os.environ.get("GANKIT_DATA"):
+        return Path(os.environ["GANKIT_DATA"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gankit"

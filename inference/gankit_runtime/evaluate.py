@@ -1,5 +1,8 @@
 """`python cli.py eval MODEL`: how good a generator's digits are, through the shipped MNIST classifier.
 
+Torch-free (numpy and onnxruntime): part of the runtime, with the classifier inside the package
+(gankit_runtime/models/mnist-classifier.onnx), so it works wherever gankit-runtime is installed.
+
 Figures over N generated samples against MNIST's real test split, in the classifier's penultimate
 features: Frechet distance (FD), KID, precision and recall (k = 3), the share of samples classified
 with confidence >= 0.9 and the predicted-class histogram. The same figures for real training images
@@ -13,17 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit_runtime import GankitError, Generator
-from gankit_runtime import metrics as M
-from gankit_runtime.files import atomic_write_bytes
-from gankit_runtime.generator import open_session
-from gankit_runtime.images import from_uint8
+from . import metrics as M
+from .datasets import default_data_dir, load_mnist_like
+from .errors import GankitError
+from .files import atomic_write_bytes
+from .generator import Generator, open_session
+from .images import from_uint8
 
-from .config import default_data_dir
-from .mnist_sources import load_mnist_like
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CLASSIFIER = ROOT / "exported" / "mnist-classifier.onnx"
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "models" / "mnist-classifier.onnx"
 DIGITS = tuple(str(d) for d in range(10))
 MIN_SAMPLES = 10  # precision and recall need more samples than their 3 nearest neighbours; FD a covariance
 
