@@ -49,6 +49,7 @@ GLoss = _choices("GLoss", "non-saturating", "minimax")
 Format = _choices("Format", "png", "imagefolder", "npz")
 DCondition = _choices("DCondition", "projection", "concat")
 DNorm = _choices("DNorm", "batch", "spectral")
+Augment_ = _choices("Augment_", "off", "fixed", "ada")
 
 
 def _training_side():
@@ -69,7 +70,8 @@ RUN_SETTINGS = {"model": "kind", "data": "data", "batch_size": "batch_size", "lr
                 "channels": "channels", "z_dim": "z_dim", "width": "width", "label_smoothing": "label_smoothing",
                 "d_norm": "d_norm", "conditional": "conditional", "d_condition": "d_condition", "seed": "seed",
                 "ema": "ema_kimg", "eval_every": "eval_every", "eval_samples": "eval_samples", "epochs": "epochs",
-                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir", "sync_bn": "sync_bn"}
+                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir", "sync_bn": "sync_bn",
+                "augment": "augment", "augment_p": "augment_p"}
 
 
 def _given(ctx: typer.Context, values: dict) -> dict:
@@ -117,6 +119,9 @@ def train(
     eval_samples: int = typer.Option(5000, min=10, help="Samples per eval during training."),
     checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
                                                         "Ctrl-C); 0 = every 5 minutes of training."),
+    augment: Augment_ = typer.Option(Augment_.off, help="Differentiable augmentation of all D sees, for few images: "
+                                                         "fixed (probability --augment-p) or ada (adaptive)."),
+    augment_p: float = typer.Option(1.0, min=0, max=1, help="--augment fixed: probability of each operation."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun: batch-norm statistics of the global batch "
                                                           "(all processes), not of each process's share."),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
@@ -145,7 +150,7 @@ def train(
             d_condition=d_condition.value, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
             beta1=beta1, beta2=beta2, d_steps=d_steps, g_loss=g_loss.value, label_smoothing=label_smoothing,
             seed=seed, ema_kimg=ema, eval_every=eval_every, eval_samples=eval_samples,
-            checkpoint_every=checkpoint_every, sync_bn=sync_bn)
+            checkpoint_every=checkpoint_every, sync_bn=sync_bn, augment=augment.value, augment_p=augment_p)
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, given=given, max_steps=steps, device=device,
                         conditional=conditional)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group

@@ -53,7 +53,9 @@ def max_difference(a, b) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("model", [["--model", "vanilla"], ["--model", "dcgan", "--sync-bn"]], ids=["vanilla", "dcgan"])
+@pytest.mark.parametrize("model", [["--model", "vanilla"], ["--model", "dcgan", "--sync-bn"],
+                                   ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5"]],
+                         ids=["vanilla", "dcgan", "vanilla-augmented"])
 def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
     one = run_cli("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one", env=ENV)
     assert one.returncode == 0, one.stderr

@@ -14,6 +14,7 @@ D_NORMS = ("batch", "spectral")
 D_CONDITIONS = ("projection", "concat")
 G_LOSSES = ("non-saturating", "minimax")
 BUILTIN_DATA = ("mnist", "fashion-mnist")
+AUGMENT_MODES = ("off", "fixed", "ada")
 
 # Bounds on what a config may ask for. Configs come from the command line and from checkpoints, which may
 # be crafted: a width of 10**9 must be one clear line, not an attempt to allocate petabytes.
@@ -153,12 +154,20 @@ class TrainConfig:
     checkpoint_every: int = 0
     # Under torchrun: batch-norm statistics over the global batch (all ranks) instead of each rank's slice.
     sync_bn: bool = False
+    # Differentiable augmentation of all D sees (gankit.augment): off, fixed (probability augment_p per
+    # operation; DiffAugment is 1.0) or ada (p adapted to D's overfitting, starting at 0).
+    augment: str = "off"
+    augment_p: float = 1.0
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
     CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir", "sync_bn")
 
     def __post_init__(self):
         _check_types(self)
+        if self.augment not in AUGMENT_MODES:
+            raise GankitError(f"unknown augmentation {self.augment!r}: choose one of {', '.join(AUGMENT_MODES)}")
+        if not 0 <= self.augment_p <= 1:
+            raise GankitError(f"augment-p must lie in [0, 1], got {self.augment_p}")
         if self.g_loss not in G_LOSSES:
             raise GankitError(f"unknown generator loss {self.g_loss!r}: choose one of {', '.join(G_LOSSES)}")
         for name in ("epochs", "batch_size", "d_steps"):

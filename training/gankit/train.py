@@ -37,6 +37,7 @@ from gankit_runtime.images import save_png
 from . import __version__
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_dir
+from .augment import Augment
 from .data import Dataset, load_dataset, to_model_range
 from .distributed import World, any_rank, average, leave, sync_batch_norm, world_from_env
 from .models import build_models, sample_uint8
@@ -128,6 +129,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if train_cfg.ema_kimg > 0 else None
+        self.augment = Augment(train_cfg.augment, train_cfg.augment_p, train_cfg.seed + 2, train_cfg.batch_size,
+                               world.slice(train_cfg.batch_size) if world.active else slice(None), self.device)
         self.noise = torch.Generator(self.device).manual_seed(train_cfg.seed + 1)
         self.step = 0
         self.steps_per_epoch = len(data) // train_cfg.batch_size // train_cfg.d_steps
@@ -145,6 +148,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "epoch": self.step // self.steps_per_epoch,
             "rng": {"noise": self.noise.get_state(), "noise_device": self.device.type, "torch": torch.get_rng_state()},
+            **({"augment": self.augment.state_dict()} if self.augment.active else {}),
             "dataset": self.data.name, "classes": list(self.data.classes),
             "package_version": __version__, "torch_version": str(torch.__version__),
         }
@@ -162,6 +166,8 @@ class Trainer:
             else:  # CPU and CUDA generators differ: the noise goes on from a seed of (seed, step) instead
                 self.noise.manual_seed(self.cfg.seed + 1 + 1000003 * int(state["step"]))
             torch.set_rng_state(state["rng"]["torch"])
+            if self.augment.active:
+                self.augment.load_state_dict(state["augment"])
             self.step = int(state["step"])
             if self.step < 0:
                 raise ValueError(f"negative step {self.step}")
@@ -207,8 +213,10 @@ class Trainer:
             real, labels = self._real_batch(first + j)
             with torch.no_grad(), self._autocast():
                 fake = self.G(self._z(), labels)
-            with self._autocast():
-                logits_real, logits_fake = self.D_train(real, labels).float(), self.D_train(fake, labels).float()
+            with self._autocast():  # D sees real and fake through the same augmentation (none unless --augment)
+                logits_real = self.D_train(self.augment(real), labels).float()
+                logits_fake = self.D_train(self.augment(fake), labels).float()
+            self.augment.observe(logits_real)
             loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -216,17 +224,23 @@ class Trainer:
 
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
         with self._autocast():
-            logits = self.D(self.G_train(self._z(), labels), labels).float()
+            logits = self.D(self.augment(self.G_train(self._z(), labels)), labels).float()
         loss_g = generator_loss(logits, self.cfg.g_loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.step += 1
+        self.augment.adjust(self.step, self.cfg.batch_size * k, self._sum_over_ranks if self.world.active else None)
         if self.G_ema is not None:
             self._update_ema()
         return StepStats(loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach()).mean(),
                          torch.sigmoid(logits_fake.detach()).mean())
+
+    @staticmethod
+    def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t)
+        return t
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
@@ -536,6 +550,7 @@ class _Loop:
         mean = self.sums / max(self.count, 1)
         _append(self.out, {"step": t.step, "epoch": t.step / spe, "loss_d": mean[0], "loss_g": mean[1],
                            "d_real": mean[2], "d_fake": mean[3],
+                           **({"augment_p": float(t.augment.p)} if t.augment.active else {}),
                            "images_per_s": self.count * self.images_per_step / seconds,
                            "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         _plot(self.out)
