@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from conftest import ROOT
 from gankit.config import ModelConfig, TrainConfig
 from gankit.export import load_generator
 from gankit.monitor import D_FAKE_PATIENCE, FailureWatch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, asdict, dataclass, fields
-from pathlib import Path
 
 from gankit_runtime import GankitError
 from gankit_runtime.datasets import default_data_dir  # noqa: F401  (part of gankit.config's API)
