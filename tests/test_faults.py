@@ -399,3 +399,14 @@ def test_default_outputs_never_overwrite_shipped_files(capsys, tmp_path, monkeyp
         rc, _ = call(capsys, "eval", ROOT / "exported" / "mnist-dcgan.onnx", "--samples", 20, "--no-reference")
         assert rc == 0 and (tmp_path / "mnist-dcgan.eval.json").is_file()
         assert not list((ROOT / "exported").glob("*.eval.json"))
+
+
+def test_running_out_of_memory_is_one_line(image_folder, tmp_path, monkeypatch):
+    def out_of_memory(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train_step", out_of_memory)
+    with pytest.raises(GankitError, match="out of memory.*lower --batch-size"):
+        train(tmp_path / "r", ModelConfig(kind="dcgan", size=16, channels=3, width=4),
+              TrainConfig(data=str(image_folder), batch_size=4), max_steps=2)
+    assert not (tmp_path / "r").exists()

@@ -351,6 +351,9 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     except (Interrupted, Diverged):
         together = True
         raise
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        raise GankitError(f"out of {'GPU ' if str(device).startswith('cuda') else ''}memory training this model: lower "
+                          "--batch-size (or --width, --image-size); checkpoints written so far are kept") from None
     except RuntimeError as e:  # a collective failed: another rank stopped or its machine went away
         if not world.active:
             raise
