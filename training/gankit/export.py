@@ -11,6 +11,7 @@ import inspect
 import io
 import json
 import logging
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -67,7 +68,13 @@ def onnx_program(model: nn.Module, examples: tuple[torch.Tensor, ...], input_nam
                                         output_names=output_names, verbose=False,
                                         dynamic_shapes={arg: {0: batch} for arg in args})
         except Exception as e:
-            raise GankitError(f"torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
+            cause = e
+            while cause is not None:  # torch wraps a Ctrl-C inside the exporter into its own error
+                if isinstance(cause, KeyboardInterrupt):
+                    raise KeyboardInterrupt from None
+                cause = cause.__cause__ or cause.__context__
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines()[0][:300]  # no terminal colour codes
+            raise GankitError(f"torch.onnx.export failed: {first}") from e
         finally:
             logger.setLevel(level)
     program.model.metadata_props.update(metadata)
