@@ -70,3 +70,19 @@ def test_export_uses_eval_mode_batch_norm(run_dir, tmp_path):
         train_mode = g.train()(torch.from_numpy(z)).numpy()
     assert np.abs(got - eval_mode).max() < 1e-4
     assert np.abs(got - train_mode).max() > 100 * np.abs(got - eval_mode).max() + 1e-3
+
+
+def test_ctrl_c_inside_torch_s_exporter_stays_an_interruption(run_dir, tmp_path, monkeypatch):
+    def interrupted_export(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:  # what torch.export does: its own error, the interrupt as its cause
+            raise RuntimeError("\x1b[96mFailed to export the model with torch.export\x1b[0m") from e
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    with pytest.raises(KeyboardInterrupt):
+        export(run_dir, tmp_path / "g.onnx")
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("\x1b[96mbad\x1b[0m op")))
+    with pytest.raises(GankitError, match=r"torch.onnx.export failed: bad op$"):
+        export(run_dir, tmp_path / "g.onnx")
+    assert list(tmp_path.iterdir()) == []
