@@ -95,10 +95,5 @@ def latents_for_seeds(seeds, z_dim: int) -> np.ndarray:
         bad = seeds[(seeds < 0) | (seeds > MAX_SEED)][0]
         raise GankitError(f"seed {bad} is outside [0, {MAX_SEED}]")
     if len(seeds) < FAST_FROM:
-        state = np.random.RandomState()
-        out = np.empty((len(seeds), z_dim), dtype=np.float32)
-        for i, seed in enumerate(seeds):
-            state.seed(int(seed))  # the stream of RandomState(seed), without building one
-            out[i] = state.randn(z_dim)
-        return out
+        return fastseeds.by_reference(seeds, z_dim)
     return fastseeds.latents(seeds, z_dim)
