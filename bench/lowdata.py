@@ -7,7 +7,8 @@ against real + generated. Does gankit help that user?
 For each subset seed: a balanced subset of n training images (n/10 per class); the real-only classifier; then
 for each augmentation mode: the conditional DCGAN (the CLI's defaults, EMA) trained on the subset alone for
 --gan-steps steps, scored like `eval` (FD in the shipped classifier's features against the real test split,
-GAN-test = the share of samples the classifier reads as the class asked for), 1,000 generated images per class,
+GAN-test = the share of samples the classifier reads as the class asked for; for Fashion-MNIST the judge is a
+classifier the bench trains on all 60,000 of its training images), 1,000 generated images per class,
 and the same classifier trained on real (repeated so that batches are half real) + generated. One fixed
 classifier budget (--clf-steps of 128, as bench/augmentation.py) for every case, so only the data differs.
 Reported: mean +- spread over subset seeds, and wall time.
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ import torch
 import common  # noqa: F401  (puts the repository on sys.path)
 from augmentation import balanced_subset
 
-from gankit.classifier import accuracy, fit
+from gankit.classifier import accuracy, export_classifier, fit, predict
 from gankit.config import ModelConfig, TrainConfig, default_lr
 from gankit.data import Dataset
 from gankit.models import sample_uint8
@@ -59,17 +62,36 @@ def main():
     ap.add_argument("--clf-steps", type=int, default=2000, help="classifier budget, batches of 128")
     ap.add_argument("--samples", type=int, default=5000, help="samples for FD and GAN-test")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--uses", default="plain", help="how the generated set is used: plain (all of it) and/or "
+                    "filtered (only the images the real-only classifier reads as the class asked for)")
+    ap.add_argument("--truncation", type=float, default=1.0, help="psi of the generated set (1.0 = off)")
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds, modes = [int(s) for s in args.seeds.split(",")], args.modes.split(",")
     arrays = load_mnist_like(args.data, default_data_dir())
     x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
-    scorer = Scorer(default_data_dir(), args.samples) if args.data == "mnist" else None
+    if args.data == "mnist":
+        scorer = Scorer(default_data_dir(), args.samples)
+    else:  # FD and GAN-test need a judge of this data set: a classifier trained on all of its training images
+        judge = fit(x_train, y_train, args.clf_steps, seed=1234)
+        judge_path = Path(tempfile.mkdtemp()) / f"{args.data}-judge.onnx"
+        export_classifier(judge, judge_path, accuracy(judge, x_test, y_test), args.data)
+        print(f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
+              f"(test accuracy {accuracy(judge, x_test, y_test):.2%})", flush=True)
+        scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
     per_class = args.n // 10
     print(f"{args.data}: n = {args.n} real images ({per_class} per class), GAN {args.gan_steps} steps x 64, "
           f"classifier {args.clf_steps} steps x 128, modes {modes}, subset seeds {seeds}", flush=True)
-    rows = {"real only": []} | {f"real + generated ({m})": [] for m in modes}
+    uses = args.uses.split(",")
+    if not set(uses) <= {"plain", "filtered"}:
+        raise SystemExit(f"--uses takes plain and/or filtered, not {args.uses}")
+
+    def case(mode, use):
+        return f"real + generated ({mode}{', filtered' if use == 'filtered' else ''})"
+
+    rows = {"real only": []} | {case(m, u): [] for m in modes for u in uses}
+    kept = {case(m, "filtered"): [] for m in modes if "filtered" in uses}
     fd = {m: [] for m in modes}
     gan_test = {m: [] for m in modes}
     minutes = {m: [] for m in modes}
@@ -77,7 +99,8 @@ def main():
     for seed in seeds:
         pick = balanced_subset(y_train, per_class, seed)
         xs, ys = x_train[pick], y_train[pick]
-        real = accuracy(fit(xs, ys, args.clf_steps, seed=seed), x_test, y_test)
+        real_model = fit(xs, ys, args.clf_steps, seed=seed)
+        real = accuracy(real_model, x_test, y_test)
         rows["real only"].append(real)
         print(f"seed {seed}: real only {real:.2%}", flush=True)
         for mode in modes:
@@ -90,15 +113,27 @@ def main():
                 f = scorer.evaluate(g, t.model_cfg, t.device)
                 fd[mode].append(f["fd"])
                 gan_test[mode].append(f["label_accuracy"])
-            labels = np.repeat(np.arange(10), 1000)
-            synth = sample_uint8(g, np.tile(np.arange(1000), 10), 100, t.device, labels=labels)[..., 0]
-            reps = len(synth) // len(xs)  # real repeated so that batches are half real, as bench/augmentation.py
-            mixed = accuracy(fit(np.concatenate([np.tile(xs, (reps, 1, 1)), synth]),
-                                 np.concatenate([np.tile(ys, reps), labels]), args.clf_steps, seed=seed), x_test, y_test)
-            rows[f"real + generated ({mode})"].append(mixed)
-            extra = f", FD {fd[mode][-1]:.1f}, GAN-test {gan_test[mode][-1]:.2%}" if scorer is not None else ""
-            print(f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
-                  f"real + generated {mixed:.2%}", flush=True)
+            # 1,500 candidates per class; plain keeps the first 1,000, filtered the first 1,000 (or fewer) that the
+            # real-only classifier reads as the class asked for
+            labels = np.repeat(np.arange(10), 1500)
+            synth = sample_uint8(g, np.tile(np.arange(1500), 10), 100, t.device, labels=labels,
+                                 truncation=args.truncation)[..., 0]
+            for use in uses:
+                if use == "plain":
+                    keep = np.tile(np.arange(1500) < 1000, 10)
+                else:
+                    agree = predict(real_model, synth) == labels
+                    keep = agree & (np.concatenate([np.cumsum(agree[c * 1500:(c + 1) * 1500]) for c in range(10)]) <= 1000)
+                    kept[case(mode, use)].append(float(keep.mean() * 1500 / 1000))
+                sx, sy = synth[keep], labels[keep]
+                reps = max(1, len(sx) // len(xs))  # real repeated so that batches are half real, as bench/augmentation.py
+                mixed = accuracy(fit(np.concatenate([np.tile(xs, (reps, 1, 1)), sx]),
+                                     np.concatenate([np.tile(ys, reps), sy]), args.clf_steps, seed=seed), x_test, y_test)
+                rows[case(mode, use)].append(mixed)
+                extra = f", FD {fd[mode][-1]:.1f}, GAN-test {gan_test[mode][-1]:.2%}" if scorer is not None else ""
+                share = f", kept {len(sx)} of 15,000" if use == "filtered" else ""
+                print(f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
+                      f"{case(mode, use)} {mixed:.2%}{share}", flush=True)
 
     def ms(v):
         return f"{np.mean(v):.2%} +- {np.std(v):.2%}"
@@ -115,7 +150,7 @@ def main():
                   f" GAN-test {ms(gan_test[m])}, final p {np.mean(p_end[m]):.2f}, {np.mean(minutes[m]):.1f} min a run")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "accuracy": rows, "fd": fd, "gan_test": gan_test, "minutes": minutes,
+            json.dump({"args": vars(args), "accuracy": rows, "filtered_share": kept, "fd": fd, "gan_test": gan_test, "minutes": minutes,
                        "final_p": p_end}, f, indent=1)
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # cli.py lives at the top of the repository
@@ -13,6 +12,8 @@ sys.path.insert(0, str(ROOT))  # cli.py lives at the top of the repository
 
 def make_image_folder(folder: Path, n_per_class: int = 12, classes=("cats", "dogs"), size=(40, 30)) -> Path:
     """Small RGB images in class sub-folders, each a smooth pattern plus noise, of mixed formats."""
+    from PIL import Image  # the training side's reader; the runtime's tests run without Pillow
+
     rng = np.random.default_rng(0)
     for c, name in enumerate(classes):
         (folder / name).mkdir(parents=True, exist_ok=True)

@@ -191,6 +191,8 @@ def test_cli_per_class_dataset_and_its_mistakes(cond, small_uncond, tmp_path, ca
         (["--per-class", 3, "--shard", "0/2", "--format", "npz"], "--shard needs a folder layout"),
         (["--per-class", 3, "--truncation", "-0.5"], "truncation"),
         (["--format", "png"], "seeds would collide"),
+        (["--per-class", 3, "--png-level", 10], "--png-level"),
+        (["--per-class", 3, "--png-level", 0, "--format", "npz"], "--png-level is for PNG folders"),
     ]
     for args, fragment in mistakes:
         rc, out = call(capsys, "generate", cond, *args, "--out", tmp_path / "bad")
@@ -198,6 +200,21 @@ def test_cli_per_class_dataset_and_its_mistakes(cond, small_uncond, tmp_path, ca
     for args in (["--per-class", 3], ["--class", "1"], ["--format", "imagefolder"]):
         rc, out = call(capsys, "generate", small_uncond, *args, "--out", tmp_path / "bad2")
         assert_one_line_error(out.err, rc, "unconditional")
+
+
+def test_png_level_trades_file_size_for_speed_not_pixels(cond, tmp_path, capsys):
+    sizes = {}
+    for level in (0, 1, 9):
+        rc, out = call(capsys, "generate", cond, "--per-class", 5, "--png-level", level, "--out", tmp_path / f"l{level}")
+        assert rc == 0, out.err
+        files = sorted((tmp_path / f"l{level}").rglob("*.png"))
+        assert len(files) == 15
+        sizes[level] = sum(f.stat().st_size for f in files)
+        pixels = [np.asarray(Image.open(f)) for f in files]
+        if level:
+            assert all(np.array_equal(a, b) for a, b in zip(pixels, reference))
+        reference = pixels
+    assert sizes[0] > 1.3 * sizes[1] >= 1.3 * sizes[9], sizes  # stored blocks are bigger; deflate shrinks
 
 
 def test_train_conditional_on_class_folders_export_and_generate(tmp_path):

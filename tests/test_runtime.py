@@ -46,15 +46,25 @@ def test_pngs_named_by_seed_hold_the_generated_pixels(small_rgb, tmp_path):
 
 def test_npz_streams_images_and_seeds(small_rgb, tmp_path):
     g = Generator(small_rgb)
-    seeds = list(range(40, 6040))
-    tracemalloc.start()
-    write_npz(g, plan(g, seeds), tmp_path / "d.npz", batch_size=64)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    total = len(seeds) * 32 * 32 * 3
-    assert peak < total / 4, (peak, total)  # flat: a few batches in memory, never the whole set
+
+    def peak_memory(seeds, name):
+        tracemalloc.start()
+        write_npz(g, plan(g, seeds), tmp_path / name, batch_size=64)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    image_bytes = 32 * 32 * 3
+    small = peak_memory(list(range(40, 20040)), "small.npz")
+    seeds = list(range(40, 60040))
+    big = peak_memory(seeds, "d.npz")
+    # flat: three times the images (80 MB more of them) cost no more memory; a few batches and the latent
+    # workspaces (~45 MB for each of two threads) are all that is held
+    assert big - small < 0.05 * 40000 * image_bytes, (small, big)
+    assert big < 40000 * image_bytes, big
+    (tmp_path / "small.npz").unlink()
     with np.load(tmp_path / "d.npz") as f:
-        assert f["images"].shape == (6000, 32, 32, 3) and f["images"].dtype == np.uint8
+        assert f["images"].shape == (60000, 32, 32, 3) and f["images"].dtype == np.uint8
         np.testing.assert_array_equal(f["seeds"], seeds)
         np.testing.assert_array_equal(f["images"][:10], g.generate(seeds[:10]))
     assert [p.name for p in tmp_path.iterdir()] == ["d.npz"]
@@ -110,3 +120,39 @@ def test_npz_is_a_plain_zip_of_npy(small_rgb, tmp_path):
     assert sorted(zipfile.ZipFile(tmp_path / "one.npz").namelist()) == ["images.npy", "metadata.npy", "seeds.npy"]
     with np.load(tmp_path / "one.npz") as f:  # no pickle needed, for any of its arrays
         assert f["metadata"].dtype.kind == "U" and "model_sha256" in str(f["metadata"])
+
+
+def test_images_do_not_depend_on_batches_or_latent_blocks(small_rgb, monkeypatch):
+    """Latents are made a block ahead of inference (gankit_runtime.generator.LATENT_BLOCK seeds at a time); an
+    image depends on its seed alone, wherever the batch and block boundaries fall."""
+    import gankit_runtime.generator as generator_module
+
+    g = Generator(small_rgb, threads=1)
+    seeds = [9, 2**32 - 1, 0] + list(range(100, 140))
+    one_by_one = np.concatenate([g.run(g.latents([s])) for s in seeds])
+    want = generator_module.to_uint8(one_by_one)
+    for block in (1, 5, 8192):
+        monkeypatch.setattr(generator_module, "LATENT_BLOCK", block)
+        for batch in (1, 4, 64):
+            got = np.concatenate([images for _, images in g.iter_images(seeds, batch)])
+            np.testing.assert_array_equal(got, want)
+    # iter_batches hands each item back with its image, in order
+    items = [(s, None, f"name{s}") for s in seeds]
+    monkeypatch.setattr(generator_module, "LATENT_BLOCK", 7)
+    back = [item for batch, _ in g.iter_batches(items, 3) for item in batch]
+    assert back == items
+
+
+def test_labels_must_cover_the_seeds(tmp_path):
+    import itertools
+    import json
+
+    cfg = ModelConfig(kind="dcgan", size=16, channels=1, width=4, num_classes=3)
+    g_torch, _ = build_models(cfg)
+    to_onnx(g_torch, cfg, tmp_path / "c.onnx", {"classes": json.dumps(["a", "b", "c"])})
+    g = Generator(tmp_path / "c.onnx", threads=1)
+    assert len(g.generate(range(10), labels=itertools.cycle([0, 1, 2]))) == 10  # extra labels are not read
+    with pytest.raises(GankitError, match="labels ran out"):
+        g.generate(range(10), labels=[0, 1])
+    with pytest.raises(GankitError, match=r"labels must lie in \[0, 2\]"):
+        g.generate(range(3), labels=[0, 1, 3])

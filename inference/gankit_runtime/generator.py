@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -18,6 +19,7 @@ from .files import sha256_of
 from .images import to_uint8
 from .seeds import latents_for_seeds
 
+LATENT_BLOCK = 8192  # seeds whose latents are made in one go (two of fastseeds' chunks: both its threads busy)
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -265,25 +267,53 @@ class Generator:
         """Yield (seeds of the batch, uint8 [B, H, W, C]) batch by batch. Seeds (and labels: one class per
         seed, for a conditional generator) are read lazily, so any number of them streams in flat memory.
         A batch with NaN or infinite output is an error, never black or white images."""
+        if labels is None:
+            self._labels(None, 0)  # a conditional generator needs labels: say so before any work
+            items = ((s, None) for s in seeds)
+        else:
+            items = _with_labels(seeds, labels)
+        for batch, images in self.iter_batches(items, batch_size, truncation):
+            yield [item[0] for item in batch], images
+
+    def iter_batches(self, items: Iterable[tuple], batch_size: int = 64,
+                     truncation: float = 1.0) -> Iterator[tuple[list[tuple], np.ndarray]]:
+        """iter_images over (seed, label or None, anything else...) tuples: yields (the batch's tuples, uint8
+        [B, H, W, C]), so a caller's own data (a file name) travels with each image.
+
+        Latents are made LATENT_BLOCK seeds at a time, one block ahead in a thread of their own while the
+        session runs: the vectorised seed formula needs thousands of seeds per pass to be fast, and on a GPU
+        the session would otherwise wait for the CPU. Items are read by that thread, lazily."""
         if batch_size < 1:
             raise GankitError(f"batch size must be at least 1, got {batch_size}")
         check_truncation(truncation)
-        if labels is None:
-            self._labels(None, 0)  # a conditional generator needs labels: say so before any work
-        seed_iter = iter(seeds)
-        label_iter = None if labels is None else iter(labels)
-        while True:
-            chunk = [int(s) for s in itertools.islice(seed_iter, batch_size)]
-            if not chunk:
-                return
-            y = None
-            if label_iter is not None:
-                y = self._labels(np.fromiter(itertools.islice(label_iter, len(chunk)), dtype=np.int64), len(chunk))
-            raw = self._infer(self.latents(chunk, truncation), y)
-            if not np.isfinite(raw).all():
-                raise GankitError(f"{self.info.path} gives NaN or infinite values (seeds {chunk[0]}..{chunk[-1]}): "
-                                  "the model is broken, perhaps exported from a diverged run")
-            yield chunk, to_uint8(raw, *self.info.output_range)
+        block_size = max(batch_size, LATENT_BLOCK)
+        item_iter = iter(items)
+
+        def next_block():
+            block = list(itertools.islice(item_iter, block_size))
+            if not block:
+                return None
+            labels = None
+            if self.conditional or any(item[1] is not None for item in block):
+                labels = self._labels([item[1] for item in block], len(block))
+            return block, self.latents([item[0] for item in block], truncation), labels
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gankit-latents") as ahead:
+            upcoming = ahead.submit(next_block)
+            try:
+                while (made := upcoming.result()) is not None:
+                    upcoming = ahead.submit(next_block)
+                    block, z, labels = made
+                    for start in range(0, len(block), batch_size):
+                        stop = start + batch_size
+                        raw = self._infer(z[start:stop], None if labels is None else labels[start:stop])
+                        if not np.isfinite(raw).all():
+                            raise GankitError(f"{self.info.path} gives NaN or infinite values (seeds "
+                                              f"{block[start][0]}..{block[min(stop, len(block)) - 1][0]}): the model "
+                                              "is broken, perhaps exported from a diverged run")
+                        yield block[start:stop], to_uint8(raw, *self.info.output_range)
+            finally:
+                upcoming.cancel()
 
     def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
                  truncation: float = 1.0) -> np.ndarray:
@@ -295,6 +325,16 @@ class Generator:
             out[n:n + len(chunk)] = images
             n += len(chunk)
         return out
+
+
+def _with_labels(seeds: Iterable[int], labels: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """(seed, label) pairs; labels beyond the seeds are not read (itertools.cycle(...) is fine)."""
+    label_iter = iter(labels)
+    for seed in seeds:
+        label = next(label_iter, None)
+        if label is None:
+            raise GankitError("labels must be one per seed: the labels ran out before the seeds")
+        yield seed, label
 
 
 def check_truncation(psi: float) -> None:

@@ -52,14 +52,19 @@ def _shift(batch: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> tor
     return pad[:, :, dy:dy + 28, dx:dx + 28]
 
 
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+def predict(model: nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """The class of each uint8 image x [N, 28, 28]: int64 [N]."""
     model.eval()
-    correct = 0
+    out = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
             logits, _ = model(_scaled(x[i:i + batch]))
-            correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
-    return correct / len(x)
+            out.append(logits.argmax(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+    return float((predict(model, x, batch) == y).mean())
 
 
 def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: int = 0,
@@ -117,12 +122,12 @@ def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data
     return model, accuracy(model, arrays["x_test"], arrays["y_test"])
 
 
-def export_classifier(model: nn.Module, out: Path, test_accuracy: float) -> None:
+def export_classifier(model: nn.Module, out: Path, test_accuracy: float, dataset: str = "mnist") -> None:
     """One self-contained ONNX file with a dynamic batch, outputs logits and features."""
     from .export import onnx_program
 
     program = onnx_program(model, (torch.zeros(2, 1, 28, 28),), ["images"], ["logits", "features"],
-                           {"gankit.format": "classifier-1", "dataset": "mnist",
+                           {"gankit.format": "classifier-1", "dataset": dataset,
                             "test_accuracy": f"{test_accuracy:.4f}", "input_range": "-1,1"})
     try:
         with atomic_path(Path(out)) as tmp:

@@ -47,12 +47,13 @@ class FailureWatch:
 
 
 class Scorer:
-    """eval's figures for a torch generator in training: its samples against the MNIST test split."""
+    """eval's figures for a torch generator in training: its samples against a test split (MNIST's, in the
+    shipped classifier's features, unless another classifier and data set are given)."""
 
-    def __init__(self, data_dir: Path, samples: int):
+    def __init__(self, data_dir: Path, samples: int, classifier: Path = DEFAULT_CLASSIFIER, data: str = "mnist"):
         self.samples = samples
-        self.extract = FeatureExtractor(DEFAULT_CLASSIFIER)
-        self.real, _ = self.extract(load_mnist_like("mnist", data_dir)["x_test"][..., None])
+        self.extract = FeatureExtractor(classifier)
+        self.real, _ = self.extract(load_mnist_like(data, data_dir)["x_test"][..., None])
 
     def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
         labels = eval_labels(self.samples, cfg.num_classes)
