@@ -62,7 +62,6 @@ class _Workspace:
         self.x2 = np.empty((pairs, b), np.float64)
         self.r = np.empty((pairs, b), np.float64)
         self.f = np.empty((pairs, b), np.float64)
-        self.out = np.empty((b, 2 * pairs), np.float32)
         self.short = np.empty(b, bool)
 
 
@@ -156,9 +155,9 @@ def _candidates(pairs: int) -> int:
     return int(pairs / p + 3 * np.sqrt(pairs * (1 - p)) / p) + 2
 
 
-def _gaussians(ws: _Workspace, z_dim: int) -> None:
-    """ws.out[:, :z_dim] = each seed's Gaussians from ws.words; ws.short marks the seeds that ran out of
-    candidates (their rows are garbage: RandomState makes them)."""
+def _gaussians(ws: _Workspace, out: np.ndarray) -> None:
+    """out [n <= B, z_dim] = the first n seeds' Gaussians from ws.words; ws.short marks the seeds that ran out
+    of candidates (their rows are garbage: RandomState makes them)."""
     pairs, c, b = ws.pairs, ws.c, ws.b
     words = ws.words.reshape(c, 4, b)
     x, bits = ws.x, ws.bits
@@ -205,11 +204,12 @@ def _gaussians(ws: _Workspace, z_dim: int) -> None:
         f *= -2.0
         f /= r
         np.sqrt(f, out=f)
-    # legacy_gauss returns f * x2 first and keeps f * x1 for its next call
+    # legacy_gauss returns f * x2 first and keeps f * x1 for its next call (dropped after an odd z_dim)
     x2 *= f
     x1 *= f
-    ws.out[:, 0::2] = x2.T
-    ws.out[:, 1::2] = x1.T
+    n, z_dim = out.shape
+    out[:, 0::2] = x2[:(z_dim + 1) // 2, :n].T  # float64 -> float32: the rounding of astype(float32)
+    out[:, 1::2] = x1[:z_dim // 2, :n].T
 
 
 def _vectorised(seeds: np.ndarray, z_dim: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -223,10 +223,9 @@ def _vectorised(seeds: np.ndarray, z_dim: int, out: np.ndarray | None = None) ->
     padded[:n] = seeds
     _seed(ws, padded)
     _words(ws)
-    _gaussians(ws, z_dim)
     if out is None:
         out = np.empty((n, z_dim), np.float32)
-    out[...] = ws.out[:n, :z_dim]
+    _gaussians(ws, out)
     return out, ws.short[:n].copy()
 
 

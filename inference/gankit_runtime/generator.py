@@ -298,22 +298,33 @@ class Generator:
                 labels = self._labels([item[1] for item in block], len(block))
             return block, self.latents([item[0] for item in block], truncation), labels
 
+        made = next_block()  # the first block here: a job of one block (a service's call) needs no thread
+        if made is None:
+            return
+        if len(made[0]) < block_size:
+            yield from self._run_block(*made, batch_size)
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gankit-latents") as ahead:
             upcoming = ahead.submit(next_block)
             try:
-                while (made := upcoming.result()) is not None:
+                while True:
+                    yield from self._run_block(*made, batch_size)
+                    made = upcoming.result()
+                    if made is None:
+                        return
                     upcoming = ahead.submit(next_block)
-                    block, z, labels = made
-                    for start in range(0, len(block), batch_size):
-                        stop = start + batch_size
-                        raw = self._infer(z[start:stop], None if labels is None else labels[start:stop])
-                        if not np.isfinite(raw).all():
-                            raise GankitError(f"{self.info.path} gives NaN or infinite values (seeds "
-                                              f"{block[start][0]}..{block[min(stop, len(block)) - 1][0]}): the model "
-                                              "is broken, perhaps exported from a diverged run")
-                        yield block[start:stop], to_uint8(raw, *self.info.output_range)
             finally:
                 upcoming.cancel()
+
+    def _run_block(self, block: list, z: np.ndarray, labels: np.ndarray | None, batch_size: int):
+        for start in range(0, len(block), batch_size):
+            stop = start + batch_size
+            raw = self._infer(z[start:stop], None if labels is None else labels[start:stop])
+            if not np.isfinite(raw).all():
+                raise GankitError(f"{self.info.path} gives NaN or infinite values (seeds {block[start][0]}.."
+                                  f"{block[min(stop, len(block)) - 1][0]}): the model is broken, perhaps exported "
+                                  "from a diverged run")
+            yield block[start:stop], to_uint8(raw, *self.info.output_range)
 
     def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
                  truncation: float = 1.0) -> np.ndarray:
