@@ -40,10 +40,11 @@ from gankit.train import Trainer
 from gankit_runtime.datasets import CLASSES, default_data_dir, load_mnist_like
 
 
-def train_gan(x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, seed: int) -> Trainer:
+def train_gan(x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, seed: int,
+              augment_p: float = 1.0) -> Trainer:
     model_cfg = ModelConfig(kind="dcgan", size=28, channels=1, width=32, num_classes=10)
     lr = default_lr("dcgan", 28)
-    cfg = TrainConfig(data=data, batch_size=64, lr_g=lr, lr_d=lr, seed=seed, augment=mode)
+    cfg = TrainConfig(data=data, batch_size=64, lr_g=lr, lr_d=lr, seed=seed, augment=mode, augment_p=augment_p)
     images = torch.from_numpy(np.ascontiguousarray(x[:, None]))
     t = Trainer(model_cfg, cfg, Dataset(f"{data}-subset", images, torch.from_numpy(y.astype(np.int64)),
                                         list(CLASSES[data])))
@@ -59,6 +60,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2", help="subset seeds (also the GAN's and classifier's seeds)")
     ap.add_argument("--modes", default="off,ada", help="augmentation modes to train the GAN with")
     ap.add_argument("--gan-steps", type=int, default=2000)
+    ap.add_argument("--augment-p", type=float, default=1.0, help="p of --augment fixed (1.0: DiffAugment's policy)")
     ap.add_argument("--clf-steps", type=int, default=2000, help="classifier budget, batches of 128")
     ap.add_argument("--samples", type=int, default=5000, help="samples for FD and GAN-test")
     ap.add_argument("--threads", type=int, default=2)
@@ -105,7 +107,7 @@ def main():
         print(f"seed {seed}: real only {real:.2%}", flush=True)
         for mode in modes:
             start = time.perf_counter()
-            t = train_gan(xs, ys, args.data, mode, args.gan_steps, seed)
+            t = train_gan(xs, ys, args.data, mode, args.gan_steps, seed, args.augment_p)
             minutes[mode].append((time.perf_counter() - start) / 60)
             p_end[mode].append(float(t.augment.p) if t.augment.active else 0.0)
             g = t.G_out

@@ -12,11 +12,11 @@ interrupted run leaves whole images only; run it again and it skips the images a
 separate folders copy together into the single run's folder; the same command without --shard then finds
 every image and writes the whole job's metadata.jsonl.
 
-Inference runs in the calling thread while one writer thread encodes (gankit_runtime.images.encode_png) and
+Inference runs in the calling thread while one writer thread encodes (gankit_runtime.images.encode_pngs) and
 writes the previous batch's files, and another makes the next latents; at most two batches are in flight,
 whatever the job's size. onnxruntime's threads may spin: with this encoder the writer needs little CPU, and a
-non-spinning session ran 35% slower (measured on 2 cores: PNGs at 82% of session.run alone on tmpfs with
-spinning, 68% without).
+session whose threads do not spin ran 35% slower on 2 cores (measured by bench/generation.py: PNGs end to end
+at 70% of session.run alone on tmpfs).
 """
 
 from __future__ import annotations
