@@ -39,9 +39,15 @@ def pets(tmp_path_factory):
 TINY = ["--image-size", 16, "--width", 4, "--batch-size", 4, "--threads", 1]
 
 
+def _as_from_a_terminal():
+    # A process started in the background by a non-interactive shell (CI run with `&` or nohup) inherits SIGINT
+    # ignored, and Python then leaves it ignored; Ctrl-C in a terminal arrives with its default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args):
     return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_as_from_a_terminal)
 
 
 def wait_for(predicate, timeout=120.0):

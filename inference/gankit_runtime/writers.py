@@ -35,7 +35,8 @@ import numpy as np
 
 from ._version import __version__
 from .errors import GankitError, Interrupted
-from .files import atomic_path, atomic_write_bytes, create_exclusive, prepare_output_dir, prepare_output_file, remove_stale_temporaries
+from .files import (atomic_path, atomic_write_bytes, create_exclusive, prepare_output_dir, prepare_output_file,
+                    remove_stale_temporaries)
 from .generator import Generator
 from .images import encode_pngs, make_grid, save_png
 from .jobs import Job
