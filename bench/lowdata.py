@@ -77,11 +77,13 @@ def main():
         scorer = Scorer(default_data_dir(), args.samples)
     else:  # FD and GAN-test need a judge of this data set: a classifier trained on all of its training images
         judge = fit(x_train, y_train, args.clf_steps, seed=1234)
-        judge_path = Path(tempfile.mkdtemp()) / f"{args.data}-judge.onnx"
-        export_classifier(judge, judge_path, accuracy(judge, x_test, y_test), args.data)
+        judge_accuracy = accuracy(judge, x_test, y_test)
+        with tempfile.TemporaryDirectory() as tmp:  # the scorer's session holds the model once made
+            judge_path = Path(tmp) / f"{args.data}-judge.onnx"
+            export_classifier(judge, judge_path, judge_accuracy, args.data)
+            scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
         print(f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
-              f"(test accuracy {accuracy(judge, x_test, y_test):.2%})", flush=True)
-        scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
+              f"(test accuracy {judge_accuracy:.2%})", flush=True)
     per_class = args.n // 10
     print(f"{args.data}: n = {args.n} real images ({per_class} per class), GAN {args.gan_steps} steps x 64, "
           f"classifier {args.clf_steps} steps x 128, modes {modes}, subset seeds {seeds}", flush=True)
