@@ -84,13 +84,14 @@ def main():
 
 
 def latent_rates(quick: bool = False) -> None:
-    """Seeds per second of the seed formula: a new RandomState per seed (the formula as written), one
-    RandomState reseeded, and the runtime's vectorised path (all bit-identical)."""
+    """Seeds per second of the seed formula: a new RandomState per seed (the formula as written: the anchor),
+    one RandomState reseeded, the vectorised path in this process's threads, and in worker processes (what
+    generate uses once a job has made START_AFTER seeds). All bit-identical (checked here too)."""
     import numpy as np
 
-    from gankit_runtime import fastseeds
+    from gankit_runtime import fastseeds, latent_workers
 
-    n = 2048 if quick else 65536
+    n = 16384 if quick else 262144
     seeds = np.arange(10**6, 10**6 + n)
     fresh = best_seconds(lambda: [np.random.RandomState(int(s)).randn(100) for s in seeds[:256]], repeats=3) / 256
     state = np.random.RandomState()
@@ -101,10 +102,20 @@ def latent_rates(quick: bool = False) -> None:
             state.randn(100)
 
     reseed = best_seconds(reseeded, repeats=3) / 2048
-    fast = best_seconds(lambda: latents_for_seeds(seeds, 100), repeats=3) / n
-    print(f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s): reseeded one "
-          f"{1 / reseed:,.0f} seeds/s ({fresh / reseed:.0f}x); runtime {1 / fast:,.0f} seeds/s ({fresh / fast:.0f}x, "
-          f"vectorised path {'verified' if fastseeds.verified() else 'NOT verified: fell back'})")
+    threads = best_seconds(lambda: fastseeds.latents(seeds, 100), repeats=3) / n
+    print(f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s; vectorised path "
+          f"{'verified' if fastseeds.verified() else 'NOT verified: fell back'}):\n"
+          f"  one RandomState reseeded   {1 / reseed:>11,.0f} seeds/s {fresh / reseed:>5.0f}x\n"
+          f"  vectorised, 2 threads      {1 / threads:>11,.0f} seeds/s {fresh / threads:>5.0f}x")
+    pool = latent_workers.start()
+    if pool is None:
+        print("  worker processes: none here (GANKIT_LATENT_WORKERS=0, one CPU, or they failed to start)")
+        return
+    out = np.empty((n, 100), np.float32)
+    workers = best_seconds(lambda: pool.fill(seeds, 100, out), repeats=3) / n
+    same = np.array_equal(out, fastseeds.latents(seeds, 100))
+    print(f"  vectorised, {pool.count} processes    {1 / workers:>11,.0f} seeds/s {fresh / workers:>5.0f}x "
+          f"(target 1,000,000; {'equal to' if same else 'DIFFERENT FROM'} the threads' latents)")
 
 
 def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu",

@@ -1,3 +1,8 @@
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +77,86 @@ def test_seeds_outside_the_range_are_refused():
         latents_for_seeds([1, 2**32], 4)
     with pytest.raises(GankitError, match="outside"):
         latents_for_seeds(list(range(100)) + [-1], 4)
+
+
+@pytest.fixture
+def workers(monkeypatch):
+    """Latent worker processes of this test alone: started fresh, stopped after, the module's state restored."""
+    from gankit_runtime import latent_workers
+
+    latent_workers.stop()
+    monkeypatch.setattr(latent_workers, "_disabled", False)
+    monkeypatch.delenv(latent_workers.ENV, raising=False)
+    yield latent_workers
+    latent_workers.stop()
+
+
+def test_worker_processes_make_the_recorded_latents(workers):
+    pool = workers.start(2)
+    assert pool is not None and pool.ready
+    pids = [w.process.pid for w in pool.workers]
+    # their own session: a Ctrl-C in the terminal reaches the parent, which decides
+    assert all(os.getsid(pid) == pid != os.getsid(0) for pid in pids)
+    for z_dim in (1, 100, 512):
+        batch = [s for s in range(1000, 8000) if s not in GOLDEN_SEEDS] + list(GOLDEN_SEEDS)
+        out = np.full((len(batch), z_dim), np.nan, np.float32)
+        assert pool.fill(np.array(batch, np.int64), z_dim, out)  # made by the workers, not here
+        for k, seed in enumerate(GOLDEN_SEEDS, start=len(batch) - len(GOLDEN_SEEDS)):
+            np.testing.assert_array_equal(out[k], GOLDEN[f"seed{seed}_z{z_dim}"])
+        np.testing.assert_array_equal(out[:3000], fastseeds.by_reference(batch[:3000], z_dim))
+    np.testing.assert_array_equal(latents_for_seeds(range(2000), 3), fastseeds.by_reference(range(2000), 3))
+    # Many chunks: two in flight per worker, each in its own slot of the shared buffer
+    seeds = np.arange(10**9, 10**9 + 200_000, dtype=np.int64)
+    out = np.empty((len(seeds), 100), np.float32)
+    assert pool.fill(seeds, 100, out)
+    np.testing.assert_array_equal(out, fastseeds.latents(seeds, 100))
+
+
+def test_a_dead_worker_costs_a_warning_not_a_latent(workers):
+    pool = workers.start(2)
+    pool.workers[1].process.kill()
+    pool.workers[1].process.wait()
+    seeds = np.arange(20000, dtype=np.int64)
+    with pytest.warns(RuntimeWarning, match="latent worker processes stopped .*ended"):
+        got = latents_for_seeds(seeds, 100)
+    np.testing.assert_array_equal(got, fastseeds.latents(seeds, 100))
+    assert workers._pool is None and workers.start() is None  # not started again in this process
+    assert all(w.process.poll() is not None for w in pool.workers)
+
+
+def test_workers_start_after_many_seeds_and_end_with_their_parent(tmp_path):
+    """A process that makes many latents gets workers; killed with SIGKILL, it leaves none behind."""
+    script = ("import os, signal, sys, numpy as np\n"
+              "from gankit_runtime import latents_for_seeds, latent_workers\n"
+              "latents_for_seeds(np.arange(latent_workers.START_AFTER), 8)\n"
+              "pool = latent_workers._pool; pool.started.wait(60)\n"
+              "print(*[w.process.pid for w in pool.workers], flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {k: v for k, v in os.environ.items() if k != "GANKIT_LATENT_WORKERS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == -signal.SIGKILL
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == min(len(os.sched_getaffinity(0)), 4) >= 2
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process (not our child: init reaps it) still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_number_of_workers_is_checked(workers, monkeypatch):
+    monkeypatch.setenv(workers.ENV, "two")
+    with pytest.raises(GankitError, match="GANKIT_LATENT_WORKERS must be a number"):
+        workers.start()
+    monkeypatch.setenv(workers.ENV, "0")
+    assert workers.start() is None
+    monkeypatch.setenv(workers.ENV, "3")
+    assert workers.worker_count() == 3

@@ -6,14 +6,15 @@ polar (Marsaglia) Gaussian over 53-bit doubles made of two 32-bit draws. Buildin
 costs ~190 us, which made latents the bottleneck of generation; here each step of the algorithm runs on a
 whole chunk of seeds as numpy vector operations instead (the seeds are the vector):
 
-  seeding    623 sequential steps over all seeds
-  twist      only as many words as the Gaussians need, in blocks of 227 rows (the recurrence reaches back
-             397 words, so 227 rows at a time only read rows already made), then tempering
-  Gaussians  every candidate pair at once; for each seed, a chain through "the next accepted candidate"
-             picks its first z_dim/2 accepted pairs in order, and only those pay for log and sqrt
+  seeding    623 sequential steps over a chunk of 8,192 seeds (wide vectors: each numpy call costs less a seed)
+  twist      then, 512 seeds at a time (their arrays stay in the core's cache): only as many words as the
+             Gaussians need, in blocks of at most 112 rows (the recurrence reaches back 227 rows), tempered
+  Gaussians  every candidate pair at once; each seed's accepted ones found in order with one flatnonzero over
+             the seed-major acceptance table, and only the first z_dim/2 of them pay for log and sqrt
 
-Every array lives in a per-thread workspace reused chunk after chunk: allocating its ~45 MB anew for each
+Every array lives in a per-thread workspace reused chunk after chunk: allocating its ~25 MB anew for each
 chunk cost more in page faults than the arithmetic (measured: 23 ms against 9.5 ms for 4,096 seeds).
+Measured single-threaded at z_dim 100: 1.7 us a seed (seeding 0.28, the rest 1.4), ~590k seeds/s.
 
 A seed whose candidates run out (rare: more rejections than the words made) is computed by RandomState
 itself. The result is checked against RandomState once per process on a sample of seeds (VERIFY_SEEDS);
@@ -23,6 +24,7 @@ to RandomState for every seed, so the formula is never broken, only slower.
 
 from __future__ import annotations
 
+import struct
 import threading
 
 import numpy as np
@@ -38,35 +40,51 @@ _local = threading.local()
 
 
 class _Workspace:
-    """Every array one chunk of `b` seeds needs, with `c` candidate pairs per seed."""
+    """Every array one chunk of `b` seeds needs (`c` candidate pairs per seed). Seeding runs on the whole
+    chunk (623 steps: the wider the vectors, the less each numpy call costs a seed); everything after it runs
+    on sub-blocks of SUB seeds, whose arrays stay in the core's cache (~3 MB)."""
 
     def __init__(self, b: int, c: int, pairs: int):
-        self.b, self.c, self.pairs = b, c, pairs
+        sub = min(SUB, b)
+        self.b, self.sub, self.c, self.pairs = b, sub, c, pairs
         self.state = np.empty((N, b), np.uint32)
         self.state_rows = list(self.state)  # row views made once: the seeding loop indexes 623 of them per chunk
-        self.spare = np.empty((N, b), np.uint32) if 4 * c > N else None  # the next state, past one twist
         self.t = np.empty(b, np.uint32)
-        self.words = np.empty((4 * c, b), np.uint32)
-        self.u = np.empty((N - M, b), np.uint32)
-        self.v = np.empty((N - M, b), np.uint32)
-        self.x = np.empty((c, 2, b), np.float64)  # candidate (x1, x2) of each seed
-        self.bits = np.empty((c, 2, b), np.uint32)
-        self.r2 = np.empty((c, b), np.float64)
-        self.sq = np.empty((c, b), np.float64)
-        self.accepted = np.empty((c, b), bool)
-        self.nonzero = np.empty((c, b), bool)
-        self.next = np.empty((c + 2, b), np.intp)  # next[i]: the first accepted candidate >= i (c: none)
-        self.next[c:] = c
-        self.next_rows, self.accepted_rows = list(self.next), list(self.accepted)
-        self.columns = np.arange(b, dtype=np.intp)
-        self.pick = np.empty((pairs, b), np.intp)
-        self.pick_rows = list(self.pick)
-        self.at = np.empty(b, np.intp)
-        self.x1 = np.empty((pairs, b), np.float64)
-        self.x2 = np.empty((pairs, b), np.float64)
-        self.r = np.empty((pairs, b), np.float64)
-        self.f = np.empty((pairs, b), np.float64)
+        self.words = np.empty((4 * c, sub), np.uint32)  # untempered outputs: words k reads word k - 227
+        self.y, self.v, self.tempered = (np.empty((ROWS, sub), np.uint32) for _ in range(3))
+        self.bits = np.empty((ROWS // 4, 2, sub), np.uint32)
+        self.x = np.empty((c, 2, sub), np.float64)  # candidate (x1, x2) of each seed
+        self.sq = np.empty((ROWS // 4, sub), np.float64)
+        self.r2 = np.empty((c, sub), np.float64)
+        self.accepted = np.empty((c, sub), bool)
+        self.by_seed = np.empty((sub, c), bool)  # accepted, seed-major: each seed's candidates in a row
+        self.counts, self.starts = np.empty(sub, np.intp), np.empty(sub, np.intp)
+        self.js = np.arange(pairs, dtype=np.intp)
+        self.at = np.empty((sub, pairs), np.intp)
+        # (s * c + i) -> (i * 2 * sub + s): flat position in by_seed -> flat position of x1 in x
+        self.seed_offset = (np.arange(sub, dtype=np.intp) * (2 * sub * c - 1))[:, None]
+        self.x1, self.x2, self.r, self.f = (np.empty((sub, pairs), np.float64) for _ in range(4))
+        self.z = np.empty((sub, pairs, 2), np.float64)  # (f * x2, f * x1): legacy_gauss's order
         self.short = np.empty(b, bool)
+        self.twist_blocks = _twist_blocks(4 * c)
+
+
+SUB = 512  # seeds per sub-block after seeding (measured 256-1024 at z_dim 100: 512 fastest)
+ROWS = 112  # words per twist block: a multiple of 4 (a candidate pair's words), at most N - M
+
+
+def _twist_blocks(words: int) -> list[tuple[int, int]]:
+    """Blocks [s, e) of output words, each at most ROWS long, none straddling the words where the
+    recurrence's operands move from the seeded state to the words already made (k = 227, 623, 624)."""
+    blocks, s = [], 0
+    while s < words:
+        e = min(words, s + ROWS)
+        for edge in (N - M, N - 1, N):
+            if s < edge < e:
+                e = edge
+        blocks.append((s, e))
+        s = e
+    return blocks
 
 
 def _workspace(b: int, c: int, pairs: int) -> _Workspace:
@@ -94,63 +112,61 @@ def _seed(ws: _Workspace, seeds: np.ndarray) -> None:
         prev = row
 
 
-def _twist(ws: _Workspace, old: np.ndarray, new: np.ndarray, rows: int) -> None:
-    """The first `rows` words of the state after `old` (untempered) into new[:rows]."""
-    one = np.uint32(1)
-    start, end = 0, min(rows, N - 1)
-    while start < end:
-        # Word i needs old[i] (upper bit), old[i + 1] (lower bits) and word i + M: the old one while
-        # i + M < N, else the new word i + M - N. Blocks of N - M = 227 rows never straddle that line.
-        stop = min(end, start + (N - M))
-        y, v = ws.u[:stop - start], ws.v[:stop - start]
-        np.bitwise_and(old[start:stop], UPPER, out=y)
-        np.bitwise_and(old[start + 1:stop + 1], LOWER, out=v)
-        np.bitwise_or(y, v, out=y)
-        far = old[start + M:stop + M] if stop + M <= N else new[start + M - N:stop + M - N]
-        dst = new[start:stop]
-        np.right_shift(y, one, out=v)
-        np.bitwise_xor(far, v, out=dst)
-        np.bitwise_and(y, one, out=y)  # odd y: xor MATRIX_A, as the mask -(y & 1) & MATRIX_A
-        np.negative(y, out=y)
-        np.bitwise_and(y, MATRIX_A, out=y)
-        np.bitwise_xor(dst, y, out=dst)
-        start = stop
-    if rows == N:  # the last word wraps around to the new first word
-        y = (old[N - 1] & UPPER) | (new[0] & LOWER)
-        new[N - 1] = new[M - 1] ^ (y >> one) ^ ((y & one) * MATRIX_A)
+def _twist(ws: _Workspace, state: np.ndarray) -> None:
+    """ws.words = the untempered outputs of the seeded `state` (one sub-block's columns), past as many twists
+    as the words take. As one sequence S (the state's 624 words, then the outputs), output k is
+    S[624 + k] = f(S[k], S[k + 1], S[k + 397]): upper bit of the first, lower bits of the second, xor the third."""
+    words, one = ws.words, np.uint32(1)
+
+    def rows(a: int, e: int) -> np.ndarray:  # S[a:e], in one of the two arrays (blocks never straddle)
+        return state[a:e] if e <= N else words[a - N:e - N]
+
+    for s, e in ws.twist_blocks:
+        y, v, dst = ws.y[:e - s], ws.v[:e - s], words[s:e]
+        np.bitwise_and(rows(s, e), UPPER, y)
+        np.bitwise_and(rows(s + 1, e + 1), LOWER, v)
+        np.bitwise_or(y, v, y)
+        np.right_shift(y, one, v)
+        np.bitwise_xor(rows(s + M, e + M), v, dst)
+        np.bitwise_and(y, one, y)  # odd y: xor MATRIX_A, as the mask -(y & 1) & MATRIX_A
+        np.negative(y, y)
+        np.bitwise_and(y, MATRIX_A, y)
+        np.bitwise_xor(dst, y, dst)
 
 
-def _temper(ws: _Workspace, src: np.ndarray, dst: np.ndarray) -> None:
-    """MT19937's output tempering of src into dst (they may be the same array), 227 rows at a time."""
-    for start in range(0, len(src), N - M):
-        s, d = src[start:start + N - M], dst[start:start + N - M]
-        v = ws.v[:len(s)]
-        np.right_shift(s, np.uint32(11), out=v)
-        np.bitwise_xor(s, v, out=d)
-        np.left_shift(d, np.uint32(7), out=v)
-        np.bitwise_and(v, np.uint32(0x9D2C5680), out=v)
-        np.bitwise_xor(d, v, out=d)
-        np.left_shift(d, np.uint32(15), out=v)
-        np.bitwise_and(v, np.uint32(0xEFC60000), out=v)
-        np.bitwise_xor(d, v, out=d)
-        np.right_shift(d, np.uint32(18), out=v)
-        np.bitwise_xor(d, v, out=d)
-
-
-def _words(ws: _Workspace) -> None:
-    """ws.words = the first 4c 32-bit outputs of each seeded state, past as many twists as that takes."""
-    total, made, state = len(ws.words), 0, ws.state
-    while True:
-        rows = min(N, total - made)
-        if made + rows == total:  # the last twist: straight into the output rows, tempered in place
-            dst = ws.words[made:]
-            _twist(ws, state, dst, rows)
-            _temper(ws, dst, dst)
-            return
-        nxt = ws.spare if state is ws.state else ws.state
-        _twist(ws, state, nxt, N)
-        _temper(ws, nxt, ws.words[made:made + N])
-        state, made = nxt, made + N
+def _candidates_from_words(ws: _Workspace) -> None:
+    """Temper the words, ROWS at a time, into candidate pairs: ws.x, their r2 and whether each is accepted."""
+    x, r2, accepted = ws.x, ws.r2, ws.accepted
+    for s in range(0, len(ws.words), ROWS):
+        src = ws.words[s:s + ROWS]
+        k = len(src)
+        t, v = ws.tempered[:k], ws.v[:k]
+        np.right_shift(src, np.uint32(11), v)  # MT19937's tempering
+        np.bitwise_xor(src, v, t)
+        np.left_shift(t, np.uint32(7), v)
+        np.bitwise_and(v, np.uint32(0x9D2C5680), v)
+        np.bitwise_xor(t, v, t)
+        np.left_shift(t, np.uint32(15), v)
+        np.bitwise_and(v, np.uint32(0xEFC60000), v)
+        np.bitwise_xor(t, v, t)
+        np.right_shift(t, np.uint32(18), v)
+        np.bitwise_xor(t, v, t)
+        # legacy_double: ((a >> 5) * 2^26 + (b >> 6)) / 2^53; the candidate is 2 * double - 1 (exact steps)
+        q = k // 4
+        w, bits, xs = t.reshape(q, 4, ws.sub), ws.bits[:q], x[s // 4:s // 4 + q]
+        np.right_shift(w[:, 0::2], np.uint32(5), bits)
+        np.multiply(bits, 67108864.0, xs)
+        np.right_shift(w[:, 1::2], np.uint32(6), bits)
+        np.add(xs, bits, xs)
+        np.multiply(xs, 2.0 ** -52, xs)
+        np.subtract(xs, 1.0, xs)
+        rs, sq = r2[s // 4:s // 4 + q], ws.sq[:q]
+        np.multiply(xs[:, 0], xs[:, 0], rs)
+        np.multiply(xs[:, 1], xs[:, 1], sq)
+        np.add(rs, sq, rs)
+        np.less(rs, 1.0, accepted[s // 4:s // 4 + q])
+    np.not_equal(r2, 0.0, ws.by_seed.T)  # r2 == 0 is rejected too (scratch: by_seed is filled below)
+    np.logical_and(accepted, ws.by_seed.T, accepted)
 
 
 def _candidates(pairs: int) -> int:
@@ -161,62 +177,41 @@ def _candidates(pairs: int) -> int:
     return int(pairs / p + 3 * np.sqrt(pairs * (1 - p)) / p) + 2
 
 
-def _gaussians(ws: _Workspace, out: np.ndarray) -> None:
-    """out [n <= B, z_dim] = the first n seeds' Gaussians from ws.words; ws.short marks the seeds that ran out
-    of candidates (their rows are garbage: RandomState makes them)."""
-    pairs, c, b = ws.pairs, ws.c, ws.b
-    words = ws.words.reshape(c, 4, b)
-    x, bits = ws.x, ws.bits
-    # legacy_double: ((a >> 5) * 2^26 + (b >> 6)) / 2^53; the candidate is 2 * double - 1 (exact steps)
-    np.right_shift(words[:, 0::2], np.uint32(5), out=bits)
-    np.multiply(bits, 67108864.0, out=x)
-    np.right_shift(words[:, 1::2], np.uint32(6), out=bits)
-    np.add(x, bits, out=x)
-    np.multiply(x, 2.0 ** -52, out=x)
-    np.subtract(x, 1.0, out=x)
-    r2, sq, accepted = ws.r2, ws.sq, ws.accepted
-    np.multiply(x[:, 0], x[:, 0], out=r2)
-    np.multiply(x[:, 1], x[:, 1], out=sq)
-    np.add(r2, sq, out=r2)
-    np.less(r2, 1.0, out=accepted)
-    np.not_equal(r2, 0.0, out=ws.nonzero)
-    np.logical_and(accepted, ws.nonzero, out=accepted)
-    nxt, next_rows, accepted_rows, copyto = ws.next, ws.next_rows, ws.accepted_rows, np.copyto
-    for i in range(c - 1, -1, -1):
-        copyto(next_rows[i], next_rows[i + 1])
-        copyto(next_rows[i], i, where=accepted_rows[i])
-    # pick[j]: the candidate of each seed's pair j = the next accepted one after pair j - 1's
-    flat_next, columns, pick, pick_rows, at = nxt.reshape(-1), ws.columns, ws.pick, ws.pick_rows, ws.at
-    width = np.intp(b)
-    pick_rows[0][...] = next_rows[0]
-    for j in range(1, pairs):
-        np.multiply(pick_rows[j - 1], width, at)
-        np.add(at, width, at)
-        np.add(at, columns, at)
-        np.take(flat_next, at, None, pick_rows[j], "clip")  # in bounds by construction; "clip" skips a buffer
-    np.greater_equal(pick[-1], c, out=ws.short)
-    np.minimum(pick, c - 1, out=pick)  # short seeds: any candidate, to keep the gathers in bounds
-    pick *= 2 * b
-    pick += columns
-    flat_x = x.reshape(-1)
-    x1, x2, r, f = ws.x1, ws.x2, ws.r, ws.f
-    np.take(flat_x, pick, None, x1, "clip")
-    pick += b
-    np.take(flat_x, pick, None, x2, "clip")
-    np.multiply(x1, x1, out=r)  # the same operations as r2: the same bits
-    np.multiply(x2, x2, out=f)
-    np.add(r, f, out=r)
+def _gaussians(ws: _Workspace, out: np.ndarray, short: np.ndarray) -> None:
+    """out [n <= sub, z_dim] = the Gaussians of a sub-block's first n seeds from its candidates; short marks the
+    seeds that ran out of accepted candidates (their rows are garbage: RandomState makes them)."""
+    pairs, c, sub = ws.pairs, ws.c, ws.sub
+    by_seed, counts, starts, at = ws.by_seed, ws.counts, ws.starts, ws.at
+    np.copyto(by_seed, ws.accepted.T)
+    # Each seed's accepted candidates in order: their flat positions in by_seed, seed after seed. Seed s's
+    # pair j is the (starts[s] + j)-th of them.
+    accepted_at = np.flatnonzero(by_seed)
+    np.add.reduce(by_seed, axis=1, dtype=np.intp, out=counts)
+    np.cumsum(counts, out=starts)
+    np.subtract(starts, counts, starts)
+    np.less(counts, pairs, short)
+    np.add(starts[:, None], ws.js, at)
+    np.take(accepted_at, at, None, at, "clip")  # short seeds: a neighbour's candidates, in bounds
+    np.multiply(at, 2 * sub, at)
+    np.subtract(at, ws.seed_offset, at)  # -> flat positions of x1 in x; x2 is sub further
+    x1, x2, r, f, flat_x = ws.x1, ws.x2, ws.r, ws.f, ws.x.reshape(-1)
+    np.take(flat_x, at, None, x1, "clip")  # in bounds by construction; "clip" skips a buffer
+    at += sub
+    np.take(flat_x, at, None, x2, "clip")
+    np.multiply(x1, x1, r)  # the same operations as r2: the same bits
+    np.multiply(x2, x2, f)
+    np.add(r, f, r)
     with np.errstate(invalid="ignore", divide="ignore"):  # short seeds' stand-in candidates
-        np.log(r, out=f)
+        np.log(r, f)
         f *= -2.0
         f /= r
-        np.sqrt(f, out=f)
+        np.sqrt(f, f)
     # legacy_gauss returns f * x2 first and keeps f * x1 for its next call (dropped after an odd z_dim)
-    x2 *= f
-    x1 *= f
+    z = ws.z
+    np.multiply(x2, f, z[:, :, 0])
+    np.multiply(x1, f, z[:, :, 1])
     n, z_dim = out.shape
-    out[:, 0::2] = x2[:(z_dim + 1) // 2, :n].T  # float64 -> float32: the rounding of astype(float32)
-    out[:, 1::2] = x1[:z_dim // 2, :n].T
+    np.copyto(out, z.reshape(sub, 2 * pairs)[:n, :z_dim], casting="same_kind")  # the rounding of astype(float32)
 
 
 def _vectorised(seeds: np.ndarray, z_dim: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -229,46 +224,53 @@ def _vectorised(seeds: np.ndarray, z_dim: int, out: np.ndarray | None = None) ->
     padded = np.full(b, seeds[0] if n else 0, np.uint32)
     padded[:n] = seeds
     _seed(ws, padded)
-    _words(ws)
     if out is None:
         out = np.empty((n, z_dim), np.float32)
-    _gaussians(ws, out)
+    for s in range(0, n, ws.sub):
+        _twist(ws, ws.state[:, s:s + ws.sub])
+        _candidates_from_words(ws)
+        _gaussians(ws, out[s:s + ws.sub], ws.short[s:s + ws.sub])
     return out, ws.short[:n].copy()
 
 
-CHUNK = 4096  # seeds per vector pass at z_dim <= 128 (measured 2048-8192: 4096 fastest, alone and with 2 threads)
+CHUNK = 8192  # seeds per vector pass at z_dim <= 128 (measured 4096-16384: 8192 fastest)
 
 
 def chunk_size(z_dim: int) -> int:
-    """Seeds per vector pass: CHUNK, fewer for wide latents, to keep a workspace near 45 MB."""
+    """Seeds per vector pass: CHUNK, fewer for wide latents, to keep a chunk's output (a worker's slot) at
+    CHUNK * 128 floats (4 MiB)."""
     return CHUNK if z_dim <= 128 else max(256, CHUNK * 128 // z_dim // 256 * 256)
 
 
 _pool = None
 
 
-def latents(seeds, z_dim: int, threads: int | None = None) -> np.ndarray:
-    """float32 [len(seeds), z_dim]: row i is RandomState(seeds[i]).randn(z_dim).astype(float32).
+def latents(seeds, z_dim: int, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 [len(seeds), z_dim]: row i is RandomState(seeds[i]).randn(z_dim).astype(float32), into `out`
+    when given.
 
     threads: chunks run in this many threads (numpy releases the GIL in its loops), 2 by default. Each
-    keeps a workspace of ~45 MB (z_dim 100) for the next call."""
+    keeps a workspace of ~25 MB (z_dim 100) for the next call. (Threads share one GIL: two give ~1.15x one;
+    gankit_runtime.latent_workers runs chunks in processes instead.)"""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    if not verified():
-        return by_reference(seeds, z_dim)
-    out = np.empty((len(seeds), z_dim), dtype=np.float32)
+    if out is None:
+        out = np.empty((len(seeds), z_dim), dtype=np.float32)
     size = chunk_size(z_dim)
     starts = range(0, len(seeds), size)
-
-    def chunk(start: int) -> None:
-        part, dst = seeds[start:start + size], out[start:start + size]
-        _, short = _vectorised(part.astype(np.uint32), z_dim, out=dst)
-        if short.any():
-            dst[short] = by_reference(part[short], z_dim)
-
-    # Always in the pool, even one chunk: the workspaces (~45 MB each) then live in its threads alone.
-    for _ in _thread_pool(threads or 2).map(chunk, starts):
+    # Always in the pool, even one chunk: the workspaces then live in its threads alone.
+    for _ in _thread_pool(threads or 2).map(lambda a: fill(seeds[a:a + size], z_dim, out[a:a + size]), starts):
         pass
     return out
+
+
+def fill(seeds: np.ndarray, z_dim: int, out: np.ndarray) -> None:
+    """out [len(seeds), z_dim] = the latents of one chunk of seeds (int64), in this thread."""
+    if not verified():
+        out[...] = by_reference(seeds, z_dim)
+        return
+    _, short = _vectorised(seeds.astype(np.uint32), z_dim, out=out)
+    if short.any():
+        out[short] = by_reference(seeds[short], z_dim)
 
 
 def _thread_pool(threads: int):
@@ -308,3 +310,45 @@ def verified() -> bool:
                     ok &= bool(np.array_equal(got[~short], want[~short]))
                 _verified = ok
     return _verified
+
+
+# A latent worker process (started by gankit_runtime.latent_workers, which loads this file by its path: it
+# imports numpy alone, so it starts in ~0.1 s). Requests come on stdin, latents go into the shared buffer, replies on stdout.
+HELLO = b"GKLW"
+REQUEST = struct.Struct("<4sIII")  # b"GKLR", slot, number of seeds, z_dim; then the seeds as uint32
+REPLY = struct.Struct("<4sIII")  # b"GKLA", slot, number of seeds, 0 (made) or 1 (failed)
+
+
+def _read_exact(stream, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def serve(fd: int, offset: int, slot_bytes: int) -> None:
+    """The worker's loop: until stdin closes (the parent ended, however it ended), make the latents asked
+    for into slot k of the buffer at `offset` of the shared file `fd`."""
+    import mmap
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it also closes our stdin on its way out
+    buffer = mmap.mmap(fd, offset + 2 * slot_bytes)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(HELLO + struct.pack("<I", verified()))
+    stdout.flush()
+    while (head := _read_exact(stdin, REQUEST.size)) is not None:
+        magic, slot, n, z_dim = REQUEST.unpack(head)
+        data = _read_exact(stdin, 4 * n)
+        if magic != b"GKLR" or slot > 1 or data is None or n * z_dim * 4 > slot_bytes:
+            return
+        out = np.ndarray((n, z_dim), np.float32, buffer, offset + slot * slot_bytes)
+        try:
+            fill(np.frombuffer(data, "<u4").astype(np.int64), z_dim, out)
+            status = 0
+        except Exception:  # noqa: BLE001 - the parent makes this chunk itself and stops using workers
+            status = 1
+        try:
+            stdout.write(REPLY.pack(b"GKLA", slot, n, status))
+            stdout.flush()
+        except BrokenPipeError:
+            return
