@@ -194,7 +194,11 @@ def generate(
     tf32: bool = typer.Option(False, "--tf32", help="CUDA: TF32 convolutions, faster on recent GPUs but pixels then "
                                                     "differ from the CPU's by up to 3-5 levels (off: CUDA matches "
                                                     "the CPU within 1 level)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="onnxruntime intra-op threads."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference, all sessions together "
+                                                            "(default: the CPUs this process may use)."),
+    sessions: Optional[int] = typer.Option(None, min=1, help="CPU: onnxruntime sessions running batches side by "
+                                                             "side, threads/sessions threads each (default: one per "
+                                                             "thread, at most 4). Images do not depend on it."),
     grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the job's first 64 images, or 8 per "
                                                    "class."),
     png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files; 0 is the "
@@ -211,7 +215,7 @@ def generate(
         raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     if png_level != 1 and format == Format.npz:
         raise GankitError("--png-level is for PNG folders: an npz holds raw pixels")
-    generator = Generator(model, device=device, threads=threads, tf32=tf32)
+    generator = Generator(model, device=device, threads=threads, tf32=tf32, sessions=sessions)
     part = job_for(generator, seeds, per_class, classes, truncation, shard)
     format = format or Format(default_layout(generator))
     out = out or Path("out.npz" if format == Format.npz else "out")

@@ -116,22 +116,31 @@ def latent_rates(quick: bool = False) -> None:
     same = np.array_equal(out, fastseeds.latents(seeds, 100))
     print(f"  vectorised, {pool.count} processes    {1 / workers:>11,.0f} seeds/s {fresh / workers:>5.0f}x "
           f"(target 1,000,000; {'equal to' if same else 'DIFFERENT FROM'} the threads' latents)")
+    latent_workers.stop()  # the file figures below: as a job of their size runs (workers start after 65,536 seeds)
 
 
 def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu",
                rounds: int = 3) -> dict:
     """Images per second end to end (seeds -> latents -> session -> uint8 -> files) against session.run alone
-    on the same latents (made beforehand), on disk and on tmpfs where there is one. Each figure is the best of
+    on the same latents (made beforehand): one onnxruntime session as onnxruntime sets it up by default, what a
+    user of onnxruntime alone gets. Also printed: the runtime's own sessions side by side, run alone (its
+    compute without its pipeline). On disk and on tmpfs where there is one. Each figure is the best of
     `rounds`, the anchor measured before each round (this machine is shared: the best is the least disturbed)."""
+    from gankit_runtime.generator import open_session
+
     runtime = Generator(model, threads=threads, device=device)  # as `generate` opens it, for every format
     seeds = range(images)
     z = latents_for_seeds(seeds, runtime.info.z_dim)
     feed = runtime.info.input_name
-    session = runtime.session
+    session = open_session(model, device, threads)
 
     def raw():
         for i in range(0, images, batch):
             session.run(None, {feed: z[i:i + batch]})
+
+    def sessions_alone():
+        for i in range(0, images, batch * 16):
+            runtime.run(z[i:i + batch * 16])
 
     def rate(fn) -> float:
         start = time.perf_counter()
@@ -139,10 +148,12 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
         return images / (time.perf_counter() - start)
 
     raw()  # warm-up
-    anchor = rate(raw)
+    sessions_alone()
+    anchor, own = rate(raw), rate(sessions_alone)
     print(f"\nwriting {images} images of {model.name} (batch {batch}, {device}, best of {rounds}); anchor: "
-          f"session.run alone on the same latents")
-    results = {"session_run": anchor}
+          f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {len(runtime.sessions)} "
+          f"session(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it")
+    results = {"session_run": anchor, "sessions_side_by_side": own}
     # disk: the temporary folder when it is on disk (the checkout may be watched by an editor or a sync tool,
     # which makes each file cost several times more: measured 360-610 us against 50 us here)
     disk = Path(tempfile.gettempdir())

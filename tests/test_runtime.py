@@ -143,6 +143,40 @@ def test_images_do_not_depend_on_batches_or_latent_blocks(small_rgb, monkeypatch
     assert back == items
 
 
+def test_sessions_side_by_side_give_the_same_images_in_order(small_rgb, monkeypatch):
+    """Batches run on several CPU sessions at once (Generator(sessions=k)): an image does not depend on which
+    session made it, batches come out in order, run() splits a batch across the sessions, and a consumer that
+    stops early leaves the sessions free."""
+    import gankit_runtime.generator as generator_module
+
+    one = Generator(small_rgb, threads=1, sessions=1)
+    three = Generator(small_rgb, threads=3, sessions=3)
+    assert len(three.sessions) == 3 and len(one.sessions) == 1
+    seeds = list(range(500, 700))
+    want = one.generate(seeds, batch_size=7)
+    monkeypatch.setattr(generator_module, "LATENT_BLOCK", 50)  # batches across latent blocks, too
+    np.testing.assert_array_equal(three.generate(seeds, batch_size=7), want)
+    order = [batch for batch, _ in three.iter_images(seeds, batch_size=9)]
+    assert sum(order, []) == seeds
+    z = one.latents(seeds[:10])
+    np.testing.assert_array_equal(three.run(z), one.run(z))  # 10 rows: slices of 3, 3 and 4
+    np.testing.assert_array_equal(three.run(z[:2]), one.run(z[:2]))  # fewer rows than sessions
+    stream = three.iter_images(seeds, batch_size=5)
+    next(stream)
+    stream.close()  # stopped after one batch, with more in flight
+    np.testing.assert_array_equal(three.generate(seeds[:20], batch_size=5), want[:20])
+
+
+def test_sessions_and_threads_are_checked(small_rgb):
+    for kwargs, message in [({"sessions": 0}, "sessions must be at least 1"),
+                            ({"threads": 0}, "threads must be at least 1"),
+                            ({"device": "cuda", "sessions": 2}, "sessions apply to the CPU")]:
+        with pytest.raises(GankitError, match=message):
+            Generator(small_rgb, **kwargs)
+    assert len(Generator(small_rgb, threads=1).sessions) == 1
+    assert len(Generator(small_rgb, threads=8).sessions) == 4  # at most MAX_SESSIONS by default
+
+
 def test_labels_must_cover_the_seeds(tmp_path):
     import itertools
     import json

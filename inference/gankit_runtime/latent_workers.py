@@ -31,6 +31,7 @@ from collections import deque
 import numpy as np
 
 from . import fastseeds
+from .cpus import usable_cpus
 from .errors import GankitError
 
 ENV = "GANKIT_LATENT_WORKERS"
@@ -56,7 +57,7 @@ def worker_count() -> int:
             raise GankitError(f"{ENV} must be a number of worker processes (0: none), got {text!r}")
         wanted = int(text)
     else:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = usable_cpus()
         wanted = min(cpus, MAX_WORKERS) if cpus > 1 else 0
     return wanted if os.name == "posix" else 0
 
