@@ -88,3 +88,20 @@ def expect_error(capsys, args, *fragments) -> str:
     rc, out = call(capsys, *args)
     assert_one_line_error(out.err, rc, *fragments)
     return out.err
+
+
+def child_exit_code(pid: int, timeout: float = 60.0) -> int | str:
+    """The exit code of a forked child, or "hung" (it is then killed): a child that waits forever fails the
+    test instead of hanging the run."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_one_line_error, run_cli, torch_blocker
+from conftest import assert_one_line_error, child_exit_code, run_cli, torch_blocker
 from gankit.config import ModelConfig
 from gankit.export import to_onnx
 from gankit.models import build_models
@@ -165,6 +165,23 @@ def test_sessions_side_by_side_give_the_same_images_in_order(small_rgb, monkeypa
     next(stream)
     stream.close()  # stopped after one batch, with more in flight
     np.testing.assert_array_equal(three.generate(seeds[:20], batch_size=5), want[:20])
+
+
+def test_a_forked_child_runs_its_own_side_by_side_threads(small_rgb):
+    """A Generator used, then os.fork(): the parent's session threads do not exist in the child, which must
+    not hand them work (it would wait forever) but start its own."""
+    import os
+
+    g = Generator(small_rgb, threads=2, sessions=2)
+    want = g.generate(range(40), batch_size=4)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = np.array_equal(g.generate(range(40), batch_size=4), want)
+        finally:
+            os._exit(0 if ok else 1)
+    assert child_exit_code(pid) == 0
+    np.testing.assert_array_equal(g.generate(range(40), batch_size=4), want)
 
 
 def test_sessions_and_threads_are_checked(small_rgb):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import child_exit_code
 from gankit_runtime import GankitError, SeedRanges, fastseeds, latent_for_seed, latents_for_seeds, parse_seeds
 
 # Recorded once from numpy.random.RandomState(seed).randn(z_dim).astype(float32) (numpy 2.4.6): the formula's
@@ -160,3 +161,21 @@ def test_the_number_of_workers_is_checked(workers, monkeypatch):
     assert workers.start() is None
     monkeypatch.setenv(workers.ENV, "3")
     assert workers.worker_count() == 3
+
+
+def test_a_forked_child_does_not_talk_to_its_parents_workers(workers):
+    """os.fork() after the workers started: the child makes its latents without them (they answer the parent
+    alone), and the parent's still work."""
+    pool = workers.start(2)
+    seeds = np.arange(30000, dtype=np.int64)
+    want = fastseeds.latents(seeds, 100)
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 if its latents are right and it did not use the parent's workers
+        try:
+            ok = workers._pool is None and np.array_equal(latents_for_seeds(seeds[:5000], 100), want[:5000])
+        finally:
+            os._exit(0 if ok else 1)
+    assert child_exit_code(pid) == 0
+    out = np.empty_like(want)
+    assert workers._pool is pool and pool.fill(seeds, 100, out)
+    np.testing.assert_array_equal(out, want)

@@ -24,6 +24,7 @@ to RandomState for every seed, so the formula is never broken, only slower.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 
@@ -283,6 +284,17 @@ def _thread_pool(threads: int):
                 _pool.shutdown(wait=False)  # its threads end, and their workspaces with them
             _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gankit-latents")
         return _pool
+
+
+def _forget_threads_in_child() -> None:
+    """After os.fork(): the parent's thread pool has no threads in the child (work handed to it would wait
+    forever), and a lock may have been held by one of them. The child starts afresh."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
 def by_reference(seeds, z_dim: int) -> np.ndarray:

@@ -6,7 +6,9 @@ import collections
 import itertools
 import json
 import math
+import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from .seeds import latents_for_seeds
 
 MAX_SESSIONS = 4  # CPU sessions side by side by default (each holds its own weights and buffers)
 LATENT_BLOCK = 16384  # seeds whose latents are made in one go (two of fastseeds' chunks: both threads or workers busy)
+_POOL_LOCK = threading.Lock()
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -207,8 +210,17 @@ class Generator:
         self.device = device
         self.providers = self.session.get_providers()
         self.info = _read_info(self.session, path)
-        # threads that run the sessions side by side (made here: a service may call run() from many threads)
-        self._pool = ThreadPoolExecutor(len(self.sessions), "gankit-infer") if len(self.sessions) > 1 else None
+        self._pool, self._pool_pid = None, None  # threads that run the sessions side by side
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The threads that run the sessions side by side: made once per process (a child forked after they
+        started has none of them, and work handed to the parent's pool would wait forever)."""
+        if self._pool_pid != os.getpid():
+            with _POOL_LOCK:
+                if self._pool_pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(len(self.sessions), "gankit-infer")
+                    self._pool_pid = os.getpid()
+        return self._pool
 
     def __repr__(self) -> str:
         i = self.info
@@ -281,7 +293,7 @@ class Generator:
             return self._infer(z, labels)
         # one slice per session, side by side (an image does not depend on the rest of its batch)
         cuts = [len(z) * k // parts for k in range(parts + 1)]
-        runs = [self._pool.submit(self._infer, z[a:b], None if labels is None else labels[a:b], session)
+        runs = [self._threads().submit(self._infer, z[a:b], None if labels is None else labels[a:b], session)
                 for a, b, session in zip(cuts, cuts[1:], self.sessions)]
         return np.concatenate([run.result() for run in runs])
 
@@ -330,12 +342,12 @@ class Generator:
     def _side_by_side(self, batches: Iterator[tuple]) -> Iterator[tuple[list[tuple], np.ndarray]]:
         """Batch j runs on session j % k; batch j + k is handed out once batch j is done, so a session never
         has two at once."""
-        k, pending = len(self.sessions), collections.deque()
+        k, pending, pool = len(self.sessions), collections.deque(), self._threads()
         try:
             for j, (batch, z, labels) in enumerate(batches):
                 if len(pending) == k:
                     yield pending[0][0], pending.popleft()[1].result()
-                pending.append((batch, self._pool.submit(self._images, batch, z, labels, self.sessions[j % k])))
+                pending.append((batch, pool.submit(self._images, batch, z, labels, self.sessions[j % k])))
             while pending:
                 yield pending[0][0], pending.popleft()[1].result()
         finally:

@@ -240,4 +240,20 @@ class Pool:
             worker.process.stdout.close()
 
 
+def _forget_in_child() -> None:
+    """After os.fork(): the workers belong to the parent. The child closes its copies of their pipes (so they
+    still end with the parent) and starts its own if it needs them."""
+    global _pool, _lock
+    _lock = threading.Lock()
+    pool, _pool = _pool, None
+    for worker in pool.workers if pool is not None else ():
+        for stream in (worker.process.stdin, worker.process.stdout):
+            try:
+                os.close(stream.fileno())
+            except (OSError, ValueError):
+                pass
+
+
 atexit.register(stop)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
