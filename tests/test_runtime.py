@@ -184,6 +184,17 @@ def test_a_forked_child_runs_its_own_side_by_side_threads(small_rgb):
     np.testing.assert_array_equal(g.generate(range(40), batch_size=4), want)
 
 
+def test_lanes_sharing_one_session_keep_images_and_order(small_rgb):
+    """On CUDA, two lanes share the one session (gankit_runtime.generator.CUDA_LANES): the same code path,
+    checked here on the CPU with one session in two lanes."""
+    g = Generator(small_rgb, threads=1, sessions=1)
+    want = g.generate(range(300), batch_size=8)
+    g._lanes = [g.session] * 2
+    got = list(g.iter_images(range(300), batch_size=8))
+    assert sum((seeds for seeds, _ in got), []) == list(range(300))
+    np.testing.assert_array_equal(np.concatenate([images for _, images in got]), want)
+
+
 def test_sessions_and_threads_are_checked(small_rgb):
     for kwargs, message in [({"sessions": 0}, "sessions must be at least 1"),
                             ({"threads": 0}, "threads must be at least 1"),

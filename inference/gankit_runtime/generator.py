@@ -24,6 +24,7 @@ from .images import to_uint8
 from .seeds import latents_for_seeds
 
 MAX_SESSIONS = 4  # CPU sessions side by side by default (each holds its own weights and buffers)
+CUDA_LANES = 2  # CUDA batches in flight, sharing one session (see Generator.__init__)
 LATENT_BLOCK = 16384  # seeds whose latents are made in one go (two of fastseeds' chunks: both threads or workers busy)
 _POOL_LOCK = threading.Lock()
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
@@ -207,6 +208,10 @@ class Generator:
             per_session = max(1, total // sessions)
         self.sessions = [open_session(path, device, per_session, spin, tf32) for _ in range(sessions or 1)]
         self.session = self.sessions[0]
+        # Batches in flight at once, one per lane. CPU: a lane per session. CUDA: CUDA_LANES lanes share the one
+        # session (onnxruntime's run is thread-safe): while the GPU runs one batch, another lane's thread turns
+        # the previous one into uint8 on the CPU, which would otherwise leave the GPU waiting.
+        self._lanes = self.sessions if device == "cpu" else self.sessions * CUDA_LANES
         self.device = device
         self.providers = self.session.get_providers()
         self.info = _read_info(self.session, path)
@@ -218,7 +223,7 @@ class Generator:
         if self._pool_pid != os.getpid():
             with _POOL_LOCK:
                 if self._pool_pid != os.getpid():
-                    self._pool = ThreadPoolExecutor(len(self.sessions), "gankit-infer")
+                    self._pool = ThreadPoolExecutor(len(self._lanes), "gankit-infer")
                     self._pool_pid = os.getpid()
         return self._pool
 
@@ -331,7 +336,7 @@ class Generator:
         check_truncation(truncation)
         batches = self._latent_batches(items, batch_size, truncation)
         try:
-            if len(self.sessions) == 1:
+            if len(self._lanes) == 1:
                 for batch, z, labels in batches:
                     yield batch, self._images(batch, z, labels, self.session)
             else:
@@ -340,14 +345,14 @@ class Generator:
             batches.close()  # its read-ahead thread ends with it
 
     def _side_by_side(self, batches: Iterator[tuple]) -> Iterator[tuple[list[tuple], np.ndarray]]:
-        """Batch j runs on session j % k; batch j + k is handed out once batch j is done, so a session never
-        has two at once."""
-        k, pending, pool = len(self.sessions), collections.deque(), self._threads()
+        """Batch j runs in lane j % k; batch j + k is handed out once batch j is done, so a lane never has
+        two at once."""
+        k, pending, pool = len(self._lanes), collections.deque(), self._threads()
         try:
             for j, (batch, z, labels) in enumerate(batches):
                 if len(pending) == k:
                     yield pending[0][0], pending.popleft()[1].result()
-                pending.append((batch, pool.submit(self._images, batch, z, labels, self.sessions[j % k])))
+                pending.append((batch, pool.submit(self._images, batch, z, labels, self._lanes[j % k])))
             while pending:
                 yield pending[0][0], pending.popleft()[1].result()
         finally:
