@@ -157,6 +157,9 @@ def test_the_number_of_workers_is_checked(workers, monkeypatch):
     monkeypatch.setenv(workers.ENV, "two")
     with pytest.raises(GankitError, match="GANKIT_LATENT_WORKERS must be a number"):
         workers.start()
+    monkeypatch.setattr(workers, "_made", 0)
+    with pytest.raises(GankitError, match="GANKIT_LATENT_WORKERS must be a number"):
+        latents_for_seeds(range(2000), 4)  # said at a job's first latents, not once it has made many
     monkeypatch.setenv(workers.ENV, "0")
     assert workers.start() is None
     monkeypatch.setenv(workers.ENV, "3")

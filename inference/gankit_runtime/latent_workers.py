@@ -67,6 +67,8 @@ def fill(seeds: np.ndarray, z_dim: int, out: np.ndarray) -> bool:
     Starts the workers, in the background, once this process has made START_AFTER seeds."""
     global _pool, _made
     with _lock:
+        if _made == 0:
+            worker_count()  # a bad GANKIT_LATENT_WORKERS is an error at a job's start, not after 65,536 images
         _made += len(seeds)
         pool = _pool
         if pool is None and not _disabled and _made >= START_AFTER:
