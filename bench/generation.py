@@ -116,7 +116,6 @@ def latent_rates(quick: bool = False) -> None:
     same = np.array_equal(out, fastseeds.latents(seeds, 100))
     print(f"  vectorised, {pool.count} processes    {1 / workers:>11,.0f} seeds/s {fresh / workers:>5.0f}x "
           f"(target 1,000,000; {'equal to' if same else 'DIFFERENT FROM'} the threads' latents)")
-    latent_workers.stop()  # the file figures below: as a job of their size runs (workers start after 65,536 seeds)
 
 
 def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu",
@@ -128,7 +127,12 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
     `rounds`, the anchor measured before each round (this machine is shared: the best is the least disturbed)."""
     from gankit_runtime.generator import open_session
 
+    from gankit_runtime import latent_workers
+
     runtime = Generator(model, threads=threads, device=device)  # as `generate` opens it, for every format
+    # Latents from worker processes, as in a job past its first latent block (16,384 images): the steady state
+    # of the big jobs these figures are for. (A job of one block makes them in this process: PNG ~6% slower.)
+    workers = latent_workers.start()
     seeds = range(images)
     z = latents_for_seeds(seeds, runtime.info.z_dim)
     feed = runtime.info.input_name
@@ -152,7 +156,8 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
     anchor, own = rate(raw), rate(sessions_alone)
     print(f"\nwriting {images} images of {model.name} (batch {batch}, {device}, best of {rounds}); anchor: "
           f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {len(runtime.sessions)} "
-          f"session(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it")
+          f"session(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it; latents from "
+          f"{f'{workers.count} worker processes' if workers else 'this process (no worker processes here)'}")
     results = {"session_run": anchor, "sessions_side_by_side": own}
     # disk: the temporary folder when it is on disk (the checkout may be watched by an editor or a sync tool,
     # which makes each file cost several times more: measured 360-610 us against 50 us here)

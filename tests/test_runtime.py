@@ -195,6 +195,36 @@ def test_lanes_sharing_one_session_keep_images_and_order(small_rgb):
     np.testing.assert_array_equal(np.concatenate([images for _, images in got]), want)
 
 
+def test_a_job_of_several_latent_blocks_gets_latent_workers(small_rgb, monkeypatch):
+    """A job longer than one latent block starts worker processes for its latents (in the background); a
+    one-block job (a service's call) does not. The images are the same either way."""
+    import gankit_runtime.generator as generator_module
+    from gankit_runtime import fastseeds, latent_workers
+
+    latent_workers.stop()
+    monkeypatch.setattr(latent_workers, "_disabled", False)
+    monkeypatch.delenv(latent_workers.ENV, raising=False)
+    monkeypatch.setattr(latent_workers, "START_AFTER", 10**12)  # started by the job, not by a count of seeds
+    monkeypatch.setattr(generator_module, "LATENT_BLOCK", 1024)
+    g = Generator(small_rgb, threads=1, sessions=1)
+    try:
+        want = g.generate(range(3000), batch_size=100)  # more than one block: workers start
+        pool = latent_workers._pool
+        assert pool is not None and pool.started.wait(60) and pool.ready
+        latent_workers.stop()
+        g.generate(range(1000), batch_size=100)  # one block
+        assert latent_workers._pool is None
+        latent_workers.start()
+
+        def not_here(*args, **kwargs):
+            raise AssertionError("latents made in this process while the workers were up")
+
+        monkeypatch.setattr(fastseeds, "latents", not_here)
+        np.testing.assert_array_equal(g.generate(range(3000), batch_size=100), want)
+    finally:
+        latent_workers.stop()
+
+
 def test_sessions_and_threads_are_checked(small_rgb):
     for kwargs, message in [({"sessions": 0}, "sessions must be at least 1"),
                             ({"threads": 0}, "threads must be at least 1"),
