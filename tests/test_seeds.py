@@ -182,3 +182,19 @@ def test_a_forked_child_does_not_talk_to_its_parents_workers(workers):
     out = np.empty_like(want)
     assert workers._pool is pool and pool.fill(seeds, 100, out)
     np.testing.assert_array_equal(out, want)
+
+
+def test_stopping_workers_while_they_start_is_quiet(workers, monkeypatch):
+    """Ctrl-C in a job's first seconds: the process exits (stop() at exit) while the workers are being started
+    and checked. Nothing may escape to stderr (the job's one-line message must stay the only one)."""
+    import threading
+
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    for delay in (0.0, 0.05, 0.1, 0.2):
+        pool = workers.start(2, wait=False)
+        time.sleep(delay)
+        workers.stop()
+        assert pool.started.wait(60) and not pool.ready
+        assert all(w.process.poll() is not None for w in pool.workers)
+    assert errors == []

@@ -19,6 +19,7 @@ and none with a single CPU or where processes cannot share a file by descriptor 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import mmap
 import os
 import subprocess
@@ -79,7 +80,8 @@ def fill(seeds: np.ndarray, z_dim: int, out: np.ndarray) -> bool:
 
 
 def start(count: int | None = None, wait: bool = True) -> Pool | None:
-    """Start the workers now (count: default worker_count()); wait: until they are ready. None: no workers."""
+    """Start the workers now (count: default worker_count()). wait: until they are ready, and None if they are
+    not (no workers here, or they failed); else the pool, perhaps still starting (None: no workers here)."""
     global _pool
     with _lock:
         if _pool is None and not _disabled:
@@ -87,9 +89,10 @@ def start(count: int | None = None, wait: bool = True) -> Pool | None:
             if count:
                 _pool = Pool(count)
         pool = _pool
-    if pool is not None and wait:
-        pool.started.wait(START_TIMEOUT)
-    return pool if pool is not None and pool.ready else None
+    if pool is None or not wait:
+        return pool
+    pool.started.wait(START_TIMEOUT)
+    return pool if pool.ready else None
 
 
 def stop() -> None:
@@ -143,7 +146,7 @@ class Pool:
     the first is in, gets False and makes its latents itself."""
 
     def __init__(self, count: int):
-        self.count, self.workers, self.ready = count, [], False
+        self.count, self.workers, self.ready, self.closed = count, [], False, False
         self.started = threading.Event()
         self._busy = threading.Lock()
         size = count * 2 * SLOT_BYTES
@@ -164,6 +167,8 @@ class Pool:
         try:
             processes = []
             for k in range(self.count):
+                if self.closed:  # stopped while starting (the process is exiting, say)
+                    return
                 offset = k * 2 * SLOT_BYTES
                 processes.append(subprocess.Popen(
                     [sys.executable, "-c", _WORKER, fastseeds.__file__, str(self._fd), str(offset), str(SLOT_BYTES)],
@@ -182,8 +187,8 @@ class Pool:
                 worker.receive(0, len(seeds), 7, got)
                 if not np.array_equal(got, want):
                     raise OSError(f"worker {worker.process.pid} made other latents")
-            self.ready = True
-        except OSError:
+            self.ready = not self.closed
+        except Exception:  # noqa: BLE001 - no workers, whatever went wrong (a closed pipe: stopped meanwhile)
             self.close()
         finally:
             # the workers hold the shared file now (and the mapping here keeps it): its descriptor can go
@@ -191,6 +196,8 @@ class Pool:
                 os.close(self._fd)
             else:
                 self._file.close()
+            if self.closed:
+                self.close()  # stopped while starting: the workers started meanwhile end too
             self.started.set()
 
     def fill(self, seeds: np.ndarray, z_dim: int, out: np.ndarray) -> bool:
@@ -211,8 +218,9 @@ class Pool:
             while pending:
                 self._receive(pending.popleft(), z_dim, out)
             return True
-        except OSError as e:  # a worker died or failed: this call and the next are made here
-            _give_up(self, str(e))
+        except (OSError, ValueError) as e:  # a worker died or failed (or stop() closed its pipes meanwhile)
+            if not self.closed:
+                _give_up(self, str(e))  # this call and the next are made in this process
             return False
         except BaseException:  # Ctrl-C while workers hold chunks: their replies are unread; start afresh later
             stop()
@@ -227,19 +235,20 @@ class Pool:
 
     def close(self) -> None:
         """End the workers: their stdin closes, they exit; killed if they have not within a second."""
-        self.ready = False
-        for worker in self.workers:
+        self.ready, self.closed = False, True
+        for worker in list(self.workers):
             try:
                 worker.process.stdin.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
-        for worker in self.workers:
+        for worker in list(self.workers):
             try:
                 worker.process.wait(1.0)
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
-            worker.process.stdout.close()
+            with contextlib.suppress(OSError, ValueError):
+                worker.process.stdout.close()
 
 
 def _forget_in_child() -> None:
