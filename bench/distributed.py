@@ -59,6 +59,7 @@ def worker(args) -> None:
             break
     if world.is_main:
         print(f"RATE {steps * args.batch_size / elapsed:.1f}")
+    del t
     leave(world, True)
 
 

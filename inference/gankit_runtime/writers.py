@@ -12,11 +12,11 @@ interrupted run leaves whole images only; run it again and it skips the images a
 separate folders copy together into the single run's folder; the same command without --shard then finds
 every image and writes the whole job's metadata.jsonl.
 
-Inference runs in the calling thread while one writer thread encodes (gankit_runtime.images.encode_pngs) and
-writes the previous batch's files, and another makes the next latents; at most two batches are in flight,
-whatever the job's size. onnxruntime's threads may spin: with this encoder the writer needs little CPU, and a
-session whose threads do not spin ran 35% slower on 2 cores (measured by bench/generation.py: PNGs end to end
-at 70% of session.run alone on tmpfs).
+Inference runs on the generator's sessions (side by side on the CPU) while one writer thread encodes
+(gankit_runtime.images.encode_pngs) and writes the previous batch's files, and another thread makes the next
+latents (in worker processes for a job longer than one latent block); at most two batches wait for the writer,
+whatever the job's size. Measured by bench/generation.py on 2 cores: PNGs end to end at 85-96% of one
+onnxruntime session's speed on tmpfs, npz at 113-127%.
 """
 
 from __future__ import annotations

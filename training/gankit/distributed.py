@@ -14,6 +14,7 @@ single-process step up to the order of floating-point sums. Rank 0 alone writes 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -81,6 +82,10 @@ def leave(world: World, together: bool) -> None:
         return
     if together:
         dist.barrier()
+    # What still holds the group (DDP's reducer, kept by a reference cycle of the run's objects) goes first: one
+    # left for the interpreter's exit tore down gloo's threads there and aborted a finished run (std::terminate,
+    # exit -6) in ~7% of 2-process CPU runs.
+    gc.collect()
     dist.destroy_process_group()
 
 
