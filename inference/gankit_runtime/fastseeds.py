@@ -251,7 +251,7 @@ def latents(seeds, z_dim: int, threads: int | None = None, out: np.ndarray | Non
     when given.
 
     threads: chunks run in this many threads (numpy releases the GIL in its loops), 2 by default. Each
-    keeps a workspace of ~25 MB (z_dim 100) for the next call. (Threads share one GIL: two give ~1.15x one;
+    keeps a workspace of ~25 MB (z_dim 100) for the next call. (Threads share one GIL: two give 1.1-1.45x one;
     gankit_runtime.latent_workers runs chunks in processes instead.)"""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if out is None:

@@ -1,10 +1,11 @@
 """Latents in worker processes: the seed formula's numpy work without the GIL.
 
 fastseeds makes a seed's latent in ~1.7 us of numpy calls, but threads share one GIL and each call holds it
-for a moment: two threads give ~1.15x one (measured on 2 cores). Processes do not share it: two give ~2x.
-So once this process has made many latents (START_AFTER seeds: a big job, not a service's one call), it
-starts worker processes in the background and, when they are up, hands them chunks of seeds; until then,
-and whenever they are busy or gone, fastseeds runs in this process. The latents are the same either way.
+for a moment: two threads give 1.1-1.45x one (measured on 2 cores). Processes do not share it: two give ~2x.
+So a job longer than one latent block (Generator.iter_batches calls start(wait=False)), or a process that
+has made START_AFTER seeds through latents_for_seeds, starts worker processes in the background (never a
+service's single call) and, when they are up, hands them chunks of seeds; until then, and whenever they are
+busy or gone, fastseeds runs in this process. The latents are the same either way.
 
 A worker is `python -c` loading fastseeds.py by its path (numpy is all it imports). Requests go through
 its stdin, latents come back through a shared, unnamed file (memfd on Linux), two slots per worker so one
