@@ -13,15 +13,26 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-import time
-from enum import Enum
-from pathlib import Path
-from typing import Optional
 
-import typer
+try:  # a Ctrl-C during the imports, or a runtime-only install without typer: one line, not a traceback
+    import threading
+    import time
+    from enum import Enum
+    from pathlib import Path
+    from typing import Optional
 
-from gankit_runtime import GankitError, Generator, write_npz
+    import typer
+
+    from gankit_runtime import GankitError, Generator, errors, write_npz
+    from gankit_runtime.cpus import usable_cpus
+    from gankit_runtime.files import refuse_overlap, same_path
+except KeyboardInterrupt:
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
+except ImportError as _missing:
+    print(f"error: the command line needs typer and gankit-runtime ({_missing}): "
+          "pip install typer './inference[cpu]'", file=sys.stderr)
+    sys.exit(1)
 
 # Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions,
 # older typer raises click's.
@@ -50,6 +61,16 @@ Format = _choices("Format", "png", "imagefolder", "npz")
 DCondition = _choices("DCondition", "projection", "concat")
 DNorm = _choices("DNorm", "batch", "spectral")
 Augment_ = _choices("Augment_", "off", "fixed", "ada")
+
+
+def _flag(help: str) -> dict:
+    """typer.Option keywords of an on/off flag (no `<bool>` in the help: a flag takes no value)."""
+    return {"help": help, "metavar": ""}
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads > 4 * usable_cpus():
+        raise GankitError(f"--threads {threads} is more than 4 per CPU this process may use ({usable_cpus()})")
 
 
 def _training_side():
@@ -110,8 +131,8 @@ def train(
                                                            "(128 at 64x64: the DCGAN paper's 1024)."),
     label_smoothing: float = typer.Option(0.0, help="One-sided: D's target for real images is 1 - this."),
     d_norm: DNorm = typer.Option(DNorm.batch, help="dcgan: normalisation in D, batch norm or spectral norm."),
-    conditional: bool = typer.Option(False, "--conditional", help="Class-conditional G and D, trained on the data's "
-                                                                  "labels (MNIST's digits, a folder's sub-folders)."),
+    conditional: bool = typer.Option(False, "--conditional", **_flag("Class-conditional G and D, trained on the data's "
+                                                                   "labels (MNIST's digits, a folder's sub-folders).")),
     d_condition: DCondition = typer.Option(DCondition.projection, help="--conditional: how D takes the label."),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
@@ -122,15 +143,15 @@ def train(
     augment: Augment_ = typer.Option(Augment_.off, help="Differentiable augmentation of all D sees, for few images: "
                                                          "fixed (probability --augment-p) or ada (adaptive)."),
     augment_p: float = typer.Option(1.0, min=0, max=1, help="--augment fixed: probability of each operation."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="Under torchrun: batch-norm statistics of the global batch "
-                                                          "(all processes), not of each process's share."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", **_flag("Under torchrun: batch-norm statistics of the global "
+                                                             "batch (all processes), not of each process's share.")),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out with its own settings; "
-                                                         "--epochs, --steps, --eval-every, --eval-samples, "
-                                                         "--checkpoint-every, --device, --threads may change, any "
-                                                         "other setting given must match the run's."),
+    resume: bool = typer.Option(False, "--resume", **_flag("Continue the run in --out with its own settings; "
+                                                           "--epochs, --steps, --eval-every, --eval-samples, "
+                                                           "--checkpoint-every, --device, --threads may change, any "
+                                                           "other setting given must match the run's.")),
 ):
     """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl. Ctrl-C checkpoints and stops."""
     _training_side()
@@ -140,6 +161,10 @@ def train(
     from gankit.train import train as run_training
 
     given = _given(ctx, locals())
+    if "augment_p" in given and augment != Augment_.fixed and not resume:
+        raise GankitError(f"--augment-p is the probability of --augment fixed; with --augment {augment.value} it "
+                          "would be ignored")
+    _check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
     out = out or Path("runs") / f"{Path(data).name}-{model.value}"
@@ -154,7 +179,7 @@ def train(
     ckpt = run_training(out, model_cfg, train_cfg, resume=resume, given=given, max_steps=steps, device=device,
                         conditional=conditional)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
-        typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out} --out exported/{out.name}.onnx")
+        typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out}   (writes {out / 'generator.onnx'})")
 
 
 @app.command()
@@ -162,14 +187,17 @@ def export(
     run: Path = typer.Argument(..., help="Run folder or checkpoint file."),
     out: Path = typer.Option(None, help="Output .onnx file. Default: <run>/generator.onnx."),
     atol: float = typer.Option(1e-4, help="Largest |torch - onnxruntime| accepted."),
+    force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out (the run's own "
+                                                         "generator.onnx is replaced without it).")),
 ):
     """Export a trained generator to one self-contained ONNX file, verified against torch."""
     _training_side()
     from gankit.checkpoint import checkpoint_file
     from gankit.export import export as run_export
 
-    out = out or checkpoint_file(run).parent / "generator.onnx"
-    run_export(run, out, atol=atol)
+    default = checkpoint_file(run).parent / "generator.onnx"
+    out = out or default
+    run_export(run, out, atol=atol, force=force or same_path(out, default))
 
 
 @app.command()
@@ -191,9 +219,9 @@ def generate(
                                                    "the n parts together are the single run's files."),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
-    tf32: bool = typer.Option(False, "--tf32", help="CUDA: TF32 convolutions, faster on recent GPUs but pixels then "
-                                                    "differ from the CPU's by up to 3-5 levels (off: CUDA matches "
-                                                    "the CPU within 1 level)."),
+    tf32: bool = typer.Option(False, "--tf32", **_flag("CUDA: TF32 convolutions, faster on recent GPUs but pixels "
+                                                       "then differ from the CPU's by several levels (off: CUDA "
+                                                       "matches the CPU within 1 level).")),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference, all sessions together "
                                                             "(default: the CPUs this process may use)."),
     sessions: Optional[int] = typer.Option(None, min=1, help="CPU: onnxruntime sessions running batches side by "
@@ -202,8 +230,9 @@ def generate(
     grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the job's first 64 images, or 8 per "
                                                    "class."),
     png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files; 0 is the "
-                                                        "fastest (MNIST: 2 against 15 us an image, 850 against 270 "
-                                                        "bytes, the same 4 KB on most file systems)."),
+                                                        "fastest."),
+    force: bool = typer.Option(False, "--force", **_flag("Replace an existing npz or grid file that this command "
+                                                         "did not write.")),
 ):
     """Generate images from seeds with onnxruntime (no torch needed); labelled data sets from conditional models.
 
@@ -211,6 +240,10 @@ def generate(
     """
     from gankit_runtime import default_layout, job_for, write_folder
 
+    if format is None and out is not None and out.suffix == ".npz":
+        format = Format.npz  # --out x.npz is an npz, not a folder named x.npz
+    if tf32 and not device.startswith("cuda"):
+        raise GankitError("--tf32 is for CUDA convolutions: it has no effect on the CPU")
     if shard is not None and format == Format.npz:
         raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     if png_level != 1 and format == Format.npz:
@@ -221,10 +254,10 @@ def generate(
     out = out or Path("out.npz" if format == Format.npz else "out")
     start = time.perf_counter()
     if format == Format.npz:
-        result = write_npz(generator, part, out, batch_size=batch_size, grid=grid)
+        result = write_npz(generator, part, out, batch_size=batch_size, grid=grid, force=force)
     else:
         result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid,
-                              png_level=png_level)
+                              png_level=png_level, force=force)
     seconds = time.perf_counter() - start
     what = f"shard {part.part[0]}/{part.part[1]}: " if shard is not None else ""
     kept = f", kept {result.skipped} already there" if result.skipped else ""
@@ -232,16 +265,28 @@ def generate(
                f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})")
 
 
+def _is_eval_json(path: Path) -> bool:
+    """Figures that eval wrote (so that a rerun replaces them, and nothing else)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "generated" in data
+
+
 @app.command("eval")
 def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
     data: str = typer.Option("mnist", help="Reference data: mnist (its test split)."),
-    samples: int = typer.Option(10000, min=10, help="Generated samples (seeds 0..N-1)."),
-    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <model name>.eval.json in the "
-                                                  "working directory."),
+    samples: int = typer.Option(10000, min=10, max=100_000, help="Generated samples (seeds 0..N-1)."),
+    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <run>/eval.json for a run, "
+                                                  "<model name>.eval.json in the working directory for an .onnx."),
     classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: the MNIST classifier shipped in "
                                                           "gankit_runtime (models/mnist-classifier.onnx)."),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
+    force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out that eval did not write.")),
 ):
     """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
     import tempfile
@@ -251,20 +296,26 @@ def evaluate(
 
     if data != "mnist":
         raise GankitError(f"eval supports --data mnist only (its feature space is an MNIST classifier), not {data!r}")
-    # Checked before the work: the figures go to the working directory, never beside a shipped model.
-    out = prepare_output_file(out or Path(f"{model.stem if model.suffix == '.onnx' else model.resolve().name}.eval.json"))
+    is_run = model.suffix != ".onnx"
+    # The figures go to the working directory (an .onnx) or the run folder, never beside a shipped model.
+    if out is None:
+        out = (model if model.is_dir() else model.parent) / "eval.json" if is_run else Path(f"{model.stem}.eval.json")
+    checkpoint = (model / "checkpoint.pt" if model.is_dir() else model) if is_run else None
+    refuse_overlap(out, "--out", {"the model": model, "the checkpoint": checkpoint, "the classifier": classifier})
+    out = prepare_output_file(out, ours=_is_eval_json, force=force)  # checked before the work
     with tempfile.TemporaryDirectory() as tmp:
-        if model.suffix != ".onnx":  # a run folder or checkpoint: export it first (verified, as always)
-            _training_side()
-            from gankit.export import export as run_export
+        onnx_path = Path(tmp) / "generator.onnx" if is_run else model
+        try:
+            if is_run:  # a run folder or checkpoint: export it first (verified, as always)
+                _training_side()
+                from gankit.export import export as run_export
 
-            onnx_path = Path(tmp) / "generator.onnx"
-            with open(os.devnull, "w") as quiet:
-                run_export(model, onnx_path, log=quiet)
-        else:
-            onnx_path = model
-        result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
-                          with_reference=reference)
+                with open(os.devnull, "w") as quiet:
+                    run_export(model, onnx_path, log=quiet)
+            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
+                              with_reference=reference)
+        except GankitError as e:  # name the user's run, not the temporary export
+            raise GankitError(str(e).replace(str(onnx_path), str(model))) from None
     result["model"] = str(model)
     write_json(result, out)
     typer.echo(table(result) + f"\nfigures: {out}")
@@ -279,6 +330,7 @@ def train_classifier(
     seed: int = typer.Option(0, min=0),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out.")),
 ):
     """Train the MNIST classifier that eval uses as its feature space, and export it to ONNX."""
     _training_side()
@@ -287,7 +339,8 @@ def train_classifier(
     from gankit.classifier import export_classifier, train_classifier as run
     from gankit_runtime.files import prepare_output_file
 
-    prepare_output_file(out)
+    prepare_output_file(out, force=force)
+    _check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
     model, acc = run(epochs=epochs, seed=seed, data_dir=data_dir)
@@ -295,28 +348,41 @@ def train_classifier(
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
 
 
+def _printable(text: object) -> str:
+    """Untrusted text (a model's metadata) with control characters escaped: no terminal escape sequences."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 @app.command()
 def info(model: Path = typer.Argument(..., help="An exported .onnx generator.")):
     """Show what an exported generator takes and gives, and its metadata."""
     i = Generator(model).info
-    typer.echo(f"{i.path}\n  input  {i.input_name}: float32 [N, {i.z_dim}]")
+    typer.echo(f"{_printable(i.path)}\n  input  {_printable(i.input_name)}: float32 [N, {i.z_dim}]")
     if i.conditional:
-        typer.echo(f"  input  {i.labels_name}: int64 [N], class index: {', '.join(f'{n}={c}' for n, c in enumerate(i.classes))}")
-    typer.echo(f"  output {i.output_name}: float32 [N, {i.channels}, {i.height}, {i.width}] in {list(i.output_range)}")
+        classes = ", ".join(f"{n}={_printable(c)}" for n, c in enumerate(i.classes))
+        typer.echo(f"  input  {_printable(i.labels_name)}: int64 [N], class index: {classes}")
+    typer.echo(f"  output {_printable(i.output_name)}: float32 [N, {i.channels}, {i.height}, {i.width}] in "
+               f"{list(i.output_range)}")
     for key, value in sorted(i.metadata.items()):
-        typer.echo(f"  {key}: {value}")
+        typer.echo(f"  {_printable(key)}: {_printable(value)}")
 
 
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # handled as Ctrl-C: temporaries removed, whole files kept, exit code 143
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop_on_signal(signum, frame):
+    errors.received_signal = signum  # exit code 128 + signum: 143 for SIGTERM, 129 for SIGHUP
+    raise KeyboardInterrupt  # handled as Ctrl-C: temporaries removed, whole files kept
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a user's mistake becomes one line on stderr and a non-zero exit code."""
     main_thread = threading.current_thread() is threading.main_thread()  # signals can only be set there
-    sigterm = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    errors.received_signal = signal.SIGINT
     if main_thread:
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _stop_on_signal)
     try:
         rc = typer.main.get_command(app).main(args=argv, prog_name="cli.py", standalone_mode=False)
     except typer.Exit as e:
@@ -326,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e.format_message()}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except GankitError as e:  # Interrupted too: its message says what was kept
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
+            print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # disk full, permission denied, ... while writing
         where = f" ({e.filename})" if e.filename else ""
@@ -334,10 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if main_thread:
-            signal.signal(signal.SIGTERM, sigterm)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if isinstance(rc, int) and rc == 130:  # typer turned a KeyboardInterrupt outside our handlers into 130
         print("error: interrupted (files are written whole or not at all: run the same command again)",
               file=sys.stderr)
+        return 128 + int(errors.received_signal)
     return rc if isinstance(rc, int) else 0
 
 

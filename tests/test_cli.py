@@ -148,11 +148,21 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     result = json.loads((tmp_path / "e.json").read_text())
     g = result["generated"]
     assert sum(g["class_counts"]) == 300 and 0 <= g["precision"] <= 1 and g["fd"] > 0 and "real_train" not in result
-    monkeypatch.chdir(tmp_path)  # default output: the working directory, never beside the model
-    rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
-    assert rc == 0 and (tmp_path / f"{good.name}.eval.json").is_file() and not list(good.glob("*.json"))
+    monkeypatch.chdir(tmp_path)  # default output of an .onnx: the working directory, never beside the model
     rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference")
     assert rc == 0 and (tmp_path / "g.eval.json").is_file() and not list(good.glob("*.json"))
+    rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
+    assert rc == 0 and (good / "eval.json").is_file()  # the run's own figures, in the run: no name shared
+    rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference")  # a rerun replaces its own
+    assert rc == 0
+    (tmp_path / "notes.json").write_text("{}")  # ... but nothing else
+    expect_error(capsys, ["eval", good / "g.onnx", "--out", tmp_path / "notes.json"], "--force")
+    assert (tmp_path / "notes.json").read_text() == "{}"
+    for target in (good / "g.onnx", good / "checkpoint.pt"):  # what it reads is never what it writes
+        before = target.read_bytes()
+        source = good if target.suffix == ".pt" else good / "g.onnx"
+        expect_error(capsys, ["eval", source, "--out", target, "--force"], "choose another path")
+        assert target.read_bytes() == before
     expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "mnist only")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")
     (tmp_path / "broken.onnx").write_text("not a classifier")

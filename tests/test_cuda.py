@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT, assert_one_line_error
 from gankit.config import ModelConfig, TrainConfig
 from gankit.train import train
-from gankit_runtime import GankitError, Generator, generator as runtime_generator
+from gankit_runtime import GankitError, Generator, contract as runtime_contract
 
 HAS_ORT_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 SHIPPED = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx"]
@@ -43,8 +43,8 @@ def fake_cuda(monkeypatch):
 
 def test_cuda_sessions_run_without_tf32_unless_asked(fake_cuda):
     path = SHIPPED[0]
-    runtime_generator.open_session(path, device="cuda:1")
-    runtime_generator.open_session(path, device="cuda", tf32=True)
+    runtime_contract.open_session(path, device="cuda:1")
+    runtime_contract.open_session(path, device="cuda", tf32=True)
     (cuda_1, cpu), (cuda_0, _) = FakeSession.asked
     assert cuda_1 == ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}) and cpu == "CPUExecutionProvider"
     assert cuda_0 == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 1})
@@ -54,7 +54,7 @@ def test_cuda_sessions_run_without_tf32_unless_asked(fake_cuda):
 def test_a_silent_fallback_to_the_cpu_is_an_error(fake_cuda):
     FakeSession.runs_on = ["CPUExecutionProvider"]
     with pytest.raises(GankitError, match="fell back"):
-        runtime_generator.open_session(SHIPPED[0], device="cuda")
+        runtime_contract.open_session(SHIPPED[0], device="cuda")
 
 
 @pytest.mark.skipif(HAS_ORT_CUDA, reason="this onnxruntime has CUDA")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit_runtime import datasets as ms
+from gankit_runtime import GankitError, datasets as ms
 from gankit.config import ModelConfig, resolution_chain
 from gankit.data import load_dataset, load_image_folder, to_model_range
 from gankit_runtime import GankitError
@@ -76,7 +76,7 @@ def test_idx_parser_checks_what_it_reads():
         ms.parse_idx(b"\x1f\x8b" + _idx(labels)[2:], "y_test")
 
 
-def test_local_idx_files_are_a_source_and_get_cached(tmp_path, capsys):
+def test_local_idx_files_are_a_source_and_get_cached(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
     folder.mkdir()
@@ -86,6 +86,12 @@ def test_local_idx_files_are_a_source_and_get_cached(tmp_path, capsys):
               "y_test": rng.integers(0, 10, 10000, dtype=np.uint8)}
     for key, name in ms.IDX_FILES.items():
         (folder / name).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
+    monkeypatch.setitem(ms.MIRRORS, "mnist", [])  # no other source to fall back on
+    monkeypatch.setattr(ms, "_from_pypi_wheel", lambda: (_ for _ in ()).throw(RuntimeError("offline")))
+    with pytest.raises(GankitError):  # random pixels are not MNIST: refused by the pinned digests
+        ms.load_mnist_like("mnist", tmp_path)
+    assert "differs from the pinned sha256" in capsys.readouterr().err and not (tmp_path / "mnist.npz").exists()
+    monkeypatch.setitem(ms.DIGESTS, "mnist", {key: ms.idx_digest(a) for key, a in arrays.items()})
     got = ms.load_mnist_like("mnist", tmp_path)
     for key in arrays:
         np.testing.assert_array_equal(got[key], arrays[key])
@@ -117,10 +123,11 @@ def test_mnist_from_the_pinned_pypi_wheel():
 
 
 @pytest.fixture(scope="module")
-def idx_data_dir(tmp_path_factory):
+def idx_files(tmp_path_factory):
     """A data folder holding MNIST and Fashion-MNIST as the four idx .gz files each (random pixels, real shapes)."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(1)
+    digests = {}
     for name in ("mnist", "fashion-mnist"):
         (root / name).mkdir()
         arrays = {"x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
@@ -129,6 +136,14 @@ def idx_data_dir(tmp_path_factory):
                   "y_test": (np.arange(10000) % 10).astype(np.uint8)}
         for key, file in ms.IDX_FILES.items():
             (root / name / file).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
+        digests[name] = {key: ms.idx_digest(a) for key, a in arrays.items()}
+    return root, digests
+
+
+@pytest.fixture
+def idx_data_dir(idx_files, monkeypatch):
+    root, digests = idx_files
+    monkeypatch.setattr(ms, "DIGESTS", digests)  # these random pixels stand in for the real data sets
     return root
 
 

@@ -2,10 +2,10 @@
 
 from ._version import __version__
 from .errors import GankitError, Interrupted
-from .generator import Generator, ModelInfo
+from .contract import ModelInfo
+from .generator import Generator
 from .images import make_grid, to_uint8
 from .jobs import Job, default_layout, job_for, parse_shard, plan
-from . import fastseeds
 from .seeds import SeedRanges, latent_for_seed, latents_for_seeds, parse_seeds
 from .writers import WriteResult, write_folder, write_grid, write_npz
 

@@ -20,7 +20,8 @@ from . import metrics as M
 from .datasets import default_data_dir, load_mnist_like
 from .errors import GankitError
 from .files import atomic_write_bytes
-from .generator import Generator, open_session
+from .contract import open_session
+from .generator import Generator
 from .images import from_uint8
 
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "models" / "mnist-classifier.onnx"
@@ -34,7 +35,8 @@ class FeatureExtractor:
     def __init__(self, path: Path = DEFAULT_CLASSIFIER):
         if not Path(path).is_file():
             raise GankitError(f"classifier {path} not found (train one with python cli.py train-classifier)")
-        self.session = open_session(Path(path))
+        self.path = Path(path)
+        self.session = open_session(self.path)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         ok = (list(inputs) == ["images"] and inputs["images"][1:] == [1, 28, 28]
@@ -47,7 +49,16 @@ class FeatureExtractor:
         feats, probs = [], []
         for i in range(0, len(images), batch_size):
             x = from_uint8(images[i:i + batch_size])
-            logits, f = self.session.run(["logits", "features"], {"images": x})
+            try:
+                logits, f = self.session.run(["logits", "features"], {"images": x})
+            except Exception as e:  # onnxruntime's pybind exception types
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise GankitError(f"classifier {self.path} failed: {reason}") from None
+            if f.ndim != 2 or f.shape != (len(x), f.shape[1]) or f.shape[1] < 2 or logits.shape != (len(x), 10):
+                raise GankitError(f"classifier {self.path} gives logits {list(logits.shape)} and features "
+                                  f"{list(f.shape)} for {len(x)} images (expected [N, 10] and [N, F >= 2])")
+            if not (np.isfinite(logits).all() and np.isfinite(f).all()):
+                raise GankitError(f"classifier {self.path} gives NaN or infinite values: it is broken")
             e = np.exp(logits - logits.max(1, keepdims=True))
             probs.append(e / e.sum(1, keepdims=True))
             feats.append(f)

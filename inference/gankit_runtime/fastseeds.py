@@ -14,7 +14,6 @@ whole chunk of seeds as numpy vector operations instead (the seeds are the vecto
 
 Every array lives in a per-thread workspace reused chunk after chunk: allocating its ~25 MB anew for each
 chunk cost more in page faults than the arithmetic (measured: 23 ms against 9.5 ms for 4,096 seeds).
-Measured single-threaded at z_dim 100: 1.7 us a seed (seeding 0.28, the rest 1.4), ~590k seeds/s.
 
 A seed whose candidates run out (rare: more rejections than the words made) is computed by RandomState
 itself. The result is checked against RandomState once per process on a sample of seeds (VERIFY_SEEDS);
@@ -24,8 +23,6 @@ to RandomState for every seed, so the formula is never broken, only slower.
 
 from __future__ import annotations
 
-import os
-import struct
 import threading
 
 import numpy as np
@@ -238,29 +235,20 @@ CHUNK = 8192  # seeds per vector pass at z_dim <= 128 (measured 4096-16384: 8192
 
 
 def chunk_size(z_dim: int) -> int:
-    """Seeds per vector pass: CHUNK, fewer for wide latents, to keep a chunk's output (a worker's slot) at
-    CHUNK * 128 floats (4 MiB)."""
+    """Seeds per vector pass: CHUNK, fewer for wide latents, so that a chunk's workspace stays bounded."""
     return CHUNK if z_dim <= 128 else max(256, CHUNK * 128 // z_dim // 256 * 256)
 
 
-_pool = None
-
-
-def latents(seeds, z_dim: int, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+def latents(seeds, z_dim: int, out: np.ndarray | None = None) -> np.ndarray:
     """float32 [len(seeds), z_dim]: row i is RandomState(seeds[i]).randn(z_dim).astype(float32), into `out`
-    when given.
-
-    threads: chunks run in this many threads (numpy releases the GIL in its loops), 2 by default. Each
-    keeps a workspace of ~25 MB (z_dim 100) for the next call. (Threads share one GIL: two give 1.1-1.45x one;
-    gankit_runtime.latent_workers runs chunks in processes instead.)"""
+    when given. Runs in the calling thread, chunk by chunk, in that thread's workspace (kept for its next
+    call: allocating it anew each time costs more in page faults than the arithmetic)."""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if out is None:
         out = np.empty((len(seeds), z_dim), dtype=np.float32)
     size = chunk_size(z_dim)
-    starts = range(0, len(seeds), size)
-    # Always in the pool, even one chunk: the workspaces then live in its threads alone.
-    for _ in _thread_pool(threads or 2).map(lambda a: fill(seeds[a:a + size], z_dim, out[a:a + size]), starts):
-        pass
+    for a in range(0, len(seeds), size):
+        fill(seeds[a:a + size], z_dim, out[a:a + size])
     return out
 
 
@@ -272,29 +260,6 @@ def fill(seeds: np.ndarray, z_dim: int, out: np.ndarray) -> None:
     _, short = _vectorised(seeds.astype(np.uint32), z_dim, out=out)
     if short.any():
         out[short] = by_reference(seeds[short], z_dim)
-
-
-def _thread_pool(threads: int):
-    global _pool
-    with _lock:
-        if _pool is None or _pool._max_workers != threads:
-            from concurrent.futures import ThreadPoolExecutor
-
-            if _pool is not None:
-                _pool.shutdown(wait=False)  # its threads end, and their workspaces with them
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gankit-latents")
-        return _pool
-
-
-def _forget_threads_in_child() -> None:
-    """After os.fork(): the parent's thread pool has no threads in the child (work handed to it would wait
-    forever), and a lock may have been held by one of them. The child starts afresh."""
-    global _pool, _lock
-    _pool, _lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
 def by_reference(seeds, z_dim: int) -> np.ndarray:
@@ -322,45 +287,3 @@ def verified() -> bool:
                     ok &= bool(np.array_equal(got[~short], want[~short]))
                 _verified = ok
     return _verified
-
-
-# A latent worker process (started by gankit_runtime.latent_workers, which loads this file by its path: it
-# imports numpy alone, so it starts in ~0.1 s). Requests come on stdin, latents go into the shared buffer, replies on stdout.
-HELLO = b"GKLW"
-REQUEST = struct.Struct("<4sIII")  # b"GKLR", slot, number of seeds, z_dim; then the seeds as uint32
-REPLY = struct.Struct("<4sIII")  # b"GKLA", slot, number of seeds, 0 (made) or 1 (failed)
-
-
-def _read_exact(stream, size: int) -> bytes | None:
-    data = stream.read(size)
-    return data if len(data) == size else None
-
-
-def serve(fd: int, offset: int, slot_bytes: int) -> None:
-    """The worker's loop: until stdin closes (the parent ended, however it ended), make the latents asked
-    for into slot k of the buffer at `offset` of the shared file `fd`."""
-    import mmap
-    import signal
-    import sys
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it also closes our stdin on its way out
-    buffer = mmap.mmap(fd, offset + 2 * slot_bytes)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    stdout.write(HELLO + struct.pack("<I", verified()))
-    stdout.flush()
-    while (head := _read_exact(stdin, REQUEST.size)) is not None:
-        magic, slot, n, z_dim = REQUEST.unpack(head)
-        data = _read_exact(stdin, 4 * n)
-        if magic != b"GKLR" or slot > 1 or data is None or n * z_dim * 4 > slot_bytes:
-            return
-        out = np.ndarray((n, z_dim), np.float32, buffer, offset + slot * slot_bytes)
-        try:
-            fill(np.frombuffer(data, "<u4").astype(np.int64), z_dim, out)
-            status = 0
-        except Exception:  # noqa: BLE001 - the parent makes this chunk itself and stops using workers
-            status = 1
-        try:
-            stdout.write(REPLY.pack(b"GKLA", slot, n, status))
-            stdout.flush()
-        except BrokenPipeError:
-            return

@@ -193,12 +193,60 @@ def prepare_output_dir(path) -> Path:
     return path
 
 
-def prepare_output_file(path) -> Path:
+def same_path(a, b) -> bool:
+    """Whether two paths name one file or folder (os.path.samefile where both exist, else resolved)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def is_inside(path, folder) -> bool:
+    """Whether `path` lies in `folder` or below it (resolved)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return folder == path or folder in path.parents
+
+
+def refuse_overlap(output, what: str, inputs: dict) -> None:
+    """One clear error when the output is one of `inputs` (description -> path): a command never writes over
+    what it reads, nor one of its outputs over another."""
+    for name, path in inputs.items():
+        if path is not None and same_path(output, path):
+            raise GankitError(f"{what} {output} is {name}: choose another path")
+
+
+def _check_replaceable(path: Path, ours, force: bool) -> None:
+    """An existing file is replaced only when ours(path) says it is of the kind this command writes, or with
+    force. A link is never written through."""
+    if force or not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not path.is_file() or ours is None or not ours(path):
+        raise GankitError(f"{path} exists and is not a file this command wrote: choose another path, or add "
+                          "--force to replace it")
+
+
+def starts_with(prefix: bytes):
+    """A test for _check_replaceable: the file begins with `prefix` (a format's magic bytes)."""
+    def test(path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return f.read(len(prefix)) == prefix
+        except OSError:
+            return False
+    return test
+
+
+def prepare_output_file(path, ours=None, force: bool = True) -> Path:
     """Check that `path` can be written as a file (not a folder; a file can be created beside it), creating
-    its folder if needed, and remove a killed writer's temporaries there (a half-written npz is large)."""
+    its folder if needed, and remove a killed writer's temporaries there (a half-written npz is large).
+    force False: an existing file is replaced only when ours(path) is true (a file of the kind this command
+    writes), so that a mistyped path destroys nothing (a shipped model, a user's data)."""
     path = Path(path)
     if path.is_dir():
         raise GankitError(f"output {path} is a folder, expected a file name")
+    _check_replaceable(path, ours, force)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.exists():
         try:

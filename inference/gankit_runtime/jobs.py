@@ -21,12 +21,19 @@ _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 
 def as_seed_sequence(seeds) -> Sequence[int]:
-    """A range or SeedRanges stays lazy; anything else becomes a tuple of ints."""
-    if isinstance(seeds, SeedRanges):
-        return seeds
+    """A range or SeedRanges stays lazy; anything else becomes a tuple of ints. A seed listed twice is an error:
+    it would name one output file twice."""
     if isinstance(seeds, range):
-        return SeedRanges([seeds])
-    return tuple(int(s) for s in seeds)
+        seeds = SeedRanges([seeds])
+    if isinstance(seeds, SeedRanges):
+        spans = sorted((min(r[0], r[-1]), max(r[0], r[-1])) for r in seeds.ranges)
+        twice = any(a[1] >= b[0] for a, b in zip(spans, spans[1:]))
+    else:
+        seeds = tuple(int(s) for s in seeds)
+        twice = len(set(seeds)) != len(seeds)
+    if twice:
+        raise GankitError("a seed is listed twice: each seed names one image")
+    return seeds
 
 
 class _Column(Sequence):

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import fastseeds, latent_workers
+from . import fastseeds
 from .errors import GankitError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
@@ -83,25 +83,16 @@ def latent_for_seed(seed: int, z_dim: int) -> np.ndarray:
     return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
 
 
-FAST_FROM = 1024  # below this many seeds, one reseeded RandomState (~3 us a seed) beats the vector pass (measured)
+FAST_FROM = 1024  # below this many seeds, one reseeded RandomState beats fastseeds' vector pass
 
 
 def latents_for_seeds(seeds, z_dim: int) -> np.ndarray:
     """float32 [len(seeds), z_dim], row i from seed i alone: the seed formula, bit for bit, computed for
-    many seeds at once (gankit_runtime.fastseeds, in worker processes once a process has made many:
-    gankit_runtime.latent_workers)."""
+    many seeds at once (gankit_runtime.fastseeds)."""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if len(seeds) and (seeds.min() < 0 or seeds.max() > MAX_SEED):
         bad = seeds[(seeds < 0) | (seeds > MAX_SEED)][0]
         raise GankitError(f"seed {bad} is outside [0, {MAX_SEED}]")
     if len(seeds) < FAST_FROM:
         return fastseeds.by_reference(seeds, z_dim)
-    out = np.empty((len(seeds), z_dim), dtype=np.float32)
-    for a in range(0, len(seeds), SEGMENT):  # workers that start during a long call take over from the next segment
-        part, dst = seeds[a:a + SEGMENT], out[a:a + SEGMENT]
-        if not latent_workers.fill(part, z_dim, dst):
-            fastseeds.latents(part, z_dim, out=dst)
-    return out
-
-
-SEGMENT = 65536
+    return fastseeds.latents(seeds, z_dim)

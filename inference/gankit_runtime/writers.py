@@ -4,19 +4,20 @@ Folder layouts
   png          out/<seed>.png                     unconditional models, or one class
   imagefolder  out/<class>/<seed>.png             what torchvision's ImageFolder and Hugging Face's
                                                   load_dataset("imagefolder") read; labels = folder names
-Both get out/gankit-job.json (model and truncation, claimed before the first image: a run of another model or
-truncation into the same folder is refused) and, when a run has made its part, out/metadata.jsonl: one record
-(file_name, seed, label, class name, model sha256, runtime version, provider, truncation) for each image of
-the job that is in the folder, no more. Every file is written under a temporary name and renamed, so an
-interrupted run leaves whole images only; run it again and it skips the images already there. Shards run into
-separate folders copy together into the single run's folder; the same command without --shard then finds
-every image and writes the whole job's metadata.jsonl.
+Both get out/gankit-job.json, the claim: everything that decides a file's content (model sha256, truncation,
+layout, and for a flat folder of a conditional model its class), written before the first image. A run that
+differs in any of them is refused rather than mixed in, and only a folder this claim covers has its existing
+files trusted: a new claim is refused in a folder that already holds images or a metadata.jsonl. When a run
+has made its part, out/metadata.jsonl gets one record (file_name, seed, label, class name, model sha256,
+runtime version, provider, truncation) for each image of the job that is in the folder, no more; a shard
+writes only its own records (gankit-shard-I-of-N.jsonl), and the same command without --shard then writes the
+whole job's metadata.jsonl. Every file is written under a temporary name and renamed, so an interrupted run
+leaves whole images only; run it again and it skips the images already there. Links inside the output folder
+are never written through.
 
-Inference runs on the generator's sessions (side by side on the CPU) while one writer thread encodes
-(gankit_runtime.images.encode_pngs) and writes the previous batch's files, and another thread makes the next
-latents (in worker processes for a job longer than one latent block); at most two batches wait for the writer,
-whatever the job's size. Measured by bench/generation.py on 2 cores: PNGs end to end at 85-96% of one
-onnxruntime session's speed on tmpfs, npz at 113-127%.
+Inference runs on the generator's lanes while one writer thread encodes (gankit_runtime.images.encode_pngs)
+and writes the previous batch's files, and another thread makes the next latents; at most two batches wait
+for the writer, whatever the job's size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import contextlib
 import itertools
 import json
 import os
+import re
+import stat
 import zipfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -35,10 +38,10 @@ import numpy as np
 
 from ._version import __version__
 from .errors import GankitError, Interrupted
-from .files import (atomic_path, atomic_write_bytes, create_exclusive, prepare_output_dir, prepare_output_file,
-                    remove_stale_temporaries)
-from .generator import Generator
-from .images import encode_pngs, make_grid, save_png
+from .files import (atomic_path, atomic_write_bytes, create_exclusive, is_inside, prepare_output_dir,
+                    prepare_output_file, refuse_overlap, remove_stale_temporaries, starts_with)
+from .generator import Generator, check_batch_size
+from .images import PNG_SIGNATURE, encode_pngs, make_grid, save_png
 from .jobs import Job
 from .metadata import class_name_problem
 
@@ -48,6 +51,9 @@ GRID_COLUMNS = 8  # conditional grids: one row per class (up to GRID_ROWS), its 
 GRID_ROWS = 16
 JOB_FILE = "gankit-job.json"
 METADATA_FILE = "metadata.jsonl"
+SHARD_RECORDS = "gankit-shard-{}-of-{}.jsonl"  # a shard's own metadata records
+_OUR_NAMES = re.compile(r"^(\d{6,}\.png|metadata\.jsonl|gankit-shard-\d+-of-\d+\.jsonl)$")  # what a job writes
+_is_png = starts_with(PNG_SIGNATURE)
 
 
 def png_name(seed: int) -> str:
@@ -93,40 +99,75 @@ def _record(generator: Generator, layout: str, seed: int, label: int | None, tru
     return record
 
 
-def _claim_folder(generator: Generator, out_dir: Path, layout: str, truncation: float) -> bool:
-    """out/gankit-job.json names the model and truncation of the images in out; a run of another model or
-    truncation into the same folder is refused rather than mixed in. Created exclusively: of two jobs
+def _claim(generator: Generator, job: Job, layout: str) -> dict:
+    """Everything that decides the content of a file in the folder besides its name."""
+    claim = {"model_sha256": generator.sha256, "truncation": job.truncation, "layout": layout}
+    if layout == "png" and job.classes is not None:  # a flat folder's file names do not say the class
+        claim["classes"] = [generator.classes[c] for c in job.classes]
+    return claim
+
+
+def _foreign_files(generator: Generator, out_dir: Path, layout: str) -> list[str]:
+    """Entries of an unclaimed folder that a job would take for its own (images, metadata, class folders)."""
+    classes = set(generator.classes) if layout == "imagefolder" else set()
+    found = []
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            if _OUR_NAMES.match(entry.name) or entry.name in classes:
+                found.append(entry.name)
+                if len(found) == 3:
+                    break
+    return sorted(found)
+
+
+def _claim_folder(generator: Generator, out_dir: Path, layout: str, job: Job) -> bool:
+    """Claim out_dir for this job (out/gankit-job.json), or check the claim there. A folder claimed by another
+    job is refused rather than mixed into; an unclaimed one that already holds what a job writes is refused
+    rather than trusted (a user's labelled set has its own metadata.jsonl). Created exclusively: of two jobs
     started at once into one folder, one claims it and the other compares against that claim.
     True when this call created the claim."""
-    job = {"model_sha256": generator.sha256, "truncation": truncation, "layout": layout}
+    claim = _claim(generator, job, layout)
     path = out_dir / JOB_FILE
-    if create_exclusive(path, (json.dumps(job, indent=1) + "\n").encode()):
-        return True
+    if not os.path.lexists(path):
+        foreign = _foreign_files(generator, out_dir, layout)
+        if foreign:
+            raise GankitError(f"{out_dir} holds files no gankit job claimed ({', '.join(foreign)}): they would be "
+                              "taken for generated images or replaced; choose a new or empty --out")
+        if create_exclusive(path, (json.dumps(claim, indent=1) + "\n").encode()):
+            return True
     try:
+        if path.is_symlink():
+            raise ValueError
         held = json.loads(path.read_text())
         if not isinstance(held, dict):
             raise ValueError
     except (OSError, ValueError, UnicodeDecodeError):
-        raise GankitError(f"{path} is unreadable: remove it, or choose another --out") from None
-    if {k: held.get(k) for k in job} != job:
-        diff = ", ".join(f"{k} {held.get(k)!r} there, {v!r} here" for k, v in job.items() if held.get(k) != v)
-        raise GankitError(f"{out_dir} holds images of another job ({diff}): choose another --out")
+        raise GankitError(f"{path} is unreadable or a link: remove it, or choose another --out") from None
+    keys = sorted(set(held) | set(claim))
+    if any(held.get(k) != claim.get(k) for k in keys):
+        diff = ", ".join(f"{k} {held.get(k)!r} there, {claim.get(k)!r} here" for k in keys
+                         if held.get(k) != claim.get(k))
+        raise GankitError(f"{out_dir} holds images of another job ({diff})"[:400] + ": choose another --out")
     return False
 
 
 def _is_whole_file(path: str) -> bool:
-    """There and not empty (an unsynced file renamed into place just before a power cut can be empty)."""
+    """A regular file (not a link), not empty (an unsynced file renamed into place just before a power cut can
+    be empty)."""
     try:
-        return os.stat(path).st_size > 0
+        st = os.lstat(path)
     except OSError:
         return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
 def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) -> int:
-    """metadata.jsonl: one record for each image of `job` (the whole job, all shards) that is in out_dir,
-    in job order; written whole, under a temporary name. Streams: flat memory for any job size."""
+    """metadata.jsonl: one record for each image of the job (all shards) that is in out_dir, in job order; a
+    shard writes its own records only (SHARD_RECORDS), so that n shards sharing a folder each look at their
+    own images. Written whole, under a temporary name. Streams: flat memory for any job size."""
     count = 0
-    with atomic_path(out_dir / METADATA_FILE) as tmp, open(tmp, "w", buffering=1 << 20) as f:
+    name = METADATA_FILE if job.part == (0, 1) else SHARD_RECORDS.format(*job.part)
+    with atomic_path(out_dir / name) as tmp, open(tmp, "w", buffering=1 << 20) as f:
         for seed, label in job:
             r = _record(generator, layout, seed, label, job.truncation)
             if _is_whole_file(os.path.join(out_dir, r["file_name"])):
@@ -177,9 +218,16 @@ class _Folders:
         if folder in self.ready:
             return
         path = self.root / folder
-        if not path.is_dir():
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
             path.mkdir()
             self.made.append(path)
+        else:
+            if folder and not stat.S_ISDIR(mode):  # the output folder itself the user named: a link is fine
+                what = "a link" if stat.S_ISLNK(mode) else "not a folder"
+                raise GankitError(f"{path} is {what}: gankit never writes through links inside its outputs; "
+                                  "remove it, or choose another --out")
         remove_stale_temporaries(path)
         self.ready.add(folder)
 
@@ -212,8 +260,20 @@ def _remove_if_unused(out_dir: Path, folders: "_Folders", claimed: bool, existed
             out_dir.rmdir()  # only if empty
 
 
+def _prepare_grid(grid: Path | None, generator: Generator, force: bool, **outputs) -> Path | None:
+    """The grid's path, checked: never the model nor another output, never inside the data set's folder."""
+    if grid is None:
+        return None
+    refuse_overlap(grid, "--grid", {"the model": generator.info.path, **{f"the {k}": v for k, v in outputs.items()}})
+    folder = outputs.get("output folder")
+    if folder is not None and is_inside(grid, folder):
+        raise GankitError(f"--grid {grid} lies inside the output folder {folder}: it would join the data set's "
+                          "images; put it elsewhere")
+    return prepare_output_file(grid, ours=_is_png, force=force)
+
+
 def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "png", batch_size: int = 64,
-                 grid: Path | None = None, png_level: int = 1) -> WriteResult:
+                 grid: Path | None = None, png_level: int = 1, force: bool = False) -> WriteResult:
     """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
     read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
 
@@ -224,13 +284,11 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
     _check_layout(generator, job, layout)
     if not (isinstance(png_level, int) and 0 <= png_level <= 9):
         raise GankitError(f"PNG level must be an integer 0-9, got {png_level!r}")
-    if batch_size < 1:
-        raise GankitError(f"batch size must be at least 1, got {batch_size}")
-    if grid is not None:
-        grid = prepare_output_file(grid)
+    check_batch_size(batch_size)
+    grid = _prepare_grid(grid, generator, force, **{"output folder": out_dir})
     existed = Path(out_dir).is_dir()
     out_dir = prepare_output_dir(out_dir)
-    claimed = _claim_folder(generator, out_dir, layout, job.truncation)
+    claimed = _claim_folder(generator, out_dir, layout, job)
     folders = _Folders(out_dir)
     folders.need("")  # out_dir itself: clear its stale temporaries
     counts = [0]  # skipped
@@ -256,23 +314,32 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
     except BaseException:
         _remove_if_unused(out_dir, folders, claimed, existed)
         raise
-    _write_metadata(generator, out_dir, layout, job.whole)
+    _write_metadata(generator, out_dir, layout, job)
     if grid is not None:
         write_grid(generator, job.whole, grid, batch_size)
     return WriteResult(saved[0], counts[0])
 
 
+def _is_our_npz(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {"images.npy", "seeds.npy", "metadata.npy"} <= set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
-              grid: Path | None = None) -> WriteResult:
+              grid: Path | None = None, force: bool = False) -> WriteResult:
     """One .npz, streamed batch by batch: `images` uint8 [N, H, W, C], `seeds` int64 [N], and for a
     conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
     (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
     not at all: Ctrl-C or a full disk leaves no file (and a killed run's temporary goes at the next run)."""
-    path = prepare_output_file(path)
-    if path.suffix != ".npz":
+    if Path(path).suffix != ".npz" and not Path(path).is_dir():
         raise GankitError(f"an npz output needs a file name ending in .npz, not {path}")
-    if grid is not None:
-        grid = prepare_output_file(grid)
+    refuse_overlap(path, "output", {"the model": generator.info.path})
+    check_batch_size(batch_size)
+    grid = _prepare_grid(grid, generator, force, npz=path)
+    path = prepare_output_file(path, ours=_is_our_npz, force=force)
     i = generator.info
     n = len(job)
     header = {"descr": "|u1", "fortran_order": False, "shape": (n, i.height, i.width, i.channels)}

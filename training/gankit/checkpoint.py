@@ -30,8 +30,21 @@ def save_checkpoint(state: dict, path: Path) -> None:
     try:
         with atomic_path(Path(path)) as tmp:
             torch.save(state, tmp)
-    except OSError as e:
-        raise GankitError(f"could not write checkpoint {path}: {e.strerror or e}") from None
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError ("file write failed")
+        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise GankitError(f"could not write checkpoint {path}: {reason}; the previous checkpoint is kept") from None
+
+
+def _names_python_objects(path: Path) -> bool:
+    """Whether `path` is a bare pickle that names Python objects (what torch's weights_only refuses as possibly
+    unsafe), as opposed to bytes that are no pickle at all (only corrupt)."""
+    import pickletools
+
+    try:
+        data = path.read_bytes()
+        return any(op.name in ("GLOBAL", "STACK_GLOBAL", "INST") for op, _, _ in pickletools.genops(data))
+    except Exception:  # noqa: BLE001 - not a pickle: corrupt, not unsafe
+        return False
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -44,7 +57,7 @@ def load_checkpoint(path: Path) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, not a torch file at all, ...
         text = str(e)
-        if "WeightsUnpickler error" in text or "weights_only" in text:
+        if "allowed global" in text or "Unsupported global" in text or _names_python_objects(path):
             # torch's refusal goes on to suggest weights_only=False: exactly what must not be done here.
             raise GankitError(f"{path} is not a gankit checkpoint: it holds Python objects other than tensors and "
                               "plain values, which could run code when loaded; it was refused unread and may be "

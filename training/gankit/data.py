@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from gankit_runtime import GankitError
 
 from gankit_runtime.datasets import CLASSES, load_mnist_like
+from gankit_runtime.metadata import class_name_problem
 
 BUILTIN = ("mnist", "fashion-mnist")
 
@@ -95,8 +96,9 @@ def _load_image(path: Path, size: int, mode: str) -> np.ndarray | None:
 def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
     """Every file Pillow can read under `folder` (recursive). Classes: the first-level sub-folders,
     when every image lies in one of them."""
-    try:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    try:  # hidden files and folders (.ipynb_checkpoints, .DS_Store) are not data
+        files = sorted(p for p in folder.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     except OSError as e:
         raise GankitError(f"cannot read image folder {folder}: {e.strerror or e}") from None
     if not files:
@@ -116,6 +118,10 @@ def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
     labels, classes = None, []
     if all(len(parts) > 1 for parts in rel):
         classes = sorted({parts[0] for parts in rel})
+        for c in classes:  # checked now, not at export after hours of training: class names become folder names
+            problem = class_name_problem(c)
+            if problem:
+                raise GankitError(f"class folder {folder / c} cannot name a class: its name {problem}; rename it")
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64)
     return Dataset(folder.name, images, labels, classes)

@@ -23,7 +23,7 @@ from torch import nn
 
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
 from gankit_runtime import metadata as meta
-from gankit_runtime.files import atomic_path, prepare_output_file, sha256_of
+from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap, sha256_of
 
 from . import __version__
 from .checkpoint import checkpoint_file, load_checkpoint
@@ -114,11 +114,9 @@ def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: st
         labels = np.arange(n, dtype=np.int64) % len(runtime.classes) if runtime.conditional else None
         with torch.no_grad():
             ref = g.eval()(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels)).numpy()
-        got = runtime.run(z, labels)
-        if got.shape != ref.shape:
-            raise GankitError(f"exported model gives shape {got.shape}, torch gives {ref.shape}")
-        if not (np.isfinite(ref).all() and np.isfinite(got).all()):
+        if not np.isfinite(ref).all():
             raise GankitError("the generator gives NaN or infinite values (a diverged run?): nothing exported")
+        got = runtime.run(z, labels)
         report.max_abs[n] = float(np.abs(got - ref).max())
         diff = np.abs(to_uint8(got).astype(np.int16) - to_uint8(ref).astype(np.int16))
         report.pixels_off[n] = int((diff > 0).sum())
@@ -141,12 +139,14 @@ def check_graph(path: Path) -> None:
                           "depend on z alone")
 
 
-def export(run: Path, out: Path, atol: float = 1e-4, log=None) -> ParityReport:
-    """Export the generator of a run folder or checkpoint to `out`, verified; nothing is left on failure."""
+def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = True) -> ParityReport:
+    """Export the generator of a run folder or checkpoint to `out`, verified; nothing is left on failure.
+    force False: an existing `out` is refused (a shipped model, another run's export), never replaced."""
     log = log or sys.stderr
     if not atol > 0:
         raise GankitError(f"atol must be positive, got {atol}")
-    out = prepare_output_file(Path(out))
+    refuse_overlap(out, "--out", {"the checkpoint this command reads": checkpoint_file(run)})
+    out = prepare_output_file(Path(out), force=force)
     g, cfg, state = load_generator(run)
     metadata = {
         meta.FORMAT: meta.FORMAT_VERSION, meta.MODEL_KIND: cfg.kind, meta.Z_DIM: str(cfg.z_dim),

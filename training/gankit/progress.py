@@ -1,4 +1,4 @@
-"""A one-line progress bar on a terminal; one line per epoch in logs and CI."""
+"""A one-line progress bar on a terminal; in logs (nohup, Slurm, CI) a plain line every PLAIN_EVERY seconds."""
 
 from __future__ import annotations
 
@@ -6,16 +6,24 @@ import sys
 import time
 
 
+PLAIN_EVERY = 30.0  # seconds between progress lines without a terminal (tqdm's habit in logs)
+
+
 class Progress:
-    def __init__(self, stream=sys.stderr, every: float = 0.25):
-        self.stream, self.every = stream, every
+    def __init__(self, stream=sys.stderr, every: float = 0.25, plain_every: float = PLAIN_EVERY):
+        self.stream = stream
         self.tty = stream.isatty()
-        self._last = 0.0
+        self.every = every if self.tty else plain_every
+        self._last = 0.0 if self.tty else time.perf_counter()
 
     def update(self, text: str, done: int, total: int) -> None:
-        if not self.tty or time.perf_counter() - self._last < self.every:
+        if time.perf_counter() - self._last < self.every:
             return
         self._last = time.perf_counter()
+        if not self.tty:
+            self.stream.write(f"{done}/{total} {text}\n")
+            self.stream.flush()
+            return
         filled = int(20 * done / max(total, 1))
         self.stream.write(f"\r[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {text}\033[K")
         self.stream.flush()

@@ -302,9 +302,13 @@ class Diverged(GankitError):
     """Non-finite losses: the run stops with its last good checkpoint (every rank at the same step)."""
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class StopSignal:
-    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption, torchrun stopping a job) ask the training
-    loop to stop at the end of the current step, where the state is whole, and checkpoint. A second
+    """Ctrl-C (SIGINT), SIGTERM (a scheduler's preemption, torchrun stopping a job, a dead launcher) and SIGHUP
+    (a closed terminal) ask the training loop to stop at the end of the current step, where the state is whole,
+    and checkpoint. A second
     Ctrl-C stops at once (the run folder keeps its previous checkpoint)."""
 
     def __init__(self):
@@ -313,7 +317,7 @@ class StopSignal:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -357,9 +361,12 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
     except RuntimeError as e:  # a collective failed: another rank stopped or its machine went away
         if not world.active:
             raise
-        raise GankitError(f"rank {world.rank}: lost the other processes ({str(e).splitlines()[0][:120]}); the last "
-                          f"checkpoint in {out} is whole: run the same command with --resume") from None
+        reason = " ".join(str(e).split())
+        reason = reason if len(reason) <= 160 else reason[:160].rsplit(" ", 1)[0] + " ..."
+        raise GankitError(f"rank {world.rank}: lost the other processes ({reason}); the last checkpoint in {out} "
+                          "is whole: run the same command with --resume") from None
     finally:
+        release_run_folder(out)
         leave(world, together)
 
 
@@ -378,7 +385,9 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     if out.exists() and not out.is_dir():
         raise GankitError(f"output {out} exists and is not a folder")
     data_dir = Path(train_cfg.data_dir) if train_cfg.data_dir else default_data_dir()
-    data = load_dataset(train_cfg.data, model_cfg.size, model_cfg.channels, data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise GankitError(f"the data cache {data_dir} (--data-dir or GANKIT_DATA) is a file; give a folder")
+    data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:
             raise GankitError(f"--conditional needs labelled data: {train_cfg.data} has no classes (give an image "
@@ -390,6 +399,10 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
         del state
     spe = trainer.steps_per_epoch
     last = train_cfg.epochs * spe if max_steps is None else min(max_steps, train_cfg.epochs * spe)
+    limit = f"--steps {max_steps}" if last == max_steps else f"--epochs {train_cfg.epochs}"
+    if max_steps is not None and max_steps > last:
+        print(f"note: --epochs {train_cfg.epochs} ({last} steps) stops the run before --steps {max_steps}: "
+              "give a larger --epochs to go further", file=log)
     if last <= trainer.step:
         asked = f"--steps {max_steps}" if max_steps is not None and max_steps <= train_cfg.epochs * spe \
             else f"{train_cfg.epochs} epochs ({train_cfg.epochs * spe} steps)"
@@ -403,10 +416,13 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
             from .monitor import Monitor
 
             monitor = Monitor(out, data_dir, train_cfg.eval_samples, log)
-    made_out, made_samples = not out.exists(), not (out / "samples").exists()
+    made_out, made_samples = not out.exists(), not os.path.lexists(out / "samples")
     if world.is_main:
         try:
-            (out / "samples").mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            claim_run_folder(out)
+            refuse_links(out, ("samples", "metrics.jsonl", "best.pt", "plot.png"))
+            (out / "samples").mkdir(exist_ok=True)
         except OSError as e:
             raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
     kind = f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)" if model_cfg.conditional else model_cfg.kind
@@ -415,7 +431,7 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
               f"({train_cfg.batch_size // world.size} per process), batch norm "
               f"{'synchronised (--sync-bn)' if train_cfg.sync_bn else 'per process'}; rank 0 writes", file=log)
     print(f"training {kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
-          f"{spe} steps per epoch, step {trainer.step} -> {last}, device {device}, "
+          f"{spe} steps per epoch, step {trainer.step} -> {last} ({limit}), device {device}, "
           f"{torch.get_num_threads()} threads", file=log)
     loop = _Loop(trainer, out, last, monitor, log)
     try:
@@ -426,6 +442,18 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
             shutil.rmtree(out if made_out else out / "samples", ignore_errors=True)
         raise
     return ckpt
+
+
+def _load_data(train_cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path, world: World) -> Dataset:
+    """The training data; under torchrun rank 0 fetches and caches it first, and the others then read the cache
+    (n ranks never download at once)."""
+    if world.active and not world.is_main:
+        dist.barrier()
+    try:
+        return load_dataset(train_cfg.data, model_cfg.size, model_cfg.channels, data_dir)
+    finally:
+        if world.active and world.is_main:
+            dist.barrier()
 
 
 def _shared(load, world: World):
@@ -576,9 +604,45 @@ def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
     _plot(out)
 
 
+LOCK_FILE = ".gankit-train.lock"
+_held_locks: dict = {}  # run folder -> its open lock file, held until the process ends
+
+
+def claim_run_folder(out: Path) -> None:
+    """Hold the run folder for this process alone (an advisory lock the kernel drops when the process ends, however
+    it ends): two trainings into one folder would interleave metrics.jsonl and overwrite each other's checkpoint."""
+    import fcntl
+
+    key = str(out.resolve())
+    if key in _held_locks:
+        return
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise GankitError(f"another training is running in {out}: wait for it, or choose another --out") from None
+    _held_locks[key] = fd
+
+
+def release_run_folder(out: Path) -> None:
+    fd = _held_locks.pop(str(Path(out).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def refuse_links(out: Path, names) -> None:
+    """Files and folders of a run are never written through a link: a link there could point anywhere."""
+    for name in names:
+        if (out / name).is_symlink():
+            raise GankitError(f"{out / name} is a link: gankit never writes through links inside a run folder; "
+                              "remove it")
+
+
 def _append(run: Path, record: dict) -> None:
-    # One write of one whole line: a crash cannot leave half a record.
-    with open(run / "metrics.jsonl", "a") as f:
+    # One write of one whole line: a crash cannot leave half a record. O_NOFOLLOW: never through a link.
+    fd = os.open(run / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -587,4 +651,8 @@ def _plot(run: Path) -> None:
         return
     from .monitor import plot_run
 
-    plot_run(run)
+    try:
+        plot_run(run)
+    except Exception as e:  # noqa: BLE001 - a plot is a convenience: training goes on without it
+        print(f"warning: could not draw {run / 'plot.png'}: {(str(e).splitlines() or [repr(e)])[0][:200]}",
+              file=sys.stderr)

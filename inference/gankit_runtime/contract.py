@@ -1,0 +1,204 @@
+"""The model contract: what an exported generator must be, read and checked once, and its onnxruntime session.
+
+A generator takes z float32 [N, z_dim] (and, class-conditional, labels int64 [N]) and gives images float32
+[N, 1|3, H, W]; its metadata_props (gankit_runtime.metadata) add what the graph cannot say. Every field of the
+file is untrusted: a model is checked here before any work, and each batch's shape again when it is made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import metadata as meta
+from .errors import GankitError
+
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+MAX_MODEL_BYTES = 2**31  # protobuf's own limit: a larger "model" is not one
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a generator takes and gives, read from its graph and metadata."""
+
+    path: Path
+    input_name: str
+    output_name: str
+    z_dim: int
+    channels: int
+    height: int
+    width: int
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    metadata: dict = field(default_factory=dict)
+    # Class-conditional generators have a second input, labels int64 [N]; `classes` names label 0, 1, ...
+    labels_name: str | None = None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return self.labels_name is not None
+
+    def check_output(self, raw: np.ndarray, n: int, first_seed: object = "?") -> None:
+        """A batch of n images as the graph declared them, all finite; else one clear error."""
+        want = (n, self.channels, self.height, self.width)
+        if raw.shape != want:
+            raise GankitError(f"{self.path} declares images {list(want)} but made {list(raw.shape)}: "
+                              "the file is not a valid generator")
+        if not np.isfinite(raw).all():
+            raise GankitError(f"{self.path} gives NaN or infinite values (seeds from {first_seed}): the model is "
+                              "broken, perhaps exported from a diverged run")
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """'cpu', 'cuda' or 'cuda:N' -> (kind, index); anything else is one clear error."""
+    m = _DEVICE.match(str(device))
+    if not m or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise GankitError(f"bad device {str(device)[:40]!r}: use cpu, cuda or cuda:N (other accelerators such "
+                          "as mps are not supported)")
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise GankitError("onnxruntime is not installed: pip install './inference[cpu]' "
+                          "(or './inference[gpu]' for CUDA)") from None
+    # Errors only. onnxruntime-gpu logs a warning at every session start ("No registered plugin EP device
+    # found ..."); real failures reach the user as exceptions, and a CUDA fallback is checked explicitly.
+    onnxruntime.set_default_logger_severity(3)
+    return onnxruntime
+
+
+def _providers(ort, device: str, tf32: bool = False) -> list:
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise GankitError(f"device {device} requested but this onnxruntime has no CUDA provider "
+                          "(install onnxruntime-gpu: pip install './inference[gpu]')")
+    # TF32 convolutions are onnxruntime's CUDA default; they move pixels by several levels against the CPU
+    # (docs/benchmarks.md). Off unless asked, so that CUDA matches the CPU.
+    return [("CUDAExecutionProvider", {"device_id": index or 0, "use_tf32": 1 if tf32 else 0}),
+            "CPUExecutionProvider"]
+
+
+def read_model(path: Path) -> bytes:
+    """The model file's bytes, read once: every session and the model's sha256 come from these same bytes, so
+    a file replaced while a job starts cannot give two models' images under one name."""
+    path = Path(path)
+    if path.is_dir():
+        raise GankitError(f"model {path} is a folder; give an .onnx file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MODEL_BYTES + 1)
+    except FileNotFoundError:
+        raise GankitError(f"model {path} not found") from None
+    except OSError as e:
+        raise GankitError(f"cannot read model {path}: {e.strerror or e}") from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise GankitError(f"{path} is over 2 GB: not an ONNX model this runtime can load")
+    return data
+
+
+def open_session(model: Path | bytes, device: str = "cpu", threads: int | None = None, spin: bool = True,
+                 tf32: bool = False, name: Path | str | None = None):
+    """An onnxruntime session on `device`, from a file or from its bytes (`name` then names it in messages), or
+    one clear GankitError: missing or unloadable file, bad device, CUDA asked for but not available, or a
+    session that silently fell back to the CPU. tf32: let CUDA convolutions use TF32 (see _providers)."""
+    ort = import_onnxruntime()
+    data = model if isinstance(model, bytes) else read_model(model)
+    name = name or model
+    if threads is not None and threads < 1:
+        raise GankitError(f"threads must be at least 1, got {threads}")
+    providers = _providers(ort, device, tf32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; a CUDA fallback is checked below, not logged
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    try:
+        session = ort.InferenceSession(data, options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own pybind exception types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GankitError(f"{name} is not a loadable ONNX model: {reason[:300]}") from None
+    if device != "cpu" and "CUDAExecutionProvider" not in session.get_providers():
+        raise GankitError(f"device {device} requested but onnxruntime fell back to {session.get_providers()} "
+                          "(no visible GPU or CUDA/cuDNN libraries missing)")
+    return session
+
+
+def _output_range(path: Path, text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise GankitError(f"{path}: bad output_range metadata {text[:40]!r} (expected 'low,high')") from None
+    with np.errstate(all="ignore"):
+        scale = np.float32(255.0) / np.float32(high - low)  # what to_uint8 computes with
+    if not (math.isfinite(low) and math.isfinite(high) and low < high and np.isfinite(scale) and scale > 0):
+        raise GankitError(f"{path}: bad output_range metadata {text[:40]!r} (need finite low < high, a range "
+                          "whose float32 scale is finite and non-zero)")
+    return low, high
+
+
+def _classes(path: Path, props: dict) -> tuple[str, ...]:
+    """A conditional model's class names: a JSON list of distinct, safe names (they become folder names), as many
+    as its config says it has (when it says)."""
+    try:
+        classes = json.loads(props.get(meta.CLASSES))
+    except (TypeError, ValueError):
+        classes = None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise GankitError(f"{path} is a conditional generator without a valid {meta.CLASSES!r} metadata "
+                          "entry (a JSON list of class names)")
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise GankitError(f"{path}: metadata {meta.CLASSES!r} must name at least 2 distinct classes")
+    for c in classes:
+        problem = meta.class_name_problem(c)
+        if problem:
+            raise GankitError(f"{path}: class name {c[:40]!r} {problem}")
+    try:
+        declared = json.loads(props.get(meta.CONFIG, "{}")).get("num_classes", len(classes))
+    except (TypeError, ValueError, AttributeError):
+        declared = len(classes)
+    if declared != len(classes):
+        raise GankitError(f"{path}: metadata names {len(classes)} classes but its config has {str(declared)[:20]}")
+    return tuple(classes)
+
+
+def read_info(session, path: Path) -> ModelInfo:
+    """The contract of a loaded model, or one clear error saying what it has instead."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    got = (f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, "
+           f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")
+    labels_ok = len(inputs) == 1 or (len(inputs) == 2 and inputs[1].type == "tensor(int64)"
+                                     and len(inputs[1].shape) == 1)
+    ok = (labels_ok and len(outputs) == 1
+          and inputs[0].type == "tensor(float)" and len(inputs[0].shape) == 2
+          and isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] > 0
+          and outputs[0].type == "tensor(float)" and len(outputs[0].shape) == 4
+          and all(isinstance(d, int) and d > 0 for d in outputs[0].shape[1:])
+          and outputs[0].shape[1] in (1, 3))
+    if not ok:
+        raise GankitError(f"{path} is not a generator (expected input z float32 [N, z_dim], optionally labels "
+                          f"int64 [N], and one output float32 [N, 1|3, H, W]; it has {got})"[:600])
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    z_dim = inputs[0].shape[1]
+    channels, height, width = outputs[0].shape[1:]
+    for key, value in ((meta.Z_DIM, z_dim), (meta.CHANNELS, channels), (meta.HEIGHT, height),
+                       (meta.WIDTH, width)):
+        if key in props and props[key] != str(value):
+            raise GankitError(f"{path}: metadata says {key}={props[key][:40]!r} but the graph has {value}")
+    low, high = _output_range(path, props.get(meta.OUTPUT_RANGE, "-1,1"))
+    labels_name, classes = None, ()
+    if len(inputs) == 2:
+        labels_name = inputs[1].name
+        classes = _classes(path, props)
+    return ModelInfo(path, inputs[0].name, outputs[0].name, z_dim, channels, height, width,
+                     (low, high), props, labels_name, classes)
