@@ -73,6 +73,43 @@ def _check_threads(threads: int | None) -> None:
         raise GankitError(f"--threads {threads} is more than 4 per CPU this process may use ({usable_cpus()})")
 
 
+_ARGV: list[str] = []  # the command line main() was given (train --nproc starts the ranks with it)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _launch(nproc: int) -> int:
+    """train --nproc N: torchrun's launcher in this process, so that a failure is the ranks' one line (rank 0
+    speaks) and their exit code, not torchrun's traceback, and Ctrl-C or SIGTERM exit 130 or 143."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its warnings and failure reports
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", str(Path(__file__).resolve()),
+                                         *_without_nproc(_ARGV)])
+    try:
+        run(args)
+    except ChildFailedError as e:
+        failure = e.failures.get(0) or next(iter(e.failures.values()))
+        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+    except SignalException as e:
+        return 128 + int(e.sigval)
+    return 0
+
+
 def _training_side():
     """Import the torch side, or say in one line what is missing."""
     try:
@@ -148,6 +185,9 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    nproc: Optional[int] = typer.Option(None, min=1, max=1024, help="Train on N processes of this machine (DDP: "
+                                                                 "torchrun --standalone --nproc-per-node N, in one "
+                                                                 "command: one error line, the ranks' exit code)."),
     resume: bool = typer.Option(False, "--resume", **_flag("Continue the run in --out with its own settings; "
                                                            "--epochs, --steps, --eval-every, --eval-samples, "
                                                            "--checkpoint-every, --device, --threads may change, any "
@@ -155,6 +195,8 @@ def train(
 ):
     """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl. Ctrl-C checkpoints and stops."""
     _training_side()
+    if nproc and "RANK" not in os.environ:
+        raise typer.Exit(_launch(nproc))
     import torch
 
     from gankit.config import new_run_configs
@@ -222,11 +264,10 @@ def generate(
     tf32: bool = typer.Option(False, "--tf32", **_flag("CUDA: TF32 convolutions, faster on recent GPUs but pixels "
                                                        "then differ from the CPU's by several levels (off: CUDA "
                                                        "matches the CPU within 1 level).")),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference, all sessions together "
-                                                            "(default: the CPUs this process may use)."),
-    sessions: Optional[int] = typer.Option(None, min=1, help="CPU: onnxruntime sessions running batches side by "
-                                                             "side, threads/sessions threads each (default: one per "
-                                                             "thread, at most 4). Images do not depend on it."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference in all, exactly (default: "
+                                                            "the CPUs this process may use, at most 8)."),
+    lanes: Optional[int] = typer.Option(None, min=1, help="Batches in flight at once, sharing the model (CPU default: "
+                                                          "one per thread, at most 4). Images do not depend on it."),
     grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the job's first 64 images, or 8 per "
                                                    "class."),
     png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files; 0 is the "
@@ -248,7 +289,7 @@ def generate(
         raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
     if png_level != 1 and format == Format.npz:
         raise GankitError("--png-level is for PNG folders: an npz holds raw pixels")
-    generator = Generator(model, device=device, threads=threads, tf32=tf32, sessions=sessions)
+    generator = Generator(model, device=device, threads=threads, tf32=tf32, lanes=lanes)
     part = job_for(generator, seeds, per_class, classes, truncation, shard)
     format = format or Format(default_layout(generator))
     out = out or Path("out.npz" if format == Format.npz else "out")
@@ -380,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()  # signals can only be set there
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     errors.received_signal = signal.SIGINT
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     if main_thread:
         for sig in STOP_SIGNALS:
             signal.signal(sig, _stop_on_signal)

@@ -4,9 +4,8 @@ against `session.run` alone on the same latents.
 
     python bench/generation.py [--threads 2] [--images 10000] [--files-only] [--quick]
 
-Targets: runtime >= 1.5x torch eager (issue 2); end to end (latents counted) npz >= 90% and PNG >= 85%
-of session.run alone, on tmpfs and on disk (issue 8). PNG at --png-level 0 (stored, not deflated) is reported
-beside the default level 1.
+Targets: runtime >= 1.5x torch eager; end to end (latents counted) npz >= 90% and PNG >= 85% of session.run
+alone, on tmpfs and on disk. PNG at --png-level 0 (stored, not deflated) is reported beside the default level 1.
 """
 
 from __future__ import annotations
@@ -85,11 +84,11 @@ def main():
 
 def latent_rates(quick: bool = False) -> None:
     """Seeds per second of the seed formula: a new RandomState per seed (the formula as written: the anchor),
-    one RandomState reseeded, the vectorised path in this process's threads, and in worker processes (what
-    generate uses once a job has made START_AFTER seeds). All bit-identical (checked here too)."""
+    one RandomState reseeded, and fastseeds' vectorised path in this thread (what generate uses). All
+    bit-identical (checked here too)."""
     import numpy as np
 
-    from gankit_runtime import fastseeds, latent_workers
+    from gankit_runtime import fastseeds
 
     n = 16384 if quick else 262144
     seeds = np.arange(10**6, 10**6 + n)
@@ -102,37 +101,24 @@ def latent_rates(quick: bool = False) -> None:
             state.randn(100)
 
     reseed = best_seconds(reseeded, repeats=3) / 2048
-    threads = best_seconds(lambda: fastseeds.latents(seeds, 100), repeats=3) / n
+    vectorised = best_seconds(lambda: fastseeds.latents(seeds, 100), repeats=3) / n
+    same = np.array_equal(fastseeds.latents(seeds[:2048], 100), fastseeds.by_reference(seeds[:2048], 100))
     print(f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s; vectorised path "
-          f"{'verified' if fastseeds.verified() else 'NOT verified: fell back'}):\n"
+          f"{'verified' if fastseeds.verified() and same else 'NOT verified: fell back'}):\n"
           f"  one RandomState reseeded   {1 / reseed:>11,.0f} seeds/s {fresh / reseed:>5.0f}x\n"
-          f"  vectorised, 2 threads      {1 / threads:>11,.0f} seeds/s {fresh / threads:>5.0f}x")
-    pool = latent_workers.start()
-    if pool is None:
-        print("  worker processes: none here (GANKIT_LATENT_WORKERS=0, one CPU, or they failed to start)")
-        return
-    out = np.empty((n, 100), np.float32)
-    workers = best_seconds(lambda: pool.fill(seeds, 100, out), repeats=3) / n
-    same = np.array_equal(out, fastseeds.latents(seeds, 100))
-    print(f"  vectorised, {pool.count} processes    {1 / workers:>11,.0f} seeds/s {fresh / workers:>5.0f}x "
-          f"(target 1,000,000; {'equal to' if same else 'DIFFERENT FROM'} the threads' latents)")
+          f"  vectorised, one thread     {1 / vectorised:>11,.0f} seeds/s {fresh / vectorised:>5.0f}x")
 
 
 def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu",
                rounds: int = 3) -> dict:
     """Images per second end to end (seeds -> latents -> session -> uint8 -> files) against session.run alone
     on the same latents (made beforehand): one onnxruntime session as onnxruntime sets it up by default, what a
-    user of onnxruntime alone gets. Also printed: the runtime's own sessions side by side, run alone (its
-    compute without its pipeline). On disk and on tmpfs where there is one. Each figure is the best of
+    user of onnxruntime alone gets. Also printed: the runtime's lanes side by side, run alone (its compute
+    without its pipeline). On disk and on tmpfs where there is one. Each figure is the best of
     `rounds`, the anchor measured before each round (this machine is shared: the best is the least disturbed)."""
-    from gankit_runtime.generator import open_session
-
-    from gankit_runtime import latent_workers
+    from gankit_runtime.contract import open_session
 
     runtime = Generator(model, threads=threads, device=device)  # as `generate` opens it, for every format
-    # Latents from worker processes, as in a job past its first latent block (16,384 images): the steady state
-    # of the big jobs these figures are for. (A job of one block makes them in this process: PNG ~6% slower.)
-    workers = latent_workers.start()
     seeds = range(images)
     z = latents_for_seeds(seeds, runtime.info.z_dim)
     feed = runtime.info.input_name
@@ -142,7 +128,7 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
         for i in range(0, images, batch):
             session.run(None, {feed: z[i:i + batch]})
 
-    def sessions_alone():
+    def lanes_alone():
         for i in range(0, images, batch * 16):
             runtime.run(z[i:i + batch * 16])
 
@@ -152,13 +138,12 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
         return images / (time.perf_counter() - start)
 
     raw()  # warm-up
-    sessions_alone()
-    anchor, own = rate(raw), rate(sessions_alone)
+    lanes_alone()
+    anchor, own = rate(raw), rate(lanes_alone)
     print(f"\nwriting {images} images of {model.name} (batch {batch}, {device}, best of {rounds}); anchor: "
-          f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {len(runtime.sessions)} "
-          f"session(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it; latents from "
-          f"{f'{workers.count} worker processes' if workers else 'this process (no worker processes here)'}")
-    results = {"session_run": anchor, "sessions_side_by_side": own}
+          f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {runtime.lanes} "
+          f"lane(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it")
+    results = {"session_run": anchor, "lanes_side_by_side": own}
     # disk: the temporary folder when it is on disk (the checkout may be watched by an editor or a sync tool,
     # which makes each file cost several times more: measured 360-610 us against 50 us here)
     disk = Path(tempfile.gettempdir())

@@ -51,9 +51,8 @@ def parity_table(device: str, seeds: int) -> list[tuple[str, str]]:
 
 
 def generation_rows(device: str, images: int) -> list[tuple[str, str]]:
-    from gankit_runtime import Generator, latent_workers, plan, write_npz
+    from gankit_runtime import Generator, plan, write_npz
 
-    latent_workers.start()  # a big job's steady state: latents from worker processes
     g = Generator(SHIPPED[0], device=device)
     z = g.latents(range(images))
     name = g.info.input_name
@@ -72,10 +71,10 @@ def generation_rows(device: str, images: int) -> list[tuple[str, str]]:
     start = time.perf_counter()
     raw()
     anchor = images / (time.perf_counter() - start)
-    lanes = g._lanes
+    lanes = g.lanes
     rates = {}
-    for k in (len(lanes), 1):  # the default lanes, then one (each lane: a batch in flight, sharing the session)
-        g._lanes = lanes[:1] * k
+    for k in (lanes, 1):  # the default lanes, then one (each lane: a batch in flight, sharing the session)
+        g.lanes, g._pool = k, None
         npz()  # warm-up
         rates[k] = max(npz(), npz())
     g._lanes = lanes

@@ -126,3 +126,13 @@ def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pe
     assert step >= 2 and step % 2 == 0
     r = run_cli("train", "--out", run, "--resume", "--steps", step + 2, env=ENV)  # on one process now
     assert r.returncode == 0 and f"step {step} -> {step + 2}" in r.stderr, r.stderr
+
+
+def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
+    """train --nproc N is torchrun in one command: a run like torchrun's, and a mistake is rank 0's one line
+    with the ranks' exit code (no launcher traceback, no line per rank)."""
+    r = run_cli("train", "--nproc", 2, "--data", pets, *TINY, "--steps", 2, "--out", tmp_path / "run", env=ENV)
+    assert r.returncode == 0 and torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2, r.stderr
+    r = run_cli("train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(errors) == 1 and "divide" in errors[0], r.stderr

@@ -143,15 +143,14 @@ def test_images_do_not_depend_on_batches_or_latent_blocks(small_rgb, monkeypatch
     assert back == items
 
 
-def test_sessions_side_by_side_give_the_same_images_in_order(small_rgb, monkeypatch):
-    """Batches run on several CPU sessions at once (Generator(sessions=k)): an image does not depend on which
-    session made it, batches come out in order, run() splits a batch across the sessions, and a consumer that
-    stops early leaves the sessions free."""
+def test_lanes_side_by_side_give_the_same_images_in_order(small_rgb, monkeypatch):
+    """Batches run in several lanes at once (Generator(lanes=k), one session): an image does not depend on the
+    lane that made it, batches come out in order, run() splits a batch across the lanes, and a consumer that
+    stops early leaves the session free."""
     import gankit_runtime.generator as generator_module
 
-    one = Generator(small_rgb, threads=1, sessions=1)
-    three = Generator(small_rgb, threads=3, sessions=3)
-    assert len(three.sessions) == 3 and len(one.sessions) == 1
+    one = Generator(small_rgb, threads=1, lanes=1)
+    three = Generator(small_rgb, threads=3, lanes=3)
     seeds = list(range(500, 700))
     want = one.generate(seeds, batch_size=7)
     monkeypatch.setattr(generator_module, "LATENT_BLOCK", 50)  # batches across latent blocks, too
@@ -160,7 +159,7 @@ def test_sessions_side_by_side_give_the_same_images_in_order(small_rgb, monkeypa
     assert sum(order, []) == seeds
     z = one.latents(seeds[:10])
     np.testing.assert_array_equal(three.run(z), one.run(z))  # 10 rows: slices of 3, 3 and 4
-    np.testing.assert_array_equal(three.run(z[:2]), one.run(z[:2]))  # fewer rows than sessions
+    np.testing.assert_array_equal(three.run(z[:2]), one.run(z[:2]))  # fewer rows than lanes
     stream = three.iter_images(seeds, batch_size=5)
     next(stream)
     stream.close()  # stopped after one batch, with more in flight
@@ -172,7 +171,7 @@ def test_a_generator_inherited_through_fork_says_so_and_the_parent_goes_on(small
     error (not a hang or a crash), a Generator it makes itself works, and the parent is unaffected."""
     import os
 
-    g = Generator(small_rgb, threads=2, sessions=2)
+    g = Generator(small_rgb, threads=2, lanes=2)
     want = g.generate(range(40), batch_size=4)
     pid = os.fork()
     if pid == 0:
@@ -188,46 +187,33 @@ def test_a_generator_inherited_through_fork_says_so_and_the_parent_goes_on(small
     np.testing.assert_array_equal(g.generate(range(40), batch_size=4), want)
 
 
-def test_close_frees_the_sessions_and_a_closed_generator_says_so(small_rgb):
-    with Generator(small_rgb, threads=2, sessions=2) as g:
+def test_close_frees_the_session_and_a_closed_generator_says_so(small_rgb):
+    with Generator(small_rgb, threads=2, lanes=2) as g:
         g.generate(range(8), batch_size=2)
-    assert g.sessions == [] and g._pool is None
+    assert g.session is None and g._pool is None
     with pytest.raises(GankitError, match="is closed"):
         g.generate(range(2))
 
 
-def test_lanes_sharing_one_session_keep_images_and_order(small_rgb):
-    """On CUDA, two lanes share the one session (gankit_runtime.generator.CUDA_LANES): the same code path,
-    checked here on the CPU with one session in two lanes."""
-    g = Generator(small_rgb, threads=1, sessions=1)
-    want = g.generate(range(300), batch_size=8)
-    g._lanes = [g.session] * 2
-    got = list(g.iter_images(range(300), batch_size=8))
-    assert sum((seeds for seeds, _ in got), []) == list(range(300))
-    np.testing.assert_array_equal(np.concatenate([images for _, images in got]), want)
-
-
 def test_threads_are_the_total_exactly_and_bounded(small_rgb, monkeypatch):
-    """threads means all sessions' threads together, exactly (threads=7 uses 7); a session needs one; more than
-    THREADS_PER_CPU per usable CPU is refused (5,000 threads hung onnxruntime's start under a memory limit)."""
+    """threads means all threads together, exactly (threads=7 uses 7: 4 lanes' threads and 3 more in the session's
+    pool); a lane needs one; more than THREADS_PER_CPU per usable CPU is refused (5,000 threads hung onnxruntime's
+    start under a memory limit)."""
     import gankit_runtime.generator as generator_module
     from gankit_runtime.generator import thread_plan
 
     monkeypatch.setattr(generator_module, "usable_cpus", lambda: 64)
-    assert thread_plan("cpu", 7, None) == [2, 2, 2, 1]
-    assert thread_plan("cpu", 7, 1) == [7]
-    assert thread_plan("cpu", 2, 2) == [1, 1]
-    assert thread_plan("cpu", None, None) == [2, 2, 2, 2]  # a 64-CPU host: DEFAULT_THREADS in all, not 64
-    assert thread_plan("cuda:1", 3, None) == [3]
-    for args, message in [((2, 3), "3 sessions need at least 3 threads"), ((257, None), "threads must be 1 to 256"),
-                          ((0, None), "threads must be 1 to"), ((None, 0), "sessions must be at least 1")]:
+    assert thread_plan("cpu", 7, None) == (4, 4)
+    assert thread_plan("cpu", 7, 1) == (7, 1)
+    assert thread_plan("cpu", 2, 2) == (1, 2)
+    assert thread_plan("cpu", None, None) == (5, 4)  # a 64-CPU host: DEFAULT_THREADS in all, not 64
+    assert thread_plan("cuda:1", 3, None) == (3, 2)
+    for args, message in [((2, 3), "3 lanes need at least 3 threads"), ((257, None), "threads must be 1 to 256"),
+                          ((0, None), "threads must be 1 to"), ((None, 0), "lanes must be 1 to")]:
         with pytest.raises(GankitError, match=message):
             thread_plan("cpu", *args)
-    with pytest.raises(GankitError, match="sessions apply to the CPU"):
-        Generator(small_rgb, device="cuda", sessions=2)
     monkeypatch.undo()
-    g = Generator(small_rgb, threads=2, sessions=2)
-    assert len(g.sessions) == 2
+    assert Generator(small_rgb, threads=2).lanes == 2
 
 
 def test_labels_must_cover_the_seeds(tmp_path):

@@ -25,34 +25,33 @@ from .errors import GankitError
 from .images import to_uint8
 from .seeds import latents_for_seeds
 
-MAX_SESSIONS = 4  # CPU sessions side by side by default (each holds its own weights and buffers)
+MAX_LANES = 4  # CPU batches in flight at once by default (each lane runs its batch single-threaded)
 DEFAULT_THREADS = 8  # at most this many threads unless asked: small generators gain nothing from a 64-core host
 THREADS_PER_CPU = 4  # more threads than this many per usable CPU is a mistake (and can hang onnxruntime's start)
-CUDA_LANES = 2  # CUDA batches in flight, sharing one session (see Generator.__init__)
+CUDA_LANES = 2  # CUDA batches in flight: while the GPU runs one, the CPU converts the previous one
 LATENT_BLOCK = 16384  # seeds whose latents are made in one go (fastseeds needs thousands per pass to be fast)
 MAX_BATCH = 65536  # larger batches gain nothing and need gigabytes
 _POOL_LOCK = threading.Lock()
 
 
-def thread_plan(device: str, threads: int | None, sessions: int | None) -> list[int | None]:
-    """Intra-op threads of each session. CPU: `threads` is the total, exactly, spread over the sessions;
-    CUDA: one session (threads for its CPU-side work)."""
+def thread_plan(device: str, threads: int | None, lanes: int | None) -> tuple[int | None, int]:
+    """(the session's intra-op threads, lanes). One session serves every lane (onnxruntime's run is thread-safe;
+    measured as fast as one session per lane, at half the memory). CPU: `threads` is the total, exactly: k lanes
+    each run in their own thread and share threads - k + 1 intra-op threads (the calling thread is one of them).
+    CUDA: CUDA_LANES lanes, `threads` for the session's CPU-side work."""
     cpus = usable_cpus()
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= THREADS_PER_CPU * cpus):
         raise GankitError(f"threads must be 1 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU this process "
                           f"may use), got {threads}")
-    if sessions is not None and not (isinstance(sessions, int) and sessions >= 1):
-        raise GankitError(f"sessions must be at least 1, got {sessions}")
+    if lanes is not None and not (isinstance(lanes, int) and 1 <= lanes <= THREADS_PER_CPU * cpus):
+        raise GankitError(f"lanes must be 1 to {THREADS_PER_CPU * cpus}, got {lanes}")
     if parse_device(device)[0] != "cpu":
-        if sessions not in (None, 1):
-            raise GankitError(f"sessions apply to the CPU: one session runs on {device}")
-        return [threads]
+        return threads, lanes or CUDA_LANES
     total = threads or min(cpus, DEFAULT_THREADS)
-    k = sessions or min(total, MAX_SESSIONS)
+    k = lanes or min(total, MAX_LANES)
     if k > total:
-        raise GankitError(f"{k} sessions need at least {k} threads (threads is the total of all sessions, "
-                          f"{total} here)")
-    return [total // k + (1 if i < total % k else 0) for i in range(k)]
+        raise GankitError(f"{k} lanes need at least {k} threads (threads is the total, {total} here)")
+    return total - k + 1, k
 
 
 class Generator:
@@ -64,43 +63,37 @@ class Generator:
     >>> sevens = c.generate(range(16), labels=[c.class_index("7")] * 16)
 
     device: "cpu", "cuda" or "cuda:N". Asking for CUDA where onnxruntime cannot use it is an
-    error, never a silent run on the CPU. threads: CPU threads for inference, all sessions together, exactly
-    (default: the CPUs this process may use, at most DEFAULT_THREADS); set it in containers and next to other
-    busy processes. sessions (CPU): sessions that run batches side by side, sharing the threads (default: one
-    per thread, at most MAX_SESSIONS): small generators run faster as several single-threaded sessions than as
-    one multi-threaded one, and a session slowed by other work (a PNG writer) holds back no other. An image does
-    not depend on the session that made it.
+    error, never a silent run on the CPU. threads: CPU threads for inference in all, exactly (default: the CPUs
+    this process may use, at most DEFAULT_THREADS); set it in containers and next to other busy processes.
+    lanes: batches in flight at once, sharing the one session (CPU default: one per thread, at most MAX_LANES;
+    CUDA: CUDA_LANES). Small generators run faster as several single-threaded runs than as one multi-threaded
+    one, and a lane slowed by other work (a PNG writer) holds back no other. An image does not depend on the
+    lane or batch that made it.
     tf32: on CUDA, let convolutions run in TF32: faster on Ampere and later GPUs, but pixels then differ from
     the CPU's by several levels; off by default, so CUDA matches the CPU.
     spin: let onnxruntime's threads spin while they wait (fastest for inference alone).
 
     Sessions do not survive os.fork(): create Generators after forking (gunicorn without --preload, celery's
-    worker_process_init). close() (or a with block) frees the sessions at once, for services that reload models.
+    worker_process_init). close() (or a with block) frees the session at once, for services that reload models.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = True,
-                 tf32: bool = False, sessions: int | None = None):
+                 tf32: bool = False, lanes: int | None = None):
         path = Path(path)
-        plan = thread_plan(device, threads, sessions)
-        model = read_model(path)
-        self.sha256 = hashlib.sha256(model).hexdigest()  # of the very bytes every session runs
-        self.sessions = [open_session(model, device, t, spin, tf32, name=path) for t in plan]
-        del model
-        self.session = self.sessions[0]
-        # Batches in flight at once, one per lane. CPU: a lane per session. CUDA: CUDA_LANES lanes share the one
-        # session (onnxruntime's run is thread-safe): while the GPU runs one batch, another lane's thread turns
-        # the previous one into uint8 on the CPU, which would otherwise leave the GPU waiting.
-        self._lanes = self.sessions if device == "cpu" else self.sessions * CUDA_LANES
+        intra_threads, self.lanes = thread_plan(device, threads, lanes)
+        model = read_model(path)  # read once: the session and the hash come from the same bytes
+        self.sha256 = hashlib.sha256(model).hexdigest()
+        self.session = open_session(model, device, intra_threads, spin, tf32, name=path)
         self.device = device
         self.providers = self.session.get_providers()
         self.info = read_info(self.session, path)
-        self._pool, self._pid = None, os.getpid()  # threads that run the lanes side by side, made when needed
+        self._pool, self._pid = None, os.getpid()  # the lanes' threads, made at the first job that needs them
 
     def close(self) -> None:
-        """Free the sessions and threads now (a closed Generator cannot run again)."""
+        """Free the session and threads now (a closed Generator cannot run again)."""
         if self._pool is not None and self._pid == os.getpid():
             self._pool.shutdown(wait=True)
-        self._pool, self.sessions, self._lanes, self.session = None, [], [], None
+        self._pool, self.session = None, None
 
     def __enter__(self) -> "Generator":
         return self
@@ -120,7 +113,7 @@ class Generator:
         """The threads that run the lanes side by side, made at the first job that needs them."""
         with _POOL_LOCK:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(len(self._lanes), "gankit-infer")
+                self._pool = ThreadPoolExecutor(self.lanes, "gankit-lane")
         return self._pool
 
     def __repr__(self) -> str:
@@ -183,23 +176,23 @@ class Generator:
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise GankitError(f"z must be [N, {self.info.z_dim}], got {list(z.shape)}")
         labels = self._labels(labels, z.shape[0])
-        parts = min(len(self.sessions), len(z))
+        parts = min(self.lanes, len(z))
         if parts < 2:
-            return self._checked(z, labels, self.session)
-        # one slice per session, side by side (an image does not depend on the rest of its batch)
+            return self._checked(z, labels)
+        # one slice per lane, side by side (an image does not depend on the rest of its batch)
         cuts = [len(z) * k // parts for k in range(parts + 1)]
-        runs = [self._threads().submit(self._checked, z[a:b], None if labels is None else labels[a:b], session)
-                for a, b, session in zip(cuts, cuts[1:], self.sessions)]
+        runs = [self._threads().submit(self._checked, z[a:b], None if labels is None else labels[a:b])
+                for a, b in zip(cuts, cuts[1:])]
         return np.concatenate([run.result() for run in runs])
 
-    def _checked(self, z: np.ndarray, labels: np.ndarray | None, session, first_seed: object = "?") -> np.ndarray:
+    def _checked(self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?") -> np.ndarray:
         """One session run on inputs already checked: float32 [N, C, H, W] as the contract says, finite, or one
         clear error (onnxruntime's own failures included: a graph that fails at some batch size, out of memory)."""
         feed = {self.info.input_name: z}
         if labels is not None:
             feed[self.info.labels_name] = labels
         try:
-            raw = session.run([self.info.output_name], feed)[0]
+            raw = self.session.run([self.info.output_name], feed)[0]
         except Exception as e:  # onnxruntime's pybind exception types
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             hint = " (out of memory: try a smaller batch size)" if re.search(r"(?i)memory|alloc", reason) else ""
@@ -228,29 +221,28 @@ class Generator:
         Latents are made LATENT_BLOCK seeds at a time, one block ahead in a thread of their own while the
         session runs: the vectorised seed formula needs thousands of seeds per pass to be fast, and on a GPU
         the session would otherwise wait for the CPU. Items are read by that thread, lazily. With several
-        sessions, batches run side by side, one in flight per session, and come out in order."""
+        lanes, batches run side by side, one in flight per lane, and come out in order."""
         self._usable()
         check_batch_size(batch_size)
         check_truncation(truncation)
         batches = self._latent_batches(items, batch_size, truncation)
         try:
-            if len(self._lanes) == 1:
+            if self.lanes == 1:
                 for batch, z, labels in batches:
-                    yield batch, self._images(batch, z, labels, self.session)
+                    yield batch, self._images(batch, z, labels)
             else:
                 yield from self._side_by_side(batches)
         finally:
             batches.close()  # its read-ahead thread ends with it
 
     def _side_by_side(self, batches: Iterator[tuple]) -> Iterator[tuple[list[tuple], np.ndarray]]:
-        """Batch j runs in lane j % k; batch j + k is handed out once batch j is done, so a lane never has
-        two at once."""
-        k, pending, pool = len(self._lanes), collections.deque(), self._threads()
+        """k batches in flight, one per lane; batch j + k is handed out once batch j is done."""
+        k, pending, pool = self.lanes, collections.deque(), self._threads()
         try:
-            for j, (batch, z, labels) in enumerate(batches):
+            for batch, z, labels in batches:
                 if len(pending) == k:
                     yield pending[0][0], pending.popleft()[1].result()
-                pending.append((batch, pool.submit(self._images, batch, z, labels, self._lanes[j % k])))
+                pending.append((batch, pool.submit(self._images, batch, z, labels)))
             while pending:
                 yield pending[0][0], pending.popleft()[1].result()
         finally:
@@ -258,7 +250,7 @@ class Generator:
                 future.cancel()
             for _, future in pending:
                 if not future.cancelled():
-                    future.exception()  # wait for the runs in flight: the sessions are free when we return
+                    future.exception()  # wait for the runs in flight: the session is free when we return
 
     def _latent_batches(self, items: Iterable[tuple], batch_size: int, truncation: float) -> Iterator[tuple]:
         """(batch's items, latents, labels or None) batch by batch, latents made a block ahead."""
@@ -298,8 +290,8 @@ class Generator:
             finally:
                 upcoming.cancel()
 
-    def _images(self, batch: list, z: np.ndarray, labels: np.ndarray | None, session) -> np.ndarray:
-        return to_uint8(self._checked(z, labels, session, batch[0][0]), *self.info.output_range)
+    def _images(self, batch: list, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        return to_uint8(self._checked(z, labels, batch[0][0]), *self.info.output_range)
 
     def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
                  truncation: float = 1.0) -> np.ndarray:

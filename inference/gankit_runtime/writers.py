@@ -334,9 +334,9 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
     conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
     (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
     not at all: Ctrl-C or a full disk leaves no file (and a killed run's temporary goes at the next run)."""
+    refuse_overlap(path, "output", {"the model": generator.info.path})
     if Path(path).suffix != ".npz" and not Path(path).is_dir():
         raise GankitError(f"an npz output needs a file name ending in .npz, not {path}")
-    refuse_overlap(path, "output", {"the model": generator.info.path})
     check_batch_size(batch_size)
     grid = _prepare_grid(grid, generator, force, npz=path)
     path = prepare_output_file(path, ours=_is_our_npz, force=force)

@@ -29,7 +29,7 @@ from gankit_runtime import GankitError
 def timeout() -> datetime.timedelta:
     """How long a rank waits for the others: GANKIT_DIST_TIMEOUT seconds (default 300)."""
     text = os.environ.get("GANKIT_DIST_TIMEOUT", "300").strip()
-    if not text.isdigit() or not 1 <= int(text) <= 7 * 86400:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 7 * 86400:
         raise GankitError(f"GANKIT_DIST_TIMEOUT must be a number of seconds (1 to 604800), got {text[:40]!r}")
     return datetime.timedelta(seconds=int(text))
 
