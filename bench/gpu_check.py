@@ -77,7 +77,7 @@ def generation_rows(device: str, images: int) -> list[tuple[str, str]]:
         g.lanes, g._pool = k, None
         npz()  # warm-up
         rates[k] = max(npz(), npz())
-    g._lanes = lanes
+    g.lanes, g._pool = lanes, None
     return [(f"generation {SHIPPED[0].stem}, batch 1024, session.run alone", f"{anchor:,.0f} img/s")] + [
         (f"generation end to end into npz, {k} lane{'s' if k > 1 else ''} (latents included)",
          f"{r:,.0f} img/s = {r / anchor:.0%} of it") for k, r in rates.items()]
