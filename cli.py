@@ -226,7 +226,7 @@ def train(
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., help="Run folder or checkpoint file."),
+    run: Path = typer.Argument(..., help="Run folder or checkpoint file (or an older .onnx export, to upgrade)."),
     out: Path = typer.Option(None, help="Output .onnx file. Default: <run>/generator.onnx."),
     atol: float = typer.Option(1e-4, help="Largest |torch - onnxruntime| accepted."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out (the run's own "
@@ -237,6 +237,12 @@ def export(
     from gankit.checkpoint import checkpoint_file
     from gankit.export import export as run_export
 
+    if run.suffix == ".onnx":  # an export of an older format: add what this format adds (the pixels output)
+        from gankit.export import upgrade
+
+        if out is None:
+            raise GankitError("give --out for the upgraded copy of an .onnx (the original is kept)")
+        return upgrade(run, out, force=force)
     default = checkpoint_file(run).parent / "generator.onnx"
     out = out or default
     run_export(run, out, atol=atol, force=force or same_path(out, default))
@@ -404,6 +410,8 @@ def info(model: Path = typer.Argument(..., help="An exported .onnx generator."))
         typer.echo(f"  input  {_printable(i.labels_name)}: int64 [N], class index: {classes}")
     typer.echo(f"  output {_printable(i.output_name)}: float32 [N, {i.channels}, {i.height}, {i.width}] in "
                f"{list(i.output_range)}")
+    if i.pixels_name:
+        typer.echo(f"  output {_printable(i.pixels_name)}: uint8 [N, {i.height}, {i.width}, {i.channels}]")
     for key, value in sorted(i.metadata.items()):
         typer.echo(f"  {_printable(key)}: {_printable(value)}")
 

@@ -29,10 +29,12 @@ def test_export_is_one_verified_self_contained_file(run_dir, tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == ["g.onnx"]  # no .onnx.data, no temporary file
 
     model = onnx.load(str(out))
-    (inp,), (outp,) = model.graph.input, model.graph.output
+    (inp,), (outp, pixels) = model.graph.input, model.graph.output
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert inp.name == "z" and dims(inp)[1] == 100 and isinstance(dims(inp)[0], str)
     assert outp.name == "images" and dims(outp)[1:] == [1, 28, 28] and dims(outp)[0] == dims(inp)[0]
+    assert pixels.name == "pixels" and dims(pixels) == [dims(inp)[0], 28, 28, 1]
+    assert pixels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not {n.op_type for n in model.graph.node} & RANDOM_OPS
 
     props = {p.key: p.value for p in model.metadata_props}
@@ -86,3 +88,35 @@ def test_ctrl_c_inside_torch_s_exporter_stays_an_interruption(run_dir, tmp_path,
     with pytest.raises(GankitError, match=r"torch.onnx.export failed: bad op$"):
         export(run_dir, tmp_path / "g.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pixels_output_rounds_exactly_as_the_runtime(tmp_path):
+    """pixels = clip(floor((x + 1) * 127.5 + 0.5), 0, 255) in float32, NHWC: byte for byte the runtime's to_uint8,
+    at every rounding boundary (each k - 0.5 level and its float32 neighbours), beyond the range, and at +-1."""
+    from gankit_runtime import to_uint8
+    from tiny_models import passthrough
+
+    g = Generator(passthrough(tmp_path / "p.onnx", side=16))
+    levels = (np.arange(257, dtype=np.float32) - np.float32(0.5)) / np.float32(127.5) - np.float32(1)
+    values = np.concatenate([levels, np.nextafter(levels, np.float32(-2)), np.nextafter(levels, np.float32(2)),
+                             np.float32([-1, 1, -1.5, 1.5, 0, -0.0, 1e-30, 3.0e38, -3.0e38])])
+    rng = np.random.default_rng(0)
+    values = np.concatenate([values, rng.uniform(-1.1, 1.1, 256 * 64 - len(values)).astype(np.float32)])
+    z = values.reshape(64, 256)
+    images, pixels = g._checked(z, None, pixels=True)
+    assert pixels.shape == (64, 16, 16, 1) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, to_uint8(images))
+    assert len(np.unique(pixels)) == 256
+
+
+def test_a_format_1_export_is_upgraded_and_still_works_as_it_is(tmp_path, capsys):
+    from conftest import ROOT, call
+
+    old = ROOT / "tests" / "fixtures" / "mnist-dcgan-format1.onnx"
+    g = Generator(old)
+    assert g.info.pixels_name is None and g.info.metadata["gankit.format"] == "1"
+    rc, _ = call(capsys, "export", old, "--out", tmp_path / "new.onnx")
+    new = Generator(tmp_path / "new.onnx")
+    assert rc == 0 and new.info.pixels_name == "pixels" and new.info.metadata["gankit.format"] == "2"
+    np.testing.assert_array_equal(new.generate(range(300)), g.generate(range(300)))
+    np.testing.assert_array_equal(new.run(new.latents(range(8))), g.run(g.latents(range(8))))

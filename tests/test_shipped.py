@@ -51,3 +51,21 @@ def test_the_conditional_model_makes_the_digits_asked_for():
     _, probs = FeatureExtractor(CLASSIFIER)(images)
     # The shipped classifier reads back the requested digit (measured: 99.43% over 10,000 samples).
     assert (probs.argmax(1) == labels).mean() >= 0.97
+
+
+def test_the_runtime_takes_the_graph_s_pixels_and_old_files_keep_working(shipped, monkeypatch):
+    """The shipped files carry a pixels output (format 2): the runtime reads it instead of converting images, and
+    gets the same bytes as the format-1 file the project shipped before (kept as a test fixture)."""
+    import gankit_runtime.generator as generator_module
+
+    old = Generator(ROOT / "tests" / "fixtures" / "mnist-dcgan-format1.onnx")
+    want = old.generate(range(100))
+    assert shipped.info.pixels_name == "pixels" and shipped.info.metadata["gankit.format"] == "2"
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted images although the graph gives pixels")
+
+    monkeypatch.setattr(generator_module, "to_uint8", no_conversion)
+    np.testing.assert_array_equal(shipped.generate(range(100)), want)
+    with pytest.raises(AssertionError, match="converted images"):
+        old.generate(range(2))

@@ -56,3 +56,23 @@ def shape_liar(path: Path, declared: int = 28, actual: int = 64) -> Path:
                               opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.save(model, str(path))
     return path
+
+
+def passthrough(path: Path, side: int = 16, pixels: bool = True) -> Path:
+    """A 'generator' whose images are its z, reshaped: z [N, side * side] -> images [N, 1, side, side], so a test
+    chooses the exact float values that the pixels output must round."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", side * side])
+    out = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, side, side])
+    shape = numpy_helper.from_array(np.array([-1, 1, side, side], np.int64), "shape")
+    model = helper.make_model(helper.make_graph([helper.make_node("Reshape", ["z", "shape"], ["images"])], "pass",
+                                                [z], [out], [shape]),
+                              opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    if pixels:
+        from gankit.export import add_pixels
+
+        add_pixels(model)
+    onnx.save(model, str(path))
+    return path

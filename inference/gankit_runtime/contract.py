@@ -38,17 +38,20 @@ class ModelInfo:
     # Class-conditional generators have a second input, labels int64 [N]; `classes` names label 0, 1, ...
     labels_name: str | None = None
     classes: tuple[str, ...] = ()
+    # Format 2: a second output, pixels uint8 [N, H, W, C], the graph's own to_uint8 of images
+    pixels_name: str | None = None
 
     @property
     def conditional(self) -> bool:
         return self.labels_name is not None
 
-    def check_output(self, raw: np.ndarray, n: int, first_seed: object = "?") -> None:
-        """A batch of n images as the graph declared them, all finite; else one clear error."""
+    def check_output(self, raw: np.ndarray, n: int, first_seed: object = "?", pixels: np.ndarray | None = None) -> None:
+        """A batch of n images (and pixels) as the graph declared them, all finite; else one clear error."""
         want = (n, self.channels, self.height, self.width)
-        if raw.shape != want:
-            raise GankitError(f"{self.path} declares images {list(want)} but made {list(raw.shape)}: "
-                              "the file is not a valid generator")
+        for name, got, shape in (("images", raw, want), ("pixels", pixels, (n, *want[2:], want[1]))):
+            if got is not None and got.shape != shape:
+                raise GankitError(f"{self.path} declares {name} {list(shape)} but made {list(got.shape)}: "
+                                  "the file is not a valid generator")
         if not np.isfinite(raw).all():
             raise GankitError(f"{self.path} gives NaN or infinite values (seeds from {first_seed}): the model is "
                               "broken, perhaps exported from a diverged run")
@@ -179,7 +182,10 @@ def read_info(session, path: Path) -> ModelInfo:
            f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")
     labels_ok = len(inputs) == 1 or (len(inputs) == 2 and inputs[1].type == "tensor(int64)"
                                      and len(inputs[1].shape) == 1)
-    ok = (labels_ok and len(outputs) == 1
+    pixels_ok = len(outputs) == 1 or (len(outputs) == 2 and outputs[1].name == "pixels"
+                                      and outputs[1].type == "tensor(uint8)"
+                                      and list(outputs[1].shape[1:]) == [*outputs[0].shape[2:], outputs[0].shape[1]])
+    ok = (labels_ok and pixels_ok
           and inputs[0].type == "tensor(float)" and len(inputs[0].shape) == 2
           and isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] > 0
           and outputs[0].type == "tensor(float)" and len(outputs[0].shape) == 4
@@ -187,7 +193,8 @@ def read_info(session, path: Path) -> ModelInfo:
           and outputs[0].shape[1] in (1, 3))
     if not ok:
         raise GankitError(f"{path} is not a generator (expected input z float32 [N, z_dim], optionally labels "
-                          f"int64 [N], and one output float32 [N, 1|3, H, W]; it has {got})"[:600])
+                          f"int64 [N]; output images float32 [N, 1|3, H, W], optionally pixels uint8 [N, H, W, C]; "
+                          f"it has {got})"[:600])
     props = dict(session.get_modelmeta().custom_metadata_map)
     z_dim = inputs[0].shape[1]
     channels, height, width = outputs[0].shape[1:]
@@ -200,5 +207,6 @@ def read_info(session, path: Path) -> ModelInfo:
     if len(inputs) == 2:
         labels_name = inputs[1].name
         classes = _classes(path, props)
+    pixels_name = outputs[1].name if len(outputs) == 2 else None
     return ModelInfo(path, inputs[0].name, outputs[0].name, z_dim, channels, height, width,
-                     (low, high), props, labels_name, classes)
+                     (low, high), props, labels_name, classes, pixels_name)

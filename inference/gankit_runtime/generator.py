@@ -185,20 +185,24 @@ class Generator:
                 for a, b in zip(cuts, cuts[1:])]
         return np.concatenate([run.result() for run in runs])
 
-    def _checked(self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?") -> np.ndarray:
-        """One session run on inputs already checked: float32 [N, C, H, W] as the contract says, finite, or one
-        clear error (onnxruntime's own failures included: a graph that fails at some batch size, out of memory)."""
-        feed = {self.info.input_name: z}
+    def _checked(self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?",
+                 pixels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """One session run on inputs already checked: images float32 [N, C, H, W] as the contract says, finite
+        (with pixels=True, also the graph's pixels), or one clear error (onnxruntime's own failures included: a
+        graph that fails at some batch size, out of memory)."""
+        i = self.info
+        feed = {i.input_name: z}
         if labels is not None:
-            feed[self.info.labels_name] = labels
+            feed[i.labels_name] = labels
+        names = [i.output_name, i.pixels_name] if pixels else [i.output_name]
         try:
-            raw = self.session.run([self.info.output_name], feed)[0]
+            outputs = self.session.run(names, feed)
         except Exception as e:  # onnxruntime's pybind exception types
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             hint = " (out of memory: try a smaller batch size)" if re.search(r"(?i)memory|alloc", reason) else ""
-            raise GankitError(f"{self.info.path}: onnxruntime failed on a batch of {len(z)}{hint}: {reason}") from None
-        self.info.check_output(raw, len(z), first_seed)
-        return raw
+            raise GankitError(f"{i.path}: onnxruntime failed on a batch of {len(z)}{hint}: {reason}") from None
+        i.check_output(outputs[0], len(z), first_seed, outputs[1] if pixels else None)
+        return tuple(outputs) if pixels else outputs[0]
 
     def iter_images(self, seeds: Iterable[int], batch_size: int = 64, labels: Iterable[int] | None = None,
                     truncation: float = 1.0) -> Iterator[tuple[list[int], np.ndarray]]:
@@ -291,6 +295,10 @@ class Generator:
                 upcoming.cancel()
 
     def _images(self, batch: list, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """uint8 [B, H, W, C]: the graph's pixels when it has them (its images are still checked to be finite),
+        else the runtime's conversion of its images: the same bytes on the CPU."""
+        if self.info.pixels_name:
+            return self._checked(z, labels, batch[0][0], pixels=True)[1]
         return to_uint8(self._checked(z, labels, batch[0][0]), *self.info.output_range)
 
     def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,

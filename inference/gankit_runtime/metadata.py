@@ -1,12 +1,12 @@
 """The keys an exported generator carries in its ONNX metadata_props (all values are strings).
 
 The graph itself states the shapes (input z [N, z_dim], for a conditional generator a second input
-labels int64 [N], output images [N, C, H, W]) so that tools
-which cannot read metadata (onnxruntime-node, for one) can still use the model; metadata adds
-what the graph cannot say.
+labels int64 [N]; output images float32 [N, C, H, W], and from format 2 on a second output pixels uint8
+[N, H, W, C]) so that tools which cannot read metadata (onnxruntime-node and -web, for two) can still use the
+model; metadata adds what the graph cannot say. docs/design.md writes the contract down.
 """
 
-FORMAT = "gankit.format"  # "1": the contract described in the README
+FORMAT = "gankit.format"  # "2": images and pixels; "1": images alone (still read)
 MODEL_KIND = "model_kind"  # vanilla | dcgan
 Z_DIM = "z_dim"
 CHANNELS = "channels"
@@ -21,7 +21,7 @@ CHECKPOINT_SHA256 = "checkpoint_sha256"
 CONFIG = "config"  # the model config as JSON
 CLASSES = "classes"  # conditional generators: JSON list of class names; label i is classes[i]
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"
 
 MAX_CLASS_NAME = 100

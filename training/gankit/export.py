@@ -1,7 +1,9 @@
 """Generator -> one self-contained ONNX file, verified against torch before it is kept.
 
-The file takes z float32 [N, z_dim] (N dynamic) and gives images float32 [N, C, H, W] in [-1, 1];
-its metadata_props carry everything else the runtime needs (see gankit_runtime.metadata).
+The file takes z float32 [N, z_dim] (N dynamic; and labels int64 [N] when conditional) and gives images
+float32 [N, C, H, W] in [-1, 1] and pixels uint8 [N, H, W, C], the runtime's own conversion of images done in
+the graph (add_pixels), so that any language gets image bytes; its metadata_props carry everything else the
+runtime needs (see gankit_runtime.metadata).
 """
 
 from __future__ import annotations
@@ -81,15 +83,51 @@ def onnx_program(model: nn.Module, examples: tuple[torch.Tensor, ...], input_nam
     return program
 
 
-def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]) -> None:
+def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str], pixels: bool = True) -> None:
     """The generator as one file (weights inside): input z [N, z_dim] (and labels int64 [N] when
-    conditional), output images [N, C, H, W]."""
+    conditional), outputs images [N, C, H, W] and (pixels=True) pixels uint8 [N, H, W, C]."""
     if cfg.conditional:
         program = onnx_program(g, (torch.zeros(2, cfg.z_dim), torch.tensor([0, 1])), ["z", "labels"], ["images"],
                                metadata)
     else:
         program = onnx_program(g, (torch.zeros(2, cfg.z_dim),), ["z"], ["images"], metadata)
     program.save(str(path), external_data=False)
+    if pixels:
+        import onnx
+
+        model = onnx.load(str(path))
+        add_pixels(model)
+        onnx.save(model, str(path))
+
+
+def add_pixels(model, low: float = -1.0, high: float = 1.0) -> None:
+    """Give an exported generator its `pixels` output: uint8 [N, H, W, C] = clip(floor((images - low) * 255 /
+    (high - low) + 0.5), 0, 255), in float32 step by step exactly as gankit_runtime.images.to_uint8 computes it
+    (so the bytes are equal on the CPU), then NHWC. Standard operators only; images stays as it is."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    images = next(o for o in graph.output if o.name == "images")
+    dims = images.type.tensor_type.shape.dim
+    consts = {"gankit_low": low, "gankit_scale": 255.0 / (high - low), "gankit_half": 0.5, "gankit_zero": 0.0,
+              "gankit_max": 255.0}
+    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items())
+    graph.node.extend([
+        helper.make_node("Sub", ["images", "gankit_low"], ["gankit_shifted"], name="pixels_shift"),
+        helper.make_node("Mul", ["gankit_shifted", "gankit_scale"], ["gankit_scaled"], name="pixels_scale"),
+        helper.make_node("Add", ["gankit_scaled", "gankit_half"], ["gankit_rounded"], name="pixels_half"),
+        helper.make_node("Clip", ["gankit_rounded", "gankit_zero", "gankit_max"], ["gankit_clipped"],
+                         name="pixels_clip"),
+        helper.make_node("Floor", ["gankit_clipped"], ["gankit_floor"], name="pixels_floor"),
+        helper.make_node("Cast", ["gankit_floor"], ["gankit_bytes"], to=TensorProto.UINT8, name="pixels_cast"),
+        helper.make_node("Transpose", ["gankit_bytes"], ["pixels"], perm=[0, 2, 3, 1], name="pixels_nhwc"),
+    ])
+    batch = dims[0].dim_param or "batch"
+    graph.output.append(helper.make_tensor_value_info(
+        "pixels", TensorProto.UINT8, [batch, dims[2].dim_value, dims[3].dim_value, dims[1].dim_value]))
+    meta_props = {p.key: p for p in model.metadata_props}
+    if meta.FORMAT in meta_props:
+        meta_props[meta.FORMAT].value = meta.FORMAT_VERSION
 
 
 @dataclass
@@ -117,6 +155,11 @@ def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: st
         if not np.isfinite(ref).all():
             raise GankitError("the generator gives NaN or infinite values (a diverged run?): nothing exported")
         got = runtime.run(z, labels)
+        if runtime.info.pixels_name:  # the graph's pixels are the runtime's conversion of its images, byte for byte
+            images, pixels = runtime._checked(z, labels, pixels=True)
+            if not np.array_equal(pixels, to_uint8(images)):
+                raise GankitError("the exported pixels output differs from the runtime's conversion of images: "
+                                  "nothing exported")
         report.max_abs[n] = float(np.abs(got - ref).max())
         diff = np.abs(to_uint8(got).astype(np.int16) - to_uint8(ref).astype(np.int16))
         report.pixels_off[n] = int((diff > 0).sum())
@@ -137,6 +180,34 @@ def check_graph(path: Path) -> None:
     if random_ops:
         raise GankitError(f"exported model has random operators {sorted(random_ops)}: its output would not "
                           "depend on z alone")
+
+
+def upgrade(model_path: Path, out: Path, log=None, force: bool = True) -> None:
+    """A format-1 export (images only) -> format 2 (images and pixels), its graph otherwise untouched, checked:
+    the new file's pixels equal the runtime's conversion of its images, and its images are the old file's."""
+    import onnx
+
+    log = log or sys.stderr
+    refuse_overlap(out, "--out", {"the model this command reads": model_path})
+    old = Generator(model_path)
+    if old.info.pixels_name:
+        raise GankitError(f"{model_path} already has a pixels output (gankit.format "
+                          f"{old.info.metadata.get(meta.FORMAT, '?')})")
+    out = prepare_output_file(Path(out), force=force)
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as e:  # noqa: BLE001 - protobuf's own errors
+        raise GankitError(f"{model_path} cannot be read by onnx: {str(e)[:200]}") from None
+    add_pixels(model, *old.info.output_range)
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+        new = Generator(tmp)
+        z = old.latents(range(256))
+        labels = np.arange(256) % len(old.classes) if old.conditional else None
+        images, pixels = new._checked(z, None if labels is None else labels.astype(np.int64), pixels=True)
+        if not (np.array_equal(images, old.run(z, labels)) and np.array_equal(pixels, to_uint8(images, *old.info.output_range))):
+            raise GankitError("the upgraded model does not reproduce the original: nothing written")
+    print(f"wrote {out}: {model_path} with a pixels output (gankit.format {meta.FORMAT_VERSION})", file=log)
 
 
 def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = True) -> ParityReport:
