@@ -72,3 +72,51 @@ def test_seeds_outside_the_range_are_refused():
         latents_for_seeds([1, 2**32], 4)
     with pytest.raises(GankitError, match="outside"):
         latents_for_seeds(list(range(100)) + [-1], 4)
+
+
+def near_boundary_case(x1: float, x2: float) -> tuple[float, float, float]:
+    """A candidate pair (x1, x2') whose Gaussian f * x2' lies on a float32 rounding boundary: x2 moved (by
+    bisection) until legacy_gauss's value, with the C library's log, is the midpoint between two float32s."""
+    import math
+
+    def gauss(x: float) -> float:
+        r2 = x1 * x1 + x * x
+        return x * math.sqrt(-2.0 * math.log(r2) / r2)
+
+    v32 = np.float32(gauss(x2))
+    target = (float(v32) + float(np.nextafter(v32, np.float32(np.inf)))) / 2
+    lo, hi = x2 * (1 - 1e-6), x2 * (1 + 1e-6)
+    if (gauss(lo) - target) * (gauss(hi) - target) > 0:
+        raise AssertionError("no boundary in the bracket")
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if (gauss(mid) - target) * (gauss(lo) - target) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return x1, lo, x1 * x1 + lo * lo
+
+
+def test_gaussians_near_a_float32_boundary_are_settled_with_the_c_library_s_log():
+    """An ulp of log(r2) changes the float32 of a Gaussian that lies on a rounding boundary: there the vectorised
+    path (numpy's SIMD log) recomputes with the C library's log, RandomState's own. Constructed inputs: a log
+    off by one ulp either way is set right; a value far from any boundary is left alone."""
+    import math
+
+    from gankit_runtime.fastseeds import near_boundary, settle_near_boundaries
+
+    flipped = 0
+    for start in [(0.3, 0.5), (-0.61, 0.12), (0.05, -0.7), (0.7, 0.2), (0.41, -0.33), (-0.2, 0.8)]:
+        x1, x2, r2 = near_boundary_case(*start)
+        exact_log = math.log(r2)
+        want = np.float32(x2 * math.sqrt(-2.0 * exact_log / r2)), np.float32(x1 * math.sqrt(-2.0 * exact_log / r2))
+        for wrong_log in (np.nextafter(exact_log, -np.inf), np.nextafter(exact_log, np.inf)):
+            f = math.sqrt(-2.0 * float(wrong_log) / r2)
+            z = np.array([[[x2 * f, x1 * f]]])
+            flipped += np.float32(z[0, 0, 0]) != want[0]
+            assert near_boundary(z)[0, 0, 0]
+            settle_near_boundaries(z, np.array([[x1]]), np.array([[x2]]), np.array([[r2]]))
+            assert (np.float32(z[0, 0, 0]), np.float32(z[0, 0, 1])) == want
+    assert flipped  # the constructed cases include values whose float32 an ulp of log does change
+    far = np.array([[[0.123456789, -1.5]]])
+    assert not near_boundary(far).any() and settle_near_boundaries(far.copy(), far[..., 0], far[..., 1], far[..., 0]) == 0

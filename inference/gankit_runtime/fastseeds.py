@@ -208,8 +208,41 @@ def _gaussians(ws: _Workspace, out: np.ndarray, short: np.ndarray) -> None:
     z = ws.z
     np.multiply(x2, f, z[:, :, 0])
     np.multiply(x1, f, z[:, :, 1])
+    settle_near_boundaries(z, x1, x2, r)
     n, z_dim = out.shape
     np.copyto(out, z.reshape(sub, 2 * pairs)[:n, :z_dim], casting="same_kind")  # the rounding of astype(float32)
+
+
+NEAR = 64  # float64 ulps: how close to a float32 rounding boundary a value must be for its log to matter
+
+
+def near_boundary(v: np.ndarray) -> np.ndarray:
+    """Where float64 `v` lies within NEAR ulps of a float32 rounding boundary (the midpoint between two float32s:
+    the 29 mantissa bits that float32 drops are 1 followed by zeros), or is too small for a normal float32. Only
+    there can a log that differs by an ulp (numpy's SIMD log, the C library's, JavaScript's Math.log) change the
+    float32 a Gaussian rounds to."""
+    dropped = (v.view(np.uint64) & np.uint64(0x1FFFFFFF)).astype(np.int64)
+    return (np.abs(dropped - (1 << 28)) <= NEAR) | (np.abs(v) < 2.0 ** -126)
+
+
+def settle_near_boundaries(z: np.ndarray, x1: np.ndarray, x2: np.ndarray, r2: np.ndarray) -> int:
+    """Recompute, with the C library's log (math.log: what numpy's RandomState calls), each Gaussian of z
+    [..., 2] (f * x2, f * x1 of the candidate pairs x1, x2 with radius r2) that lies near a float32 rounding
+    boundary; elsewhere numpy's own log gives the same float32. Returns how many were recomputed."""
+    import math
+
+    near = near_boundary(z)
+    if not near.any():
+        return 0
+    count = 0
+    for *at, k in zip(*np.nonzero(near)):
+        radius = float(r2[tuple(at)])
+        if not 0.0 < radius < 1.0:  # a short seed's stand-in candidate: RandomState remakes that row
+            continue
+        f = math.sqrt(-2.0 * math.log(radius) / radius)  # legacy_gauss's expression, operation for operation
+        z[(*at, k)] = float((x2 if k == 0 else x1)[tuple(at)]) * f
+        count += 1
+    return count
 
 
 def _vectorised(seeds: np.ndarray, z_dim: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,287 @@
+// gankit in JavaScript: an exported generator's images from seeds, the same bytes as `python cli.py generate`.
+//
+//   import { latents, generate, toImageData } from "./gankit.js";
+//   const session = await ort.InferenceSession.create("mnist-dcgan.onnx");
+//   const result = await generate(session, [0, 1, 42], { ort });      // result.pixels: uint8 [N, H, W, C]
+//   ctx.putImageData(toImageData(result, 0), 0, 0);
+//
+// The seed formula is numpy's: numpy.random.RandomState(seed).randn(zDim).astype(float32). RandomState is MT19937
+// seeded by init_genrand (a 32-bit seed), and randn is the legacy polar (Marsaglia) method on 53-bit doubles, the
+// second Gaussian of each pair kept for the next draw. Each step below is numpy's, operation for operation. One
+// step is not portable: log(r2). numpy calls the C library's log, and JavaScript's Math.log may differ from it by
+// an ulp; that can change the float32 result only when a Gaussian lies within a few float64 ulps of a float32
+// rounding boundary (about 2.4e-7 of values). There, and only there, the log is recomputed correctly rounded
+// (crLog, in double-double arithmetic). So the latents equal numpy's wherever the C library's log is correctly
+// rounded at those few inputs (glibc's is, to our knowledge; tested on the golden seeds and 3,000 random ones).
+
+const N = 624;
+const M = 397;
+const MATRIX_A = 0x9908b0df;
+const NEAR = 64; // float64 ulps around a float32 rounding boundary (as gankit_runtime.fastseeds.NEAR)
+
+/** MT19937 as numpy's RandomState uses it, generating (twisting) each word only when it is drawn. */
+class MersenneTwister {
+  constructor() {
+    this.mt = new Uint32Array(N);
+    this.pos = N;
+  }
+
+  seed(seed) { // init_genrand
+    const mt = this.mt;
+    mt[0] = seed >>> 0;
+    for (let i = 1; i < N; i++) {
+      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
+      mt[i] = (Math.imul(1812433253, prev) + i) >>> 0;
+    }
+    this.pos = N;
+  }
+
+  next() { // genrand_int32, twisting word by word: in order, in place, it equals the whole-state twist
+    const mt = this.mt;
+    if (this.pos === N) this.pos = 0;
+    const k = this.pos++;
+    const y = (mt[k] & 0x80000000) | (mt[k === N - 1 ? 0 : k + 1] & 0x7fffffff);
+    let w = mt[k < N - M ? k + M : k + M - N] ^ (y >>> 1) ^ (-(y & 1) & MATRIX_A);
+    mt[k] = w;
+    w ^= w >>> 11;
+    w ^= (w << 7) & 0x9d2c5680;
+    w ^= (w << 15) & 0xefc60000;
+    return (w ^ (w >>> 18)) >>> 0;
+  }
+
+  double() { // legacy_double: 53 random bits
+    const a = this.next() >>> 5;
+    const b = this.next() >>> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------- near a boundary
+const scratch = new Float64Array(1);
+const words = new Uint32Array(scratch.buffer);
+const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1; // the low word's index
+
+/** Whether float64 v lies within NEAR ulps of a float32 rounding boundary (or below float32's normal range). */
+export function nearBoundary(v) {
+  scratch[0] = v;
+  const dropped = words[LOW] & 0x1fffffff; // the mantissa bits float32 drops
+  return Math.abs(dropped - 0x10000000) <= NEAR || Math.abs(v) < 1.1754943508222875e-38;
+}
+
+// Double-double arithmetic (Dekker, Knuth): about 106 bits, enough to round a log correctly.
+function twoSum(a, b) {
+  const s = a + b;
+  const bb = s - a;
+  return [s, (a - (s - bb)) + (b - bb)];
+}
+function quickTwoSum(a, b) {
+  const s = a + b;
+  return [s, b - (s - a)];
+}
+function split(a) {
+  const t = 134217729 * a;
+  const hi = t - (t - a);
+  return [hi, a - hi];
+}
+function twoProd(a, b) {
+  const p = a * b;
+  const [ah, al] = split(a);
+  const [bh, bl] = split(b);
+  return [p, ((ah * bh - p) + ah * bl + al * bh) + al * bl];
+}
+function ddAdd(a, b) {
+  const [s, e] = twoSum(a[0], b[0]);
+  const [t, f] = twoSum(a[1], b[1]);
+  const [u, g] = quickTwoSum(s, e + t);
+  return quickTwoSum(u, g + f);
+}
+function ddMul(a, b) {
+  const [p, e] = twoProd(a[0], b[0]);
+  return quickTwoSum(p, e + (a[0] * b[1] + a[1] * b[0]));
+}
+function ddDiv(a, b) {
+  const q1 = a[0] / b[0];
+  let r = ddAdd(a, ddMul(b, [-q1, 0]));
+  const q2 = r[0] / b[0];
+  r = ddAdd(r, ddMul(b, [-q2, 0]));
+  const q3 = r[0] / b[0];
+  return ddAdd(quickTwoSum(q1, q2), [q3, 0]);
+}
+const LN2 = [0.6931471805599453, 2.3190468138462996e-17];
+const SERIES = Array.from({ length: 24 }, (_, k) => ddDiv([1, 0], [2 * k + 1, 0])); // 1 / (2k + 1)
+
+/** The natural log of a positive finite x, correctly rounded: log x = e ln 2 + 2 atanh((m - 1) / (m + 1)) with
+ * x = m 2^e, m in [sqrt(1/2), sqrt(2)), summed in double-double and rounded once. Slow: for the rare values
+ * near a float32 boundary. */
+export function crLog(x) {
+  scratch[0] = x;
+  let e = ((words[1 - LOW] >>> 20) & 0x7ff) - 1023;
+  let m = x / 2 ** e; // exact: a power of two (x is a normal number here: r2 >= 2^-106)
+  if (m > Math.SQRT2) {
+    m /= 2;
+    e += 1;
+  }
+  const s = ddDiv([m - 1, 0], twoSum(m, 1)); // m - 1 is exact (Sterbenz)
+  const s2 = ddMul(s, s);
+  let p = SERIES[SERIES.length - 1];
+  for (let k = SERIES.length - 2; k >= 0; k--) p = ddAdd(ddMul(p, s2), SERIES[k]);
+  const result = ddAdd(ddMul(LN2, [e, 0]), ddMul([2 * s[0], 2 * s[1]], p));
+  return result[0] + result[1];
+}
+
+// ---------------------------------------------------------------------------------------- the seed formula
+/** legacy_gauss's value f * x with f = sqrt(-2 log(r2) / r2), in float64, settled near a float32 boundary. */
+function gaussian(x, r2, f) {
+  const v = x * f;
+  return nearBoundary(v) ? x * Math.sqrt(-2.0 * crLog(r2) / r2) : v;
+}
+
+const state = new Uint32Array(N);
+const tempered = new Uint32Array(N);
+const BLOCK = 128; // words twisted and tempered at a time (numpy's randn(100) needs ~260 of a seed's 624)
+
+/** Twist words [from, to) of the state in place (in order: the same as numpy's whole-state twist) and temper
+ * them into `tempered`. */
+function twistWords(mt, from, to) {
+  for (let k = from; k < to; k++) {
+    const y = (mt[k] & 0x80000000) | (mt[k === N - 1 ? 0 : k + 1] & 0x7fffffff);
+    let w = mt[k < N - M ? k + M : k + M - N] ^ (y >>> 1) ^ (-(y & 1) & MATRIX_A);
+    mt[k] = w;
+    w ^= w >>> 11;
+    w ^= (w << 7) & 0x9d2c5680;
+    w ^= (w << 15) & 0xefc60000;
+    tempered[k] = w ^ (w >>> 18);
+  }
+}
+
+/** out[offset .. offset + zDim) = the seed's latent: MersenneTwister's steps on one shared state, in blocks. */
+function fillLatent(out, offset, seed, zDim) {
+  const mt = state;
+  let word = seed >>> 0; // init_genrand, the previous word kept in a register
+  mt[0] = word;
+  for (let i = 1; i < N; i++) {
+    word = (Math.imul(1812433253, word ^ (word >>> 30)) + i) >>> 0;
+    mt[i] = word;
+  }
+  let pos = 0;
+  let made = 0;
+  for (let i = 0; i < zDim; i += 2) {
+    let x1;
+    let x2;
+    let r2;
+    do {
+      if (pos === made) { // a candidate takes 4 words; N and BLOCK are multiples of 4
+        if (made === N) pos = made = 0;
+        const to = Math.min(made + BLOCK, N);
+        twistWords(mt, made, to);
+        made = to;
+      }
+      x1 = 2.0 * (((tempered[pos] >>> 5) * 67108864.0 + (tempered[pos + 1] >>> 6)) / 9007199254740992.0) - 1.0;
+      x2 = 2.0 * (((tempered[pos + 2] >>> 5) * 67108864.0 + (tempered[pos + 3] >>> 6)) / 9007199254740992.0) - 1.0;
+      pos += 4;
+      r2 = x1 * x1 + x2 * x2;
+    } while (r2 >= 1.0 || r2 === 0.0);
+    const f = Math.sqrt(-2.0 * Math.log(r2) / r2);
+    out[offset + i] = gaussian(x2, r2, f); // the Float32Array rounds as numpy's astype(float32)
+    if (i + 1 < zDim) out[offset + i + 1] = gaussian(x1, r2, f); // the pair's kept Gaussian
+  }
+}
+
+function checkSeed(seed) {
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new RangeError(`seed ${seed} is not an integer in [0, 2^32 - 1]`);
+  }
+}
+
+/** Float32Array [seeds.length * zDim]: row i is numpy.random.RandomState(seeds[i]).randn(zDim).astype(float32),
+ * times `truncation` (psi, in float32 as the Python runtime does; 1 = off). */
+export function latents(seeds, zDim = 100, truncation = 1.0) {
+  if (!Number.isInteger(zDim) || zDim < 1) throw new RangeError(`zDim must be a positive integer, got ${zDim}`);
+  if (!(Number.isFinite(truncation) && truncation >= 0)) {
+    throw new RangeError(`truncation must be a finite number >= 0 (1 = off), got ${truncation}`);
+  }
+  const out = new Float32Array(seeds.length * zDim);
+  for (let i = 0; i < seeds.length; i++) {
+    checkSeed(seeds[i]);
+    fillLatent(out, i * zDim, seeds[i], zDim);
+  }
+  if (truncation !== 1) {
+    const psi = Math.fround(truncation);
+    for (let i = 0; i < out.length; i++) out[i] = out[i] * psi; // float32 * float32, rounded to float32
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------- images
+/** uint8 NHWC pixels from float NCHW images, the runtime's rule in float32: clip(floor((x - low) * scale + 0.5)). */
+export function toPixels(images, [n, c, h, w], low = -1, high = 1) {
+  const scale = Math.fround(255 / (high - low));
+  const lo = Math.fround(low);
+  const out = new Uint8Array(n * h * w * c);
+  for (let b = 0; b < n; b++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let p = 0; p < h * w; p++) {
+        const x = images[(b * c + ch) * h * w + p];
+        const v = Math.fround(Math.fround(Math.fround(x - lo) * scale) + 0.5);
+        out[(b * h * w + p) * c + ch] = v <= 0 ? 0 : v >= 255 ? 255 : Math.floor(v);
+      }
+    }
+  }
+  return out;
+}
+
+/** The model's input size z_dim, as its graph declares it (onnxruntime-web >= 1.22 exposes input metadata). */
+function zDimOf(session) {
+  const meta = session.inputMetadata?.[0];
+  const dim = meta?.shape?.[1];
+  if (Number.isInteger(dim) && dim > 0) return dim;
+  throw new Error("cannot read z_dim from this session: pass { zDim } to generate()");
+}
+
+/** Run the generator on seeds: { pixels: Uint8Array [N, H, W, C], images: Float32Array [N, C, H, W], n, height,
+ * width, channels }. options: labels (one class index per seed, conditional models), truncation (psi), ort (the
+ * onnxruntime namespace, default globalThis.ort), zDim (default: from the graph). Models with a `pixels` output
+ * (gankit.format 2) give their pixels; older ones are converted by toPixels, the same rule. Non-finite images
+ * are an error. */
+export async function generate(session, seeds, options = {}) {
+  const { labels = null, truncation = 1.0, ort = globalThis.ort } = options;
+  if (!ort?.Tensor) throw new Error("generate() needs onnxruntime: pass { ort } (import * as ort from 'onnxruntime-web')");
+  const zDim = options.zDim ?? zDimOf(session);
+  const n = seeds.length;
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", latents(seeds, zDim, truncation), [n, zDim]) };
+  if (session.inputNames.length > 1) {
+    if (!labels || labels.length !== n) throw new Error(`this model is class-conditional: give ${n} labels, one per seed`);
+    feeds[session.inputNames[1]] = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
+  } else if (labels) {
+    throw new Error("this model is unconditional: it takes no labels");
+  }
+  const out = await session.run(feeds);
+  const images = out.images ?? out[session.outputNames[0]];
+  const [, channels, height, width] = images.dims;
+  for (const x of images.data) {
+    if (!Number.isFinite(x)) throw new Error("the model gives NaN or infinite values: it is broken");
+  }
+  const pixels = out.pixels ? out.pixels.data : toPixels(images.data, images.dims);
+  return { pixels, images: images.data, n, height, width, channels };
+}
+
+/** Image `index` of a generate() result as RGBA bytes (grey replicated), for an ImageData or a canvas. */
+export function toRGBA(result, index) {
+  const { pixels, height, width, channels } = result;
+  const size = height * width;
+  const rgba = new Uint8ClampedArray(size * 4);
+  const base = index * size * channels;
+  for (let p = 0; p < size; p++) {
+    for (let k = 0; k < 3; k++) rgba[p * 4 + k] = pixels[base + p * channels + (channels === 3 ? k : 0)];
+    rgba[p * 4 + 3] = 255;
+  }
+  return rgba;
+}
+
+/** Image `index` of a generate() result as an ImageData (browsers). */
+export function toImageData(result, index) {
+  return new ImageData(toRGBA(result, index), result.width, result.height);
+}
+
+/** For tests: the pieces behind latents(). */
+export const internals = { MersenneTwister, gaussian };
