@@ -395,6 +395,23 @@ def train_classifier(
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
 
 
+@app.command()
+def web(
+    models: Optional[list[Path]] = typer.Argument(None, help="Exported .onnx generators. Default: the shipped ones."),
+    out: Path = typer.Option(Path("out/web"), help="Folder for the site (replaced if cli.py web wrote it)."),
+    force: bool = typer.Option(False, "--force", **_flag("Replace --out even if cli.py web did not write it.")),
+):
+    """Write a static site that runs the generators in the browser (onnxruntime-web): seeds, classes,
+    truncation, a grid and an interpolation. Serve it with any static server, e.g. python -m http.server."""
+    from gankit_runtime.website import write_site
+
+    root = Path(__file__).resolve().parent
+    models = models or sorted((root / "exported").glob("*.onnx"), key=lambda p: ("cdcgan" in p.name, p.name))
+    entries = write_site(models, out, root / "web", force=force)
+    typer.echo(f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "
+               f"python -m http.server -d {out} 8000, then open http://127.0.0.1:8000")
+
+
 def _printable(text: object) -> str:
     """Untrusted text (a model's metadata) with control characters escaped: no terminal escape sequences."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

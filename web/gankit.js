@@ -238,19 +238,23 @@ function zDimOf(session) {
   throw new Error("cannot read z_dim from this session: pass { zDim } to generate()");
 }
 
-/** Run the generator on seeds: { pixels: Uint8Array [N, H, W, C], images: Float32Array [N, C, H, W], n, height,
- * width, channels }. options: labels (one class index per seed, conditional models), truncation (psi), ort (the
- * onnxruntime namespace, default globalThis.ort), zDim (default: from the graph). Models with a `pixels` output
- * (gankit.format 2) give their pixels; older ones are converted by toPixels, the same rule. Non-finite images
- * are an error. */
+/** Run the generator on seeds: { pixels: Uint8Array [N, H, W, C], images: Float32Array [N, C, H, W], z, n,
+ * height, width, channels }. options: labels (one class index per seed, conditional models), truncation (psi),
+ * ort (the onnxruntime namespace, default globalThis.ort), zDim (default: from the graph). */
 export async function generate(session, seeds, options = {}) {
-  const { labels = null, truncation = 1.0, ort = globalThis.ort } = options;
-  if (!ort?.Tensor) throw new Error("generate() needs onnxruntime: pass { ort } (import * as ort from 'onnxruntime-web')");
   const zDim = options.zDim ?? zDimOf(session);
-  const n = seeds.length;
-  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", latents(seeds, zDim, truncation), [n, zDim]) };
+  return run(session, latents(seeds, zDim, options.truncation ?? 1.0), seeds.length, options);
+}
+
+/** Run the generator on latents z (Float32Array [n * zDim]: from latents(), or mixed from them, as an
+ * interpolation does). Models with a `pixels` output (gankit.format 2) give their pixels; older ones are
+ * converted by toPixels, the same rule. Non-finite images are an error. */
+export async function run(session, z, n, options = {}) {
+  const { labels = null, ort = globalThis.ort } = options;
+  if (!ort?.Tensor) throw new Error("gankit needs onnxruntime: pass { ort } (import * as ort from 'onnxruntime-web')");
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", z, [n, z.length / n]) };
   if (session.inputNames.length > 1) {
-    if (!labels || labels.length !== n) throw new Error(`this model is class-conditional: give ${n} labels, one per seed`);
+    if (!labels || labels.length !== n) throw new Error(`this model is class-conditional: give ${n} labels, one per image`);
     feeds[session.inputNames[1]] = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
   } else if (labels) {
     throw new Error("this model is unconditional: it takes no labels");
@@ -262,7 +266,7 @@ export async function generate(session, seeds, options = {}) {
     if (!Number.isFinite(x)) throw new Error("the model gives NaN or infinite values: it is broken");
   }
   const pixels = out.pixels ? out.pixels.data : toPixels(images.data, images.dims);
-  return { pixels, images: images.data, n, height, width, channels };
+  return { pixels, images: images.data, z, n, height, width, channels };
 }
 
 /** Image `index` of a generate() result as RGBA bytes (grey replicated), for an ImageData or a canvas. */
