@@ -1,11 +1,10 @@
 """gankit: train GAN generators in PyTorch, export them to ONNX, generate images anywhere.
 
-    python cli.py train --model dcgan --data mnist --epochs 5 --out runs/mnist-dcgan
-    python cli.py export runs/mnist-dcgan --out exported/mnist-dcgan.onnx
-    python cli.py generate exported/mnist-dcgan.onnx --seeds 0-9999 --out out/digits
+    python cli.py train --data mnist --epochs 5 --out runs/mnist-dcgan
+    python cli.py export runs/mnist-dcgan                       # runs/mnist-dcgan/generator.onnx
+    python cli.py generate runs/mnist-dcgan/generator.onnx --seeds 0-9999 --out out/digits
 
-`generate` and `info` need only the runtime (onnxruntime and numpy): torch is imported by
-`train` and `export` alone.
+generate, info, web and eval of an .onnx need only the runtime: torch is imported by train and export alone.
 """
 
 from __future__ import annotations
@@ -76,40 +75,6 @@ def _check_threads(threads: int | None) -> None:
 _ARGV: list[str] = []  # the command line main() was given (train --nproc starts the ranks with it)
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
-
-
-def _launch(nproc: int) -> int:
-    """train --nproc N: torchrun's launcher in this process, so that a failure is the ranks' one line (rank 0
-    speaks) and their exit code, not torchrun's traceback, and Ctrl-C or SIGTERM exit 130 or 143."""
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its warnings and failure reports
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", str(Path(__file__).resolve()),
-                                         *_without_nproc(_ARGV)])
-    try:
-        run(args)
-    except ChildFailedError as e:
-        failure = e.failures.get(0) or next(iter(e.failures.values()))
-        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
-    except SignalException as e:
-        return 128 + int(e.sigval)
-    return 0
-
-
 def _training_side():
     """Import the torch side, or say in one line what is missing."""
     try:
@@ -121,21 +86,12 @@ def _training_side():
                           "pip install torch -e .") from None
 
 
-# train's options that are fields of the run's configs, by option name -> (config field); a resumed run
-# refuses any of these given with another value than the run's own (gankit.train.resume_configs).
-RUN_SETTINGS = {"model": "kind", "data": "data", "batch_size": "batch_size", "lr_g": "lr_g", "lr_d": "lr_d",
-                "beta1": "beta1", "beta2": "beta2", "d_steps": "d_steps", "g_loss": "g_loss", "image_size": "size",
-                "channels": "channels", "z_dim": "z_dim", "width": "width", "label_smoothing": "label_smoothing",
-                "d_norm": "d_norm", "conditional": "conditional", "d_condition": "d_condition", "seed": "seed",
-                "ema": "ema_kimg", "eval_every": "eval_every", "eval_samples": "eval_samples", "epochs": "epochs",
-                "checkpoint_every": "checkpoint_every", "data_dir": "data_dir", "sync_bn": "sync_bn",
-                "augment": "augment", "augment_p": "augment_p"}
-
-
 def _given(ctx: typer.Context, values: dict) -> dict:
     """The run settings the user typed on the command line (not defaults), as config field -> value."""
+    from gankit.config import OPTION_FIELDS
+
     given = {}
-    for option, field in RUN_SETTINGS.items():
+    for option, field in OPTION_FIELDS.items():
         source = ctx.get_parameter_source(option)  # click's ParameterSource (typer may vendor its own click)
         if source is not None and source.name == "COMMANDLINE":
             value = values[option]
@@ -194,32 +150,39 @@ def train(
                                                            "other setting given must match the run's.")),
 ):
     """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl. Ctrl-C checkpoints and stops."""
+    _run_training(ctx, dict(locals()))
+
+
+def _run_training(ctx: typer.Context, o: dict) -> None:
+    """train's body, given its options by name."""
     _training_side()
-    if nproc and "RANK" not in os.environ:
-        raise typer.Exit(_launch(nproc))
+    if o["nproc"] and "RANK" not in os.environ:
+        from gankit.launch import launch
+
+        raise typer.Exit(launch(o["nproc"], _ARGV))
     import torch
 
     from gankit.config import new_run_configs
     from gankit.train import train as run_training
 
-    given = _given(ctx, locals())
-    if "augment_p" in given and augment != Augment_.fixed and not resume:
-        raise GankitError(f"--augment-p is the probability of --augment fixed; with --augment {augment.value} it "
+    given = _given(ctx, o)
+    if "augment_p" in given and o["augment"] != Augment_.fixed and not o["resume"]:
+        raise GankitError(f"--augment-p is the probability of --augment fixed; with --augment {o['augment'].value} it "
                           "would be ignored")
-    _check_threads(threads)
-    if threads:
-        torch.set_num_threads(threads)
-    out = out or Path("runs") / f"{Path(data).name}-{model.value}"
+    _check_threads(o["threads"])
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    out = o["out"] or Path("runs") / f"{Path(o['data']).name}-{o['model'].value}"
     model_cfg = train_cfg = None
-    if not resume:
+    if not o["resume"]:
+        plain = {k: o[k] for k in ("z_dim", "epochs", "batch_size", "beta1", "beta2", "d_steps", "label_smoothing",
+                                   "seed", "eval_every", "eval_samples", "checkpoint_every", "sync_bn", "augment_p")}
         model_cfg, train_cfg = new_run_configs(
-            model.value, data, image_size, channels, width, lr_g, lr_d, z_dim=z_dim, d_norm=d_norm.value,
-            d_condition=d_condition.value, data_dir=str(data_dir or ""), epochs=epochs, batch_size=batch_size,
-            beta1=beta1, beta2=beta2, d_steps=d_steps, g_loss=g_loss.value, label_smoothing=label_smoothing,
-            seed=seed, ema_kimg=ema, eval_every=eval_every, eval_samples=eval_samples,
-            checkpoint_every=checkpoint_every, sync_bn=sync_bn, augment=augment.value, augment_p=augment_p)
-    ckpt = run_training(out, model_cfg, train_cfg, resume=resume, given=given, max_steps=steps, device=device,
-                        conditional=conditional)
+            o["model"].value, o["data"], o["image_size"], o["channels"], o["width"], o["lr_g"], o["lr_d"],
+            d_norm=o["d_norm"].value, d_condition=o["d_condition"].value, data_dir=str(o["data_dir"] or ""),
+            g_loss=o["g_loss"].value, ema_kimg=o["ema"], augment=o["augment"].value, **plain)
+    ckpt = run_training(out, model_cfg, train_cfg, resume=o["resume"], given=given, max_steps=o["steps"],
+                        device=o["device"], conditional=o["conditional"])
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
         typer.echo(f"checkpoint: {ckpt}\nexport it:  python cli.py export {out}   (writes {out / 'generator.onnx'})")
 
@@ -287,14 +250,7 @@ def generate(
     """
     from gankit_runtime import default_layout, job_for, write_folder
 
-    if format is None and out is not None and out.suffix == ".npz":
-        format = Format.npz  # --out x.npz is an npz, not a folder named x.npz
-    if tf32 and not device.startswith("cuda"):
-        raise GankitError("--tf32 is for CUDA convolutions: it has no effect on the CPU")
-    if shard is not None and format == Format.npz:
-        raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
-    if png_level != 1 and format == Format.npz:
-        raise GankitError("--png-level is for PNG folders: an npz holds raw pixels")
+    format = _check_generate_options(format, out, tf32, device, shard, png_level)
     generator = Generator(model, device=device, threads=threads, tf32=tf32, lanes=lanes)
     part = job_for(generator, seeds, per_class, classes, truncation, shard)
     format = format or Format(default_layout(generator))
@@ -310,6 +266,20 @@ def generate(
     kept = f", kept {result.skipped} already there" if result.skipped else ""
     typer.echo(f"{what}wrote {result.written} images to {out}{kept} in {seconds:.1f} s "
                f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})")
+
+
+def _check_generate_options(format, out, tf32: bool, device: str, shard, png_level: int):
+    """The format asked for (--out x.npz is an npz, not a folder named x.npz); options that would be ignored are
+    refused."""
+    if format is None and out is not None and out.suffix == ".npz":
+        format = Format.npz
+    if tf32 and not device.startswith("cuda"):
+        raise GankitError("--tf32 is for CUDA convolutions: it has no effect on the CPU")
+    if shard is not None and format == Format.npz:
+        raise GankitError("--shard needs a folder layout (png or imagefolder): an npz is one file")
+    if png_level != 1 and format == Format.npz:
+        raise GankitError("--png-level is for PNG folders: an npz holds raw pixels")
+    return format
 
 
 def _is_eval_json(path: Path) -> bool:

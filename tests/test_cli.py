@@ -17,6 +17,7 @@ from gankit_runtime.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess
 def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
     run = tmp_path / "run"
     r = run_cli("train", "--data", image_folder, "--image-size", 16, "--width", 4, "--batch-size", 8,
@@ -139,6 +140,7 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
+@pytest.mark.network  # MNIST on a cold cache
 @pytest.mark.skipif(not DEFAULT_CLASSIFIER.is_file(), reason="no classifier")
 def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     import json

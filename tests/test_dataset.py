@@ -223,6 +223,7 @@ def test_png_level_trades_file_size_for_speed_not_pixels(cond, tmp_path, capsys)
     assert sizes[0] > 1.3 * sizes[1] >= 1.3 * sizes[9], sizes  # stored blocks are bigger; deflate shrinks
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess
 def test_train_conditional_on_class_folders_export_and_generate(tmp_path):
     folder = make_image_folder(tmp_path / "pets", n_per_class=8, classes=("cats", "dogs"))
     run = tmp_path / "run"

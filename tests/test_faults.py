@@ -60,6 +60,7 @@ def wait_for(predicate, timeout=120.0):
 
 
 # ---------------------------------------------------------------------------------------- interruption
+@pytest.mark.slow  # an end-to-end run in a subprocess
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_training_checkpoints_exits_non_zero_and_resumes(pets, tmp_path, sig, code):
     run = tmp_path / "run"
@@ -97,6 +98,7 @@ def test_interrupted_generate_exits_non_zero_keeps_whole_files_and_a_rerun_finis
     assert r.returncode == 0 and f"kept {len(pngs)} already there" in r.stdout and "wrote 10 images" in r.stdout
 
 
+@pytest.mark.slow  # an end-to-end run in a subprocess
 def test_kill_9_loses_at_most_the_steps_since_the_last_periodic_checkpoint(pets, tmp_path):
     run = tmp_path / "run"
     p = start_cli("train", "--data", pets, *TINY, "--epochs", 1000, "--checkpoint-every", 2, "--out", run)
@@ -200,7 +202,7 @@ def test_infinite_or_nan_settings_are_refused(capsys, tmp_path):
                            (["--ema", "nan"], "--ema"), (["--label-smoothing", "nan"], "finite"),
                            (["--image-size", 0], "image size"), (["--image-size", 100000], "image size"),
                            (["--channels", 0], "channels"), (["--device", "mps"], "mps"),
-                           (["--device", "cuda:x"], "unknown device")):
+                           (["--device", "cuda:x"], "bad device")):
         expect_error(capsys, ["train", *args, "--out", tmp_path / "r"], fragment)
     assert not (tmp_path / "r").exists()
 
@@ -382,6 +384,7 @@ def test_eval_mistakes_are_one_line_and_found_before_the_work(capsys, tmp_path):
     expect_error(capsys, ["generate", model, "--format", "npz", "--out", "/proc/x.npz"], "cannot write to /proc")
 
 
+@pytest.mark.network  # MNIST on a cold cache
 def test_eval_of_an_onnx_needs_only_the_runtime(tmp_path):
     env = torch_blocker(tmp_path)  # no torch, no onnx ...
     blocker = tmp_path / "blocker" / "gankit"  # ... and no training package

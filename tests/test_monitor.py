@@ -69,6 +69,7 @@ def test_failure_watch_warns_once():
     assert "collapsing" in log.getvalue()
 
 
+@pytest.mark.network  # MNIST on a cold cache
 @pytest.mark.skipif(not CLASSIFIER.is_file(), reason="no classifier")
 @pytest.mark.parametrize("conditional", [False, True])
 def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):

@@ -61,6 +61,7 @@ def test_data_sets_through_the_api_and_the_cli(tmp_path, capsys):
     expect_error(capsys, ["generate", DCGAN, "--seeds", "0-3,2", "--out", tmp_path / "bad"], "listed twice")
 
 
+@pytest.mark.network  # MNIST on a cold cache
 @pytest.mark.skipif(not (default_data_dir() / "mnist.npz").is_file(), reason="MNIST not in the data cache yet")
 def test_eval_runs_on_the_runtime_alone(tmp_path, capsys):
     rc, _ = call(capsys, "eval", DCGAN, "--samples", 50, "--no-reference", "--out", tmp_path / "e.json")

@@ -96,10 +96,10 @@ def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data
         raise GankitError(f"eval --data mnist needs a generator of MNIST's classes {', '.join(DIGITS)}; "
                           f"{i.path} has {', '.join(i.classes)}")
     extract = FeatureExtractor(classifier)
+    labels = eval_labels(samples, len(i.classes))  # the model first: a broken one fails before any download
+    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels))
     mnist = load_mnist_like("mnist", data_dir or default_data_dir())
     real_f, _ = extract(mnist["x_test"][..., None])
-    labels = eval_labels(samples, len(i.classes))
-    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels))
     result = {"model": str(i.path), "samples": samples, "generated": figures(fake_f, fake_p, real_f, labels)}
     if with_reference:  # real training images in place of generated ones: the best a generator can hope for
         pick = np.random.default_rng(0).choice(len(mnist["x_train"]), min(samples, len(mnist["x_train"])), replace=False)

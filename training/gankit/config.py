@@ -224,3 +224,18 @@ def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int |
     train_cfg = TrainConfig(data=data, lr_g=rate if lr_g is None else lr_g, lr_d=rate if lr_d is None else lr_d,
                             **{k: v for k, v in settings.items() if k not in model_keys})
     return model_cfg, train_cfg
+
+
+# train's options that are fields of the run's configs, by option name (as Python spells it) -> config field. A
+# resumed run refuses any of these given with another value than the run's own (gankit.train.resume_configs).
+_RENAMED = {"model": "kind", "image_size": "size", "ema": "ema_kimg"}
+OPTION_FIELDS = {option: _RENAMED.get(option, option) for option in (
+    "model", "data", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "g_loss", "image_size", "channels",
+    "z_dim", "width", "label_smoothing", "d_norm", "conditional", "d_condition", "seed", "ema", "eval_every",
+    "eval_samples", "epochs", "checkpoint_every", "data_dir", "sync_bn", "augment", "augment_p")}
+
+
+def option_name(field: str) -> str:
+    """The command-line option of a config field: ema_kimg -> ema, size -> image-size."""
+    renamed = {f: o for o, f in _RENAMED.items()}
+    return renamed.get(field, field).replace("_", "-")

@@ -186,11 +186,11 @@ def average(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: int, world: World, device) -> int:
-    """The largest of the ranks' flags: a stop asked of one rank (Ctrl-C, SIGTERM) is a stop for all,
-    at the same step."""
+def any_rank(flags: list[bool], world: World, device) -> list[bool]:
+    """Each flag true on any rank: a stop asked of one rank (Ctrl-C, SIGTERM) is a stop for all, at the same
+    step."""
     if not world.active:
-        return flag
-    t = torch.tensor([flag], dtype=torch.int64, device=device)
+        return [bool(f) for f in flags]
+    t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+    return [bool(v) for v in t.tolist()]
