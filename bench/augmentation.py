@@ -45,7 +45,7 @@ def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)])
 
 
-def main():
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "exported" / "mnist-cdcgan.onnx"))
     ap.add_argument("--steps", type=int, default=2000, help="classifier training budget, batches of 128")
@@ -54,7 +54,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON file for the results")
     ap.add_argument("--cases", default="1,2,3", help="which training cases to run (GAN-test always runs)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    args = arguments()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -96,6 +100,16 @@ def main():
         reps = len(x_syn10) // len(pick)
         mixed.append(run("3b. real 1k (x10) + generated 10k", np.concatenate([np.tile(x_train[pick], (reps, 1, 1)), x_syn10]),
                          np.concatenate([np.tile(y_train[pick], reps), y_syn10]), seed))
+    if small:
+        results["real_1k"], results["real_1k_plus_10k"] = small, mixed
+    report(results)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def report(results: dict) -> None:
+    small, mixed = results.get("real_1k"), results.get("real_1k_plus_10k")
     print(f"\n{'case':<44}{'test accuracy':>16}")
     if "real" in results:
         print(f"{'1. real 60k (anchor)':<44}{results['real']:>16.2%}")
@@ -103,15 +117,11 @@ def main():
         ratio = f"   ({results['gan_train'] / results['real']:.3f} of real)" if "real" in results else ""
         print(f"{'2. GAN-train: generated 60k only':<44}{results['gan_train']:>16.2%}{ratio}")
     if small:
-        results["real_1k"], results["real_1k_plus_10k"] = small, mixed
         gains = np.array(mixed) - np.array(small)
         print(f"{'3a. real 1k':<44}{np.mean(small):>10.2%} +- {np.std(small):.2%}")
         print(f"{'3b. real 1k + generated 10k':<44}{np.mean(mixed):>10.2%} +- {np.std(mixed):.2%}")
         print(f"{'    gain':<44}{np.mean(gains):>+10.2%} +- {np.std(gains):.2%} (min {gains.min():+.2%})")
     print(f"{'4. GAN-test (project classifier)':<44}{results['gan_test']:>16.2%}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

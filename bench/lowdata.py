@@ -53,7 +53,7 @@ def train_gan(x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, se
     return t
 
 
-def main():
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"])
     ap.add_argument("--n", type=int, default=1000, help="real labelled images the user has (balanced)")
@@ -69,27 +69,49 @@ def main():
     ap.add_argument("--truncation", type=float, default=1.0, help="psi of the generated set (1.0 = off)")
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
+    if not set(args.uses.split(",")) <= {"plain", "filtered"}:
+        raise SystemExit(f"--uses takes plain and/or filtered, not {args.uses}")
+    return args
+
+
+def make_scorer(args, x_train, y_train, x_test, y_test) -> Scorer:
+    """FD and GAN-test: in the MNIST classifier's features, or for another data set in those of a judge, a
+    classifier trained on all of its training images."""
+    if args.data == "mnist":
+        return Scorer(default_data_dir(), args.samples)
+    judge = fit(x_train, y_train, args.clf_steps, seed=1234)
+    judge_accuracy = accuracy(judge, x_test, y_test)
+    with tempfile.TemporaryDirectory() as tmp:  # the scorer's session holds the model once made
+        judge_path = Path(tmp) / f"{args.data}-judge.onnx"
+        export_classifier(judge, judge_path, judge_accuracy, args.data)
+        scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
+    print(f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
+          f"(test accuracy {judge_accuracy:.2%})", flush=True)
+    return scorer
+
+
+def generated_set(synth, labels, use: str, real_model):
+    """1,500 candidates per class: plain keeps the first 1,000, filtered the first 1,000 (or fewer) that the
+    real-only classifier reads as the class asked for. Returns (images, labels, share kept)."""
+    if use == "plain":
+        keep = np.tile(np.arange(1500) < 1000, 10)
+    else:
+        agree = predict(real_model, synth) == labels
+        keep = agree & (np.concatenate([np.cumsum(agree[c * 1500:(c + 1) * 1500]) for c in range(10)]) <= 1000)
+    return synth[keep], labels[keep], float(keep.mean() * 1500 / 1000)
+
+
+def main():
+    args = arguments()
     torch.set_num_threads(args.threads)
     seeds, modes = [int(s) for s in args.seeds.split(",")], args.modes.split(",")
     arrays = load_mnist_like(args.data, default_data_dir())
     x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
-    if args.data == "mnist":
-        scorer = Scorer(default_data_dir(), args.samples)
-    else:  # FD and GAN-test need a judge of this data set: a classifier trained on all of its training images
-        judge = fit(x_train, y_train, args.clf_steps, seed=1234)
-        judge_accuracy = accuracy(judge, x_test, y_test)
-        with tempfile.TemporaryDirectory() as tmp:  # the scorer's session holds the model once made
-            judge_path = Path(tmp) / f"{args.data}-judge.onnx"
-            export_classifier(judge, judge_path, judge_accuracy, args.data)
-            scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
-        print(f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
-              f"(test accuracy {judge_accuracy:.2%})", flush=True)
+    scorer = make_scorer(args, x_train, y_train, x_test, y_test)
     per_class = args.n // 10
     print(f"{args.data}: n = {args.n} real images ({per_class} per class), GAN {args.gan_steps} steps x 64, "
           f"classifier {args.clf_steps} steps x 128, modes {modes}, subset seeds {seeds}", flush=True)
     uses = args.uses.split(",")
-    if not set(uses) <= {"plain", "filtered"}:
-        raise SystemExit(f"--uses takes plain and/or filtered, not {args.uses}")
 
     def case(mode, use):
         return f"real + generated ({mode}{', filtered' if use == 'filtered' else ''})"
@@ -117,19 +139,13 @@ def main():
                 f = scorer.evaluate(g, t.model_cfg, t.device)
                 fd[mode].append(f["fd"])
                 gan_test[mode].append(f["label_accuracy"])
-            # 1,500 candidates per class; plain keeps the first 1,000, filtered the first 1,000 (or fewer) that the
-            # real-only classifier reads as the class asked for
             labels = np.repeat(np.arange(10), 1500)
             synth = sample_uint8(g, np.tile(np.arange(1500), 10), 100, t.device, labels=labels,
                                  truncation=args.truncation)[..., 0]
             for use in uses:
-                if use == "plain":
-                    keep = np.tile(np.arange(1500) < 1000, 10)
-                else:
-                    agree = predict(real_model, synth) == labels
-                    keep = agree & (np.concatenate([np.cumsum(agree[c * 1500:(c + 1) * 1500]) for c in range(10)]) <= 1000)
-                    kept[case(mode, use)].append(float(keep.mean() * 1500 / 1000))
-                sx, sy = synth[keep], labels[keep]
+                sx, sy, share_kept = generated_set(synth, labels, use, real_model)
+                if use == "filtered":
+                    kept[case(mode, use)].append(share_kept)
                 reps = max(1, len(sx) // len(xs))  # real repeated so that batches are half real, as bench/augmentation.py
                 mixed = accuracy(fit(np.concatenate([np.tile(xs, (reps, 1, 1)), sx]),
                                      np.concatenate([np.tile(ys, reps), sy]), args.clf_steps, seed=seed), x_test, y_test)
@@ -139,6 +155,14 @@ def main():
                 print(f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
                       f"{case(mode, use)} {mixed:.2%}{share}", flush=True)
 
+    report(args, seeds, modes, rows, fd, gan_test, p_end, minutes)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "accuracy": rows, "filtered_share": kept, "fd": fd, "gan_test": gan_test, "minutes": minutes,
+                       "final_p": p_end}, f, indent=1)
+
+
+def report(args, seeds, modes, rows, fd, gan_test, p_end, minutes) -> None:
     def ms(v):
         return f"{np.mean(v):.2%} +- {np.std(v):.2%}"
 
@@ -152,10 +176,6 @@ def main():
         if fd[m]:
             print(f"GAN --augment {m}: FD {np.mean(fd[m]):.1f} +- {np.std(fd[m]):.1f} ({', '.join(f'{v:.1f}' for v in fd[m])}),"
                   f" GAN-test {ms(gan_test[m])}, final p {np.mean(p_end[m]):.2f}, {np.mean(minutes[m]):.1f} min a run")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "accuracy": rows, "filtered_share": kept, "fd": fd, "gan_test": gan_test, "minutes": minutes,
-                       "final_p": p_end}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from gankit.monitor import Scorer
 from gankit.train import Trainer
 
 
-def main():
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["dcgan", "vanilla"], default="dcgan")
     ap.add_argument("--minutes", default="5,10,20,30")
@@ -55,7 +55,11 @@ def main():
     ap.add_argument("--d-norm", choices=["batch", "spectral"], default="batch")
     ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (MNIST's labels)")
     ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    args = arguments()
     torch.set_num_threads(args.threads)
     by_images = args.kimg is not None
     marks = [float(m) * (1000 if by_images else 60) for m in (args.kimg or args.minutes).split(",")]
@@ -93,20 +97,24 @@ def main():
         if trainer.G_ema is not None:  # --ema 0: no EMA to score
             row["EMA"] = scorer.evaluate(trainer.G_ema, model_cfg, trainer.device)
         results.append(row)
-        cells = []
-        for key in [k for k in ("G", "EMA") if k in row]:
-            f = row[key]
-            cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
-                         f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
-                         + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""))
-        print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | "
-              + " | ".join(cells), flush=True)
+        print_row(row)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)
     if args.save:  # the same checkpoint `cli.py train` writes: export it, or continue it with --resume
         Path(args.save).mkdir(parents=True, exist_ok=True)
         save_checkpoint(trainer.state_dict(), Path(args.save) / FILENAME)
+
+
+def print_row(row: dict) -> None:
+    cells = []
+    for key in [k for k in ("G", "EMA") if k in row]:
+        f = row[key]
+        cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
+                     f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
+                     + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""))
+    print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | "
+          + " | ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

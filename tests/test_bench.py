@@ -21,6 +21,7 @@ CASES = {
     "time_to_quality_ema": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", *MNIST],
     "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3"],
     "web": ["bench/web.py", "--seeds", "2000"],
+    "lanes": ["bench/lanes.py", "--batch", "8", "--rounds", "1"],
     "lowdata": ["bench/lowdata.py", "--n", "500", "--seeds", "0", "--gan-steps", "3", "--clf-steps", "3",
                 "--uses", "plain,filtered", "--truncation", "0.8", *MNIST],
 }

@@ -19,43 +19,6 @@ const M = 397;
 const MATRIX_A = 0x9908b0df;
 const NEAR = 64; // float64 ulps around a float32 rounding boundary (as gankit_runtime.fastseeds.NEAR)
 
-/** MT19937 as numpy's RandomState uses it, generating (twisting) each word only when it is drawn. */
-class MersenneTwister {
-  constructor() {
-    this.mt = new Uint32Array(N);
-    this.pos = N;
-  }
-
-  seed(seed) { // init_genrand
-    const mt = this.mt;
-    mt[0] = seed >>> 0;
-    for (let i = 1; i < N; i++) {
-      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
-      mt[i] = (Math.imul(1812433253, prev) + i) >>> 0;
-    }
-    this.pos = N;
-  }
-
-  next() { // genrand_int32, twisting word by word: in order, in place, it equals the whole-state twist
-    const mt = this.mt;
-    if (this.pos === N) this.pos = 0;
-    const k = this.pos++;
-    const y = (mt[k] & 0x80000000) | (mt[k === N - 1 ? 0 : k + 1] & 0x7fffffff);
-    let w = mt[k < N - M ? k + M : k + M - N] ^ (y >>> 1) ^ (-(y & 1) & MATRIX_A);
-    mt[k] = w;
-    w ^= w >>> 11;
-    w ^= (w << 7) & 0x9d2c5680;
-    w ^= (w << 15) & 0xefc60000;
-    return (w ^ (w >>> 18)) >>> 0;
-  }
-
-  double() { // legacy_double: 53 random bits
-    const a = this.next() >>> 5;
-    const b = this.next() >>> 6;
-    return (a * 67108864.0 + b) / 9007199254740992.0;
-  }
-}
-
 // ---------------------------------------------------------------------------------------- near a boundary
 const scratch = new Float64Array(1);
 const words = new Uint32Array(scratch.buffer);
@@ -154,7 +117,7 @@ function twistWords(mt, from, to) {
   }
 }
 
-/** out[offset .. offset + zDim) = the seed's latent: MersenneTwister's steps on one shared state, in blocks. */
+/** out[offset .. offset + zDim) = the seed's latent: MT19937's steps on one shared state, in blocks. */
 function fillLatent(out, offset, seed, zDim) {
   const mt = state;
   let word = seed >>> 0; // init_genrand, the previous word kept in a register
@@ -288,4 +251,4 @@ export function toImageData(result, index) {
 }
 
 /** For tests: the pieces behind latents(). */
-export const internals = { MersenneTwister, gaussian };
+export const internals = { gaussian };

@@ -57,13 +57,11 @@ def atomic_path(path, durable: bool = True):
         yield tmp
         if durable:
             _fsync_file(tmp)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if durable:
-        fsync_folder(path.parent)
+    _rename_into_place(tmp, path, durable)
 
 
 def _fsync_file(path) -> None:
@@ -98,7 +96,11 @@ def atomic_write_bytes(path, data: bytes, durable: bool = False) -> None:
     The hot path of PNG generation (one call per image): plain os calls on str paths. durable: fsync
     the file before and the folder after the rename (job files, metadata)."""
     path = os.fspath(path)
-    tmp = _write_temporary(path, data, durable)
+    _rename_into_place(_write_temporary(path, data, durable), path, durable)
+
+
+def _rename_into_place(tmp, path, durable: bool) -> None:
+    """Rename the temporary onto `path` (and fsync the folder when durable); on failure the temporary goes."""
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -106,7 +108,7 @@ def atomic_write_bytes(path, data: bytes, durable: bool = False) -> None:
             os.unlink(tmp)
         raise
     if durable:
-        fsync_folder(os.path.dirname(path))
+        fsync_folder(os.path.dirname(os.fspath(path)))
 
 
 def create_exclusive(path, data: bytes) -> bool:
