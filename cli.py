@@ -269,8 +269,7 @@ def generate(
 
 
 def _check_generate_options(format, out, tf32: bool, device: str, shard, png_level: int):
-    """The format asked for (--out x.npz is an npz, not a folder named x.npz); options that would be ignored are
-    refused."""
+    """The format asked for (--out x.npz is an npz); options that would be ignored are refused."""
     if format is None and out is not None and out.suffix == ".npz":
         format = Format.npz
     if tf32 and not device.startswith("cuda"):

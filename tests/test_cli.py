@@ -132,11 +132,11 @@ def test_bad_options(capsys, good, tmp_path):
 def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, full_disk):
     full_disk(4)
     expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
-                 "No space left on device")
+                 "No space left on device", f"cannot write {tmp_path / 'o' / '000004.png'}")
     left = sorted(p.name for p in (tmp_path / "o").iterdir())  # the job file, then whole images only
     assert left == ["000000.png", "000001.png", "000002.png", "000003.png", "gankit-job.json"]
     expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
-                 "No space left on device")
+                 "No space left on device", f"cannot write {tmp_path / 'd.npz'}")
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 

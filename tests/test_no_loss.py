@@ -352,3 +352,47 @@ def test_flags_take_no_value_in_the_help(capsys):
     rc, out = call(capsys, "generate", "--help")
     line = next(x for x in out.out.splitlines() if "--tf32" in x)
     assert rc == 0 and "<bool>" not in line
+
+
+def test_a_crafted_classifier_is_one_line(capsys, models, tmp_path):
+    """eval's --classifier is a file from anywhere: NaN outputs or features of one dimension are refused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    for name, features, fill in (("nan", 8, np.nan), ("flat", 1, 0.5)):
+        images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, 28, 28])
+        logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+        feats = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", features])
+        w = numpy_helper.from_array(np.full((784, 10), fill, np.float32), "w")
+        v = numpy_helper.from_array(np.full((784, features), 0.5, np.float32), "v")
+        shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "shape")
+        nodes = [helper.make_node("Reshape", ["images", "shape"], ["flat"]),
+                 helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+                 helper.make_node("MatMul", ["flat", "v"], ["features"])]
+        model = helper.make_model(helper.make_graph(nodes, name, [images], [logits, feats], [w, v, shape]),
+                                  opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        onnx.save(model, str(tmp_path / f"{name}.onnx"))
+        m = tiny_generator(tmp_path / "g.onnx", size=28)
+        expect_error(capsys, ["eval", m, "--samples", 20, "--classifier", tmp_path / f"{name}.onnx", "--out",
+                              tmp_path / "e.json"], "classifier")
+        assert not (tmp_path / "e.json").exists()
+
+
+def test_a_plot_that_fails_warns_and_training_goes_on(capsys, tmp_path, monkeypatch):
+    import gankit.monitor
+
+    def broken(run):
+        raise RuntimeError("no display, no fonts")
+
+    monkeypatch.setattr(gankit.monitor, "plot_run", broken)
+    pets = make_image_folder(tmp_path / "pets", n_per_class=8)
+    rc, out = call(capsys, "train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 2,
+                   "--out", tmp_path / "r")
+    assert rc == 0 and "warning: could not draw" in out.err and (tmp_path / "r" / "checkpoint.pt").is_file()
+
+
+def test_the_data_cache_as_a_file_is_refused_by_eval_too(capsys, models, tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file")
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))
+    m = tiny_generator(tmp_path / "g.onnx", size=28)
+    expect_error(capsys, ["eval", m, "--samples", 20, "--out", tmp_path / "e.json"], "is a file")

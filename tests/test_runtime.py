@@ -90,7 +90,7 @@ def test_interrupted_png_write_leaves_whole_files_and_a_rerun_completes_it(small
                                                                           monkeypatch):
     g = Generator(small_rgb)
     full_disk(4)  # the job file, then 3 images, then the disk is full
-    with pytest.raises(OSError):
+    with pytest.raises(GankitError, match="No space left on device"):
         write_folder(g, plan(g, range(20)), tmp_path / "o", batch_size=4)
     left = sorted((tmp_path / "o").iterdir())
     assert [p.name for p in left if p.suffix != ".png"] == ["gankit-job.json"]  # no metadata for an unfinished job

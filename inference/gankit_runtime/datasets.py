@@ -199,6 +199,8 @@ def _save_cache(arrays: dict, path: Path) -> None:
 
 def load_mnist_like(name: str, data_dir: Path) -> dict:
     """{'x_train', 'y_train', 'x_test', 'y_test'} as uint8 arrays for name in (mnist, fashion-mnist)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise GankitError(f"the data cache {data_dir} (--data-dir or GANKIT_DATA) is a file; give a folder")
     cache = data_dir / f"{name}.npz"
     if cache.is_file():
         try:

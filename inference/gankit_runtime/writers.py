@@ -181,7 +181,11 @@ def _save_batch(images: np.ndarray, relative_paths: list[str], out_dir: Path, fo
     root = os.fspath(out_dir)
     for data, rel in zip(encode_pngs(images, png_level), relative_paths):
         folders.need(rel)  # a class folder appears with its first image, never empty
-        atomic_write_bytes(os.path.join(root, rel), data)
+        try:
+            atomic_write_bytes(os.path.join(root, rel), data)
+        except OSError as e:  # a full disk: say where (the temporary's name would mean nothing to the user)
+            raise GankitError(f"cannot write {os.path.join(root, rel)}: {e.strerror or e}; the images written "
+                              "so far are whole: free space and run the same command again") from None
         saved[0] += 1  # one writer thread: no race
 
 
@@ -363,6 +367,8 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: nothing written ({path} is written whole or not at all); "
                           "run the command again") from None
+    except OSError as e:
+        raise GankitError(f"cannot write {path}: {e.strerror or e}; nothing written") from None
     if grid is not None:
         write_grid(generator, job, grid, batch_size)
     return WriteResult(n, 0)
