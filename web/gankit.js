@@ -99,7 +99,7 @@ function gaussian(x, r2, f) {
   return nearBoundary(v) ? x * Math.sqrt(-2.0 * crLog(r2) / r2) : v;
 }
 
-const state = new Uint32Array(N);
+const STATES = [0, 1, 2, 3].map(() => new Uint32Array(N));
 const tempered = new Uint32Array(N);
 const BLOCK = 128; // words twisted and tempered at a time (numpy's randn(100) needs ~260 of a seed's 624)
 
@@ -117,15 +117,32 @@ function twistWords(mt, from, to) {
   }
 }
 
-/** out[offset .. offset + zDim) = the seed's latent: MT19937's steps on one shared state, in blocks. */
-function fillLatent(out, offset, seed, zDim) {
-  const mt = state;
-  let word = seed >>> 0; // init_genrand, the previous word kept in a register
-  mt[0] = word;
+/** init_genrand for up to four seeds from seeds[at] on, into STATES: four independent chains of its 623 steps
+ * (one chain waits on each multiply; four keep the CPU busy). */
+function seedFour(seeds, at) {
+  const [m0, m1, m2, m3] = STATES;
+  let a = seeds[at] >>> 0;
+  let b = (seeds[at + 1] ?? 0) >>> 0;
+  let c = (seeds[at + 2] ?? 0) >>> 0;
+  let d = (seeds[at + 3] ?? 0) >>> 0;
+  m0[0] = a;
+  m1[0] = b;
+  m2[0] = c;
+  m3[0] = d;
   for (let i = 1; i < N; i++) {
-    word = (Math.imul(1812433253, word ^ (word >>> 30)) + i) >>> 0;
-    mt[i] = word;
+    a = (Math.imul(1812433253, a ^ (a >>> 30)) + i) >>> 0;
+    b = (Math.imul(1812433253, b ^ (b >>> 30)) + i) >>> 0;
+    c = (Math.imul(1812433253, c ^ (c >>> 30)) + i) >>> 0;
+    d = (Math.imul(1812433253, d ^ (d >>> 30)) + i) >>> 0;
+    m0[i] = a;
+    m1[i] = b;
+    m2[i] = c;
+    m3[i] = d;
   }
+}
+
+/** out[offset .. offset + zDim) = the latent of the seed whose state `mt` holds: MT19937 in blocks of words. */
+function fillLatent(out, offset, mt, zDim) {
   let pos = 0;
   let made = 0;
   for (let i = 0; i < zDim; i += 2) {
@@ -164,9 +181,10 @@ export function latents(seeds, zDim = 100, truncation = 1.0) {
     throw new RangeError(`truncation must be a finite number >= 0 (1 = off), got ${truncation}`);
   }
   const out = new Float32Array(seeds.length * zDim);
-  for (let i = 0; i < seeds.length; i++) {
-    checkSeed(seeds[i]);
-    fillLatent(out, i * zDim, seeds[i], zDim);
+  seeds.forEach(checkSeed);
+  for (let i = 0; i < seeds.length; i += 4) {
+    seedFour(seeds, i);
+    for (let k = 0; k < 4 && i + k < seeds.length; k++) fillLatent(out, (i + k) * zDim, STATES[k], zDim);
   }
   if (truncation !== 1) {
     const psi = Math.fround(truncation);
