@@ -33,8 +33,7 @@ except ImportError as _missing:
           "pip install typer './inference[cpu]'", file=sys.stderr)
     sys.exit(1)
 
-# Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions,
-# older typer raises click's.
+# Usage errors (bad option, bad value): typer >= 0.22 raises its own vendored-click exceptions, older typer click's.
 USAGE_ERRORS: tuple = tuple(c for c in (getattr(typer.exceptions, "TyperException", None),) if c)
 try:
     import click
@@ -302,6 +301,7 @@ def evaluate(
     classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: the MNIST classifier shipped in "
                                                           "gankit_runtime (models/mnist-classifier.onnx)."),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
+    truncation: float = typer.Option(1.0, help="psi of the samples scored (1.0 = off), as generate's."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out that eval did not write.")),
 ):
     """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
@@ -329,7 +329,7 @@ def evaluate(
                 with open(os.devnull, "w") as quiet:
                     run_export(model, onnx_path, log=quiet)
             result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
-                              with_reference=reference)
+                              with_reference=reference, truncation=truncation)
         except GankitError as e:  # name the user's run, not the temporary export
             raise GankitError(str(e).replace(str(onnx_path), str(model))) from None
     result["model"] = str(model)

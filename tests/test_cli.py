@@ -155,8 +155,9 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     assert rc == 0 and (tmp_path / "g.eval.json").is_file() and not list(good.glob("*.json"))
     rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
     assert rc == 0 and (good / "eval.json").is_file()  # the run's own figures, in the run: no name shared
-    rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference")  # a rerun replaces its own
-    assert rc == 0
+    rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference", "--truncation", 0.5)
+    truncated = json.loads((tmp_path / "g.eval.json").read_text())  # a rerun replaces its own figures
+    assert rc == 0 and truncated["truncation"] == 0.5 and truncated["generated"]["fd"] != g["fd"]
     (tmp_path / "notes.json").write_text("{}")  # ... but nothing else
     expect_error(capsys, ["eval", good / "g.onnx", "--out", tmp_path / "notes.json"], "--force")
     assert (tmp_path / "notes.json").read_text() == "{}"

@@ -85,7 +85,8 @@ def figures(features: np.ndarray, probabilities: np.ndarray, real_features: np.n
 
 
 def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data_dir: Path | None = None,
-             classifier: Path = DEFAULT_CLASSIFIER, with_reference: bool = True) -> dict:
+             classifier: Path = DEFAULT_CLASSIFIER, with_reference: bool = True, truncation: float = 1.0) -> dict:
+    """eval's figures of `model` over seeds 0..samples-1 (at truncation psi), and of real images for scale."""
     i = model.info
     if (i.channels, i.height, i.width) != (1, 28, 28):
         raise GankitError(f"eval --data mnist needs a 1x28x28 generator; {i.path} makes "
@@ -97,10 +98,12 @@ def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data
                           f"{i.path} has {', '.join(i.classes)}")
     extract = FeatureExtractor(classifier)
     labels = eval_labels(samples, len(i.classes))  # the model first: a broken one fails before any download
-    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels))
+    fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels,
+                                            truncation=truncation))
     mnist = load_mnist_like("mnist", data_dir or default_data_dir())
     real_f, _ = extract(mnist["x_test"][..., None])
-    result = {"model": str(i.path), "samples": samples, "generated": figures(fake_f, fake_p, real_f, labels)}
+    result = {"model": str(i.path), "samples": samples, "truncation": truncation,
+              "generated": figures(fake_f, fake_p, real_f, labels)}
     if with_reference:  # real training images in place of generated ones: the best a generator can hope for
         pick = np.random.default_rng(0).choice(len(mnist["x_train"]), min(samples, len(mnist["x_train"])), replace=False)
         ref_f, ref_p = extract(mnist["x_train"][pick][..., None])
