@@ -2,9 +2,9 @@
 seeds at once, bit for bit, in numpy alone.
 
 numpy's RandomState(seed) is MT19937 seeded by Knuth's recurrence (init_genrand), and randn is its legacy
-polar (Marsaglia) Gaussian over 53-bit doubles made of two 32-bit draws. Building one RandomState per seed
-costs ~190 us, which made latents the bottleneck of generation; here each step of the algorithm runs on a
-whole chunk of seeds as numpy vector operations instead (the seeds are the vector):
+polar (Marsaglia) Gaussian over 53-bit doubles made of two 32-bit draws. One RandomState per seed is slow
+enough to be the bottleneck of generation; here each step of the algorithm runs on a whole chunk of seeds as
+numpy vector operations instead (the seeds are the vector):
 
   seeding    623 sequential steps over a chunk of 8,192 seeds (wide vectors: each numpy call costs less a seed)
   twist      then, 512 seeds at a time (their arrays stay in the core's cache): only as many words as the
@@ -12,13 +12,11 @@ whole chunk of seeds as numpy vector operations instead (the seeds are the vecto
   Gaussians  every candidate pair at once; each seed's accepted ones found in order with one flatnonzero over
              the seed-major acceptance table, and only the first z_dim/2 of them pay for log and sqrt
 
-Every array lives in a per-thread workspace reused chunk after chunk: allocating its ~25 MB anew for each
-chunk cost more in page faults than the arithmetic (measured: 23 ms against 9.5 ms for 4,096 seeds).
-
-A seed whose candidates run out (rare: more rejections than the words made) is computed by RandomState
-itself. The result is checked against RandomState once per process on a sample of seeds (VERIFY_SEEDS);
-a platform where they differ (say a numpy whose log differs from the C library's in the last bit) falls back
-to RandomState for every seed, so the formula is never broken, only slower.
+Every array lives in a per-thread workspace reused chunk after chunk (allocating it anew costs more in page
+faults than the arithmetic). A seed whose candidates run out (rare) is computed by RandomState itself. Values
+near a float32 rounding boundary are settled with the C library's log (settle_near_boundaries), and the whole
+is checked against RandomState once per process (VERIFY_SEEDS): a platform where they differ falls back to
+RandomState for every seed, so the formula is never broken, only slower. docs/design.md has the details.
 """
 
 from __future__ import annotations

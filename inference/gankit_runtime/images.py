@@ -37,9 +37,8 @@ def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> n
     return grid
 
 
-# PNG, written here rather than through Pillow: one image is a header, its rows deflated, and a trailer.
-# Measured against Pillow's encoder: MNIST 28x28 grey 8.5 us against 21 us (324 bytes against 340),
-# 64x64 RGB 146 us against 299 us (the same 8,200 bytes). Writing a data set is a loop over this.
+# PNG, written here rather than through Pillow (faster for small images, and the runtime needs no Pillow): one
+# image is a header, its rows deflated, and a trailer. Writing a data set is a loop over this.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILTER_FROM = 4096  # bytes of pixels in an image; below it, unfiltered rows deflate smaller (MNIST: 324 against 340 bytes)
 
