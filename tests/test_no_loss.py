@@ -179,7 +179,7 @@ def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path):
                 "print(p.pid, flush=True)\np.wait()\n")
     parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    time.sleep(2.0)  # the rank has imported and asked for the signal
+    assert parent.stdout.readline().strip() == "ready"  # the rank (same stdout) has asked for the signal
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 30
