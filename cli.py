@@ -23,7 +23,7 @@ try:  # a Ctrl-C during the imports, or a runtime-only install without typer: on
     import typer
 
     from gankit_runtime import GankitError, Generator, errors, write_npz
-    from gankit_runtime.cpus import usable_cpus
+    from gankit_runtime.generator import THREADS_PER_CPU, usable_cpus
     from gankit_runtime.files import refuse_overlap, same_path
 except KeyboardInterrupt:
     print("error: interrupted", file=sys.stderr)
@@ -66,9 +66,9 @@ def _flag(help: str) -> dict:
     return {"help": help, "metavar": ""}
 
 
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and threads > 4 * usable_cpus():
-        raise GankitError(f"--threads {threads} is more than 4 per CPU this process may use ({usable_cpus()})")
+def _check_threads(threads: int | None) -> None:  # bounded as the runtime bounds its own threads
+    if threads is not None and threads > THREADS_PER_CPU * usable_cpus():
+        raise GankitError(f"--threads {threads} is more than {THREADS_PER_CPU} per CPU this process may use ({usable_cpus()})")
 
 
 _ARGV: list[str] = []  # the command line main() was given (train --nproc starts the ranks with it)

@@ -54,7 +54,7 @@ class FeatureExtractor:
             except Exception as e:  # onnxruntime's pybind exception types
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
                 raise GankitError(f"classifier {self.path} failed: {reason}") from None
-            if f.ndim != 2 or f.shape != (len(x), f.shape[1]) or f.shape[1] < 2 or logits.shape != (len(x), 10):
+            if f.ndim != 2 or len(f) != len(x) or f.shape[1] < 2 or logits.shape != (len(x), 10):
                 raise GankitError(f"classifier {self.path} gives logits {list(logits.shape)} and features "
                                   f"{list(f.shape)} for {len(x)} images (expected [N, 10] and [N, F >= 2])")
             if not (np.isfinite(logits).all() and np.isfinite(f).all()):
