@@ -55,6 +55,7 @@ def _choices(name: str, *values: str) -> type[Enum]:
 
 ModelKind = _choices("ModelKind", "vanilla", "dcgan")
 GLoss = _choices("GLoss", "non-saturating", "minimax")
+Loss = _choices("Loss", "bce", "hinge")
 Format = _choices("Format", "png", "imagefolder", "npz")
 DCondition = _choices("DCondition", "projection", "concat")
 DNorm = _choices("DNorm", "batch", "spectral")
@@ -116,6 +117,10 @@ def train(
     d_steps: int = typer.Option(1, min=1, help="k: discriminator steps per generator step."),
     g_loss: GLoss = typer.Option(GLoss.non_saturating, help="non-saturating -log D(G(z)), or the "
                                                              "original minimax log(1 - D(G(z)))."),
+    loss: Loss = typer.Option(Loss.bce, help="bce (cross-entropy, the course's) or hinge (on logits; G maximises D)."),
+    r1: float = typer.Option(0.0, min=0, help="R1 penalty: weight of D's squared slope at real images; 0 = off."),
+    top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from this share of fakes, D's favourites "
+                                                        "(annealed from 1 by 0.99 per epoch); 1 = all."),
     image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
     channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
     z_dim: int = typer.Option(100, min=1),
@@ -128,7 +133,7 @@ def train(
     d_condition: DCondition = typer.Option(DCondition.projection, help="--conditional: how D takes the label."),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
-    eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (MNIST); 0 = never."),
+    eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (mnist, fashion-mnist); 0 = never."),
     eval_samples: int = typer.Option(5000, min=10, help="Samples per eval during training."),
     checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
                                                         "Ctrl-C); 0 = every 5 minutes of training."),
@@ -179,7 +184,7 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
         model_cfg, train_cfg = new_run_configs(
             o["model"].value, o["data"], o["image_size"], o["channels"], o["width"], o["lr_g"], o["lr_d"],
             d_norm=o["d_norm"].value, d_condition=o["d_condition"].value, data_dir=str(o["data_dir"] or ""),
-            g_loss=o["g_loss"].value, ema_kimg=o["ema"], augment=o["augment"].value, **plain)
+            g_loss=o["g_loss"].value, loss=o["loss"].value, r1=o["r1"], top_k=o["top_k"], ema_kimg=o["ema"], augment=o["augment"].value, **plain)
     ckpt = run_training(out, model_cfg, train_cfg, resume=o["resume"], given=given, max_steps=o["steps"],
                         device=o["device"], conditional=o["conditional"])
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
@@ -294,24 +299,24 @@ def _is_eval_json(path: Path) -> bool:
 @app.command("eval")
 def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
-    data: str = typer.Option("mnist", help="Reference data: mnist (its test split)."),
+    data: str = typer.Option("mnist", help="Reference data: mnist or fashion-mnist (its test split and classifier)."),
     samples: int = typer.Option(10000, min=10, max=100_000, help="Generated samples (seeds 0..N-1)."),
     out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <run>/eval.json for a run, "
                                                   "<model name>.eval.json in the working directory for an .onnx."),
-    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: the MNIST classifier shipped in "
-                                                          "gankit_runtime (models/mnist-classifier.onnx)."),
+    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: --data's classifier shipped in "
+                                                          "gankit_runtime (models/DATA-classifier.onnx)."),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
     truncation: float = typer.Option(1.0, help="psi of the samples scored (1.0 = off), as generate's."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out that eval did not write.")),
 ):
-    """Score a generator: FD, KID, precision/recall in a MNIST classifier's features, confidence, classes."""
+    """Score a generator: FD, KID, precision/recall in a classifier's features, confidence, classes."""
     import tempfile
 
-    from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, evaluate as run_eval, table, write_json
+    from gankit_runtime.evaluate import CLASSIFIERS, evaluate as run_eval, table, write_json
     from gankit_runtime.files import prepare_output_file
 
-    if data != "mnist":
-        raise GankitError(f"eval supports --data mnist only (its feature space is an MNIST classifier), not {data!r}")
+    if data not in CLASSIFIERS:
+        raise GankitError(f"eval --data takes {' or '.join(CLASSIFIERS)}, not {data!r}")
     is_run = model.suffix != ".onnx"
     # The figures go to the working directory (an .onnx) or the run folder, never beside a shipped model.
     if out is None:
@@ -328,7 +333,7 @@ def evaluate(
 
                 with open(os.devnull, "w") as quiet:
                     run_export(model, onnx_path, log=quiet)
-            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier or DEFAULT_CLASSIFIER,
+            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier, data=data,
                               with_reference=reference, truncation=truncation)
         except GankitError as e:  # name the user's run, not the temporary export
             raise GankitError(str(e).replace(str(onnx_path), str(model))) from None
@@ -339,28 +344,31 @@ def evaluate(
 
 @app.command("train-classifier")
 def train_classifier(
-    out: Path = typer.Option(Path("runs/mnist-classifier.onnx"), help="Output .onnx file (the shipped one is "
-                                                                       "inference/gankit_runtime/models/"
-                                                                       "mnist-classifier.onnx)."),
+    data: str = typer.Option("mnist", help="mnist or fashion-mnist."),
+    out: Optional[Path] = typer.Option(None, help="Output .onnx file. Default runs/DATA-classifier.onnx (the shipped "
+                                                  "ones are in inference/gankit_runtime/models/)."),
     epochs: int = typer.Option(4, min=1),
     seed: int = typer.Option(0, min=0),
     data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out.")),
 ):
-    """Train the MNIST classifier that eval uses as its feature space, and export it to ONNX."""
+    """Train a classifier that eval uses as its feature space, and export it to ONNX."""
     _training_side()
     import torch
 
     from gankit.classifier import export_classifier, train_classifier as run
+    from gankit_runtime.datasets import CLASSES
     from gankit_runtime.files import prepare_output_file
 
-    prepare_output_file(out, force=force)
+    if data not in CLASSES:
+        raise GankitError(f"train-classifier --data takes {' or '.join(CLASSES)}, not {data!r}")
+    out = prepare_output_file(out or Path(f"runs/{data}-classifier.onnx"), force=force)
     _check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
-    model, acc = run(epochs=epochs, seed=seed, data_dir=data_dir)
-    export_classifier(model, out, acc)
+    model, acc = run(data, epochs=epochs, seed=seed, data_dir=data_dir)
+    export_classifier(model, out, acc, data)
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
 
 

@@ -53,6 +53,9 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--lr-d", type=float, default=None)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--d-norm", choices=["batch", "spectral"], default="batch")
+    ap.add_argument("--loss", choices=["bce", "hinge"], default="bce")
+    ap.add_argument("--r1", type=float, default=0.0, help="R1 penalty weight (0: off)")
+    ap.add_argument("--top-k", type=float, default=1.0, help="share of fakes G learns from (1: all)")
     ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (MNIST's labels)")
     ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
     return ap.parse_args()
@@ -68,7 +71,7 @@ def main():
                             d_condition=args.d_condition, **({"width": args.width} if args.width else {}))
     lr = default_lr(model_cfg.kind, model_cfg.size)
     train_cfg = TrainConfig(ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g or lr, lr_d=args.lr_d or lr,
-                            label_smoothing=args.label_smoothing)
+                            label_smoothing=args.label_smoothing, loss=args.loss, r1=args.r1, top_k=args.top_k)
     data_dir = default_data_dir()
     data = load_dataset("mnist", 28, 1, data_dir)
     trainer = Trainer(model_cfg, train_cfg, data)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from gankit.config import ModelConfig, TrainConfig
 from gankit.data import Dataset
 from gankit.train import discriminator_loss, generator_loss, train
+from gankit.trainer import R1_EVERY, r1_penalty, top_k_share
 from gankit_runtime import GankitError
 from helpers import CONFIGS, trainer
 
@@ -37,6 +38,56 @@ def test_generator_losses():
     low.grad = None
     generator_loss(low, "non-saturating").backward()
     assert low.grad.abs().max().item() > 100 * g_mm
+
+
+def test_hinge_losses():
+    lr, lf = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, -0.5, 1.0])
+    # relu(1 - real) = [0, 0.5, 2], relu(1 + fake) = [0, 0.5, 2]: each side averages 2.5 / 3
+    torch.testing.assert_close(discriminator_loss(lr, lf, kind="hinge"), torch.tensor(5.0 / 3))
+    torch.testing.assert_close(generator_loss(lf, "non-saturating", "hinge"), torch.tensor(0.5))  # -mean(fake)
+
+
+def test_r1_penalty_is_the_squared_slope_at_real_images():
+    x = torch.randn(5, 1, 4, 4, requires_grad=True)
+    w = torch.arange(16.0).view(1, 1, 4, 4)
+    logits = (w * x).sum(dim=(1, 2, 3)) + (x ** 2).sum(dim=(1, 2, 3))  # grad: w + 2x
+    expected = ((w + 2 * x.detach()) ** 2).sum(dim=(1, 2, 3)).mean()
+    torch.testing.assert_close(r1_penalty(logits, x), expected)
+
+
+def test_top_k_share_anneals_to_its_floor():
+    assert top_k_share(0.5, 0) == 1.0
+    assert top_k_share(0.5, 10) == pytest.approx(0.99 ** 10)
+    assert top_k_share(0.5, 1000) == 0.5
+
+
+def test_top_k_g_learns_from_the_best_scored_fakes_only(monkeypatch):
+    import gankit.trainer as tr
+    t = trainer(CONFIGS["dcgan28"], steps=0, batch_size=8, top_k=0.5)
+    t.step = 100 * t.steps_per_epoch  # past the annealing: half of the fakes
+    scores, learned = [], []
+    t.D.register_forward_hook(lambda module, args, out: scores.append(out.detach()))
+    monkeypatch.setattr(tr, "generator_loss", lambda logits, *a: learned.append(logits.detach())
+                        or generator_loss(logits, *a))
+    t.train_step()
+    # scores[-1]: D's scores of the G step's 8 fakes; G's loss saw the 4 best of them
+    torch.testing.assert_close(learned[0], scores[-1].sort(descending=True).values[:4])
+
+
+def test_r1_runs_lazily_and_changes_d(monkeypatch):
+    calls = []
+    import gankit.trainer as tr
+    monkeypatch.setattr(tr, "r1_penalty", lambda logits, x: calls.append(1) or r1_penalty(logits, x))
+    t = trainer(CONFIGS["dcgan28"], steps=R1_EVERY + 1, batch_size=4, r1=1.0)
+    assert len(calls) == 2  # D steps 0 and R1_EVERY
+    assert t.step == R1_EVERY + 1
+
+
+@pytest.mark.parametrize("bad", [{"loss": "wasserstein"}, {"loss": "hinge", "g_loss": "minimax"}, {"r1": -1.0},
+                                 {"top_k": 0.0}, {"top_k": 1.5}])
+def test_bad_recipe_options_are_one_line(bad):
+    with pytest.raises(GankitError):
+        TrainConfig(**bad)
 
 
 @pytest.mark.parametrize("k", [1, 3])

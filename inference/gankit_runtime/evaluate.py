@@ -1,9 +1,10 @@
-"""`python cli.py eval MODEL`: how good a generator's digits are, through the shipped MNIST classifier.
+"""`python cli.py eval MODEL`: how good a generator's images are, through a classifier shipped in the runtime.
 
-Torch-free (numpy and onnxruntime): part of the runtime, with the classifier inside the package
-(gankit_runtime/models/mnist-classifier.onnx), so it works wherever gankit-runtime is installed.
+Torch-free (numpy and onnxruntime): part of the runtime, with one classifier per data set inside the package
+(gankit_runtime/models/mnist-classifier.onnx, fashion-mnist-classifier.onnx), so it works wherever
+gankit-runtime is installed.
 
-Figures over N generated samples against MNIST's real test split, in the classifier's penultimate
+Figures over N generated samples against the data set's real test split, in the classifier's penultimate
 features: Frechet distance (FD), KID, precision and recall (k = 3), the share of samples classified
 with confidence >= 0.9 and the predicted-class histogram. The same figures for real training images
 against the real test split give the scale: a perfect generator scores about those.
@@ -17,20 +18,22 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
-from .datasets import default_data_dir, load_mnist_like
+from .datasets import CLASSES, default_data_dir, load_mnist_like
 from .errors import GankitError
 from .files import atomic_write_bytes
 from .contract import open_session
 from .generator import Generator
 from .images import from_uint8
 
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "models" / "mnist-classifier.onnx"
-DIGITS = tuple(str(d) for d in range(10))
+MODELS = Path(__file__).resolve().parent / "models"
+CLASSIFIERS = {data: MODELS / f"{data}-classifier.onnx" for data in CLASSES}  # eval --data: its feature space
+DEFAULT_CLASSIFIER = CLASSIFIERS["mnist"]
+DIGITS = tuple(CLASSES["mnist"])
 MIN_SAMPLES = 10  # precision and recall need more samples than their 3 nearest neighbours; FD a covariance
 
 
 class FeatureExtractor:
-    """The exported classifier: uint8 [N, 28, 28, 1] images -> (features [N, 128], probabilities [N, 10])."""
+    """An exported classifier: uint8 [N, 28, 28, 1] images -> (features [N, 128], probabilities [N, 10])."""
 
     def __init__(self, path: Path = DEFAULT_CLASSIFIER):
         if not Path(path).is_file():
@@ -42,7 +45,7 @@ class FeatureExtractor:
         ok = (list(inputs) == ["images"] and inputs["images"][1:] == [1, 28, 28]
               and outputs.get("logits", [None, None])[1:] == [len(DIGITS)] and len(outputs.get("features", [])) == 2)
         if not ok:
-            raise GankitError(f"{path} is not an MNIST classifier (expected input images [N, 1, 28, 28], outputs "
+            raise GankitError(f"{path} is not a 28x28 classifier of 10 classes (expected input images [N, 1, 28, 28], outputs "
                               f"logits [N, 10] and features [N, F]; it has inputs {inputs}, outputs {outputs})"[:400])
 
     def __call__(self, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -85,29 +88,34 @@ def figures(features: np.ndarray, probabilities: np.ndarray, real_features: np.n
 
 
 def evaluate(model: Generator, samples: int = 10000, batch_size: int = 500, data_dir: Path | None = None,
-             classifier: Path = DEFAULT_CLASSIFIER, with_reference: bool = True, truncation: float = 1.0) -> dict:
-    """eval's figures of `model` over seeds 0..samples-1 (at truncation psi), and of real images for scale."""
+             classifier: Path | None = None, with_reference: bool = True, truncation: float = 1.0,
+             data: str = "mnist") -> dict:
+    """eval's figures of `model` over seeds 0..samples-1 (at truncation psi) against `data` (mnist or
+    fashion-mnist; its shipped classifier unless another is given), and of real images for scale."""
     i = model.info
+    if data not in CLASSIFIERS:
+        raise GankitError(f"eval --data takes {' or '.join(CLASSIFIERS)}, not {data!r}")
     if (i.channels, i.height, i.width) != (1, 28, 28):
-        raise GankitError(f"eval --data mnist needs a 1x28x28 generator; {i.path} makes "
+        raise GankitError(f"eval --data {data} needs a 1x28x28 generator; {i.path} makes "
                           f"{i.channels}x{i.height}x{i.width}")
     if samples < MIN_SAMPLES:
         raise GankitError(f"eval needs at least {MIN_SAMPLES} samples, got {samples}")
-    if i.conditional and i.classes != DIGITS:
-        raise GankitError(f"eval --data mnist needs a generator of MNIST's classes {', '.join(DIGITS)}; "
+    if i.conditional and i.classes != tuple(CLASSES[data]):
+        raise GankitError(f"eval --data {data} needs a generator of its classes {', '.join(CLASSES[data])}; "
                           f"{i.path} has {', '.join(i.classes)}")
-    extract = FeatureExtractor(classifier)
+    extract = FeatureExtractor(classifier or CLASSIFIERS[data])
     labels = eval_labels(samples, len(i.classes))  # the model first: a broken one fails before any download
     fake_f, fake_p = extract(model.generate(range(samples), batch_size=batch_size, labels=labels,
                                             truncation=truncation))
-    mnist = load_mnist_like("mnist", data_dir or default_data_dir())
-    real_f, _ = extract(mnist["x_test"][..., None])
-    result = {"model": str(i.path), "samples": samples, "truncation": truncation,
+    arrays = load_mnist_like(data, data_dir or default_data_dir())
+    real_f, _ = extract(arrays["x_test"][..., None])
+    result = {"model": str(i.path), "data": data, "samples": samples, "truncation": truncation,
               "generated": figures(fake_f, fake_p, real_f, labels)}
     if with_reference:  # real training images in place of generated ones: the best a generator can hope for
-        pick = np.random.default_rng(0).choice(len(mnist["x_train"]), min(samples, len(mnist["x_train"])), replace=False)
-        ref_f, ref_p = extract(mnist["x_train"][pick][..., None])
-        ref_labels = mnist["y_train"][pick].astype(np.int64) if i.conditional else None
+        pick = np.random.default_rng(0).choice(len(arrays["x_train"]), min(samples, len(arrays["x_train"])),
+                                               replace=False)
+        ref_f, ref_p = extract(arrays["x_train"][pick][..., None])
+        ref_labels = arrays["y_train"][pick].astype(np.int64) if i.conditional else None
         result["real_train"] = figures(ref_f, ref_p, real_f, ref_labels)
     return result
 

@@ -1,7 +1,7 @@
-"""The MNIST classifier whose features measure generated digits (evaluation issue).
+"""The classifiers whose features measure generated images: one for MNIST, one for Fashion-MNIST.
 
-Inception features say little about 28x28 digits, so the feature space is a small CNN trained here on
-MNIST's training split and exported to ONNX: input `images` float32 [N, 1, 28, 28] in [-1, 1] (the
+Inception features say little about 28x28 grey images, so each feature space is a small CNN trained here on
+the data set's training split and exported to ONNX: input `images` float32 [N, 1, 28, 28] in [-1, 1] (the
 generator's range), outputs `logits` [N, 10] and `features` [N, 128] (the penultimate layer).
 """
 
@@ -104,11 +104,12 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: i
     return model.eval()
 
 
-def train_classifier(epochs: int = 4, batch_size: int = 128, seed: int = 0, data_dir: Path | None = None,
-                     log=None) -> tuple[nn.Module, float]:
-    """Train on MNIST's 60k training images; returns (model in eval mode, test accuracy)."""
+def train_classifier(data: str = "mnist", epochs: int = 4, batch_size: int = 128, seed: int = 0,
+                     data_dir: Path | None = None, log=None) -> tuple[nn.Module, float]:
+    """Train on the 60k training images of `data` (mnist or fashion-mnist); returns (model in eval mode,
+    test accuracy)."""
     log = log or sys.stderr
-    arrays = load_mnist_like("mnist", data_dir or default_data_dir())
+    arrays = load_mnist_like(data, data_dir or default_data_dir())
     x, y = arrays["x_train"], arrays["y_train"]
     started = [time.perf_counter()]
 

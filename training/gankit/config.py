@@ -12,6 +12,7 @@ MODEL_KINDS = ("vanilla", "dcgan")
 D_NORMS = ("batch", "spectral")
 D_CONDITIONS = ("projection", "concat")
 G_LOSSES = ("non-saturating", "minimax")
+LOSSES = ("bce", "hinge")
 BUILTIN_DATA = ("mnist", "fashion-mnist")
 AUGMENT_MODES = ("off", "fixed", "ada")
 
@@ -140,13 +141,21 @@ class TrainConfig:
     beta2: float = 0.999
     d_steps: int = 1  # k in Algorithm 1 of Goodfellow et al.: D steps per G step
     g_loss: str = "non-saturating"
+    # bce: D minimises binary cross-entropy and G the g_loss above (the course's GAN). hinge: D minimises
+    # relu(1 - D(x)) + relu(1 + D(G(z))) on logits and G maximises D(G(z)) (Lim & Ye 2017, SNGAN, BigGAN).
+    loss: str = "bce"
+    # R1 (Mescheder et al. 2018): r1 / 2 * |grad D(x)|^2 on real images, added to D's loss; 0: off.
+    r1: float = 0.0
+    # Top-k (Sinha et al. 2020): G learns from the fakes D scores highest, a share that starts at 1 and
+    # shrinks by 0.99 per epoch down to this; 1: every fake.
+    top_k: float = 1.0
     label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - this (Salimans et al. 2016)
     seed: int = 0
     # Exponential moving average of G's weights, as a half-life in thousands of images (StyleGAN's
     # ema_kimg), ramped up over the first images; 0 turns it off. Used for samples, eval and export.
     # On by default: it lowered FD by 4-19% at every mark of bench/time_to_quality.py.
     ema_kimg: float = 10.0
-    eval_every: int = 0  # generator steps between eval figures (MNIST only); 0: never
+    eval_every: int = 0  # generator steps between eval figures (mnist, fashion-mnist); 0: never
     eval_samples: int = 5000
     # Checkpoint every this many generator steps, besides epoch ends and Ctrl-C; 0: every
     # CHECKPOINT_MINUTES of training instead, so that a killed run loses minutes, not an epoch.
@@ -169,6 +178,12 @@ class TrainConfig:
             raise GankitError(f"augment-p must lie in [0, 1], got {self.augment_p}")
         if self.g_loss not in G_LOSSES:
             raise GankitError(f"unknown generator loss {self.g_loss!r}: choose one of {', '.join(G_LOSSES)}")
+        if self.loss not in LOSSES:
+            raise GankitError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.loss == "hinge" and self.g_loss != "non-saturating":
+            raise GankitError("--g-loss applies to --loss bce: the hinge loss has its own generator loss")
+        if not self.r1 >= 0 or not 0 < self.top_k <= 1:
+            raise GankitError(f"r1 must be >= 0 and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
         for name in ("epochs", "batch_size", "d_steps"):
             if getattr(self, name) < 1:
                 raise GankitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -230,8 +245,9 @@ def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int |
 # resumed run refuses any of these given with another value than the run's own (gankit.train.resume_configs).
 _RENAMED = {"model": "kind", "image_size": "size", "ema": "ema_kimg"}
 OPTION_FIELDS = {option: _RENAMED.get(option, option) for option in (
-    "model", "data", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "g_loss", "image_size", "channels",
-    "z_dim", "width", "label_smoothing", "d_norm", "conditional", "d_condition", "seed", "ema", "eval_every",
+    "model", "data", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "g_loss", "loss", "r1", "top_k",
+    "image_size", "channels", "z_dim", "width", "label_smoothing", "d_norm", "conditional", "d_condition", "seed",
+    "ema", "eval_every",
     "eval_samples", "epochs", "checkpoint_every", "data_dir", "sync_bn", "augment", "augment_p")}
 
 

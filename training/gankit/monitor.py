@@ -12,7 +12,7 @@ from gankit_runtime.files import atomic_path
 
 from .config import ModelConfig
 from gankit_runtime.datasets import load_mnist_like
-from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, FeatureExtractor, eval_labels, figures
+from gankit_runtime.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
 from .models import sample_uint8
 
 D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing
@@ -47,12 +47,12 @@ class FailureWatch:
 
 
 class Scorer:
-    """eval's figures for a torch generator in training: its samples against a test split (MNIST's, in the
-    shipped classifier's features, unless another classifier and data set are given)."""
+    """eval's figures for a torch generator in training: its samples against a data set's test split, in the
+    features of that data set's shipped classifier unless another classifier is given."""
 
-    def __init__(self, data_dir: Path, samples: int, classifier: Path = DEFAULT_CLASSIFIER, data: str = "mnist"):
+    def __init__(self, data_dir: Path, samples: int, classifier: Path | None = None, data: str = "mnist"):
         self.samples = samples
-        self.extract = FeatureExtractor(classifier)
+        self.extract = FeatureExtractor(classifier or CLASSIFIERS[data])
         self.real, _ = self.extract(load_mnist_like(data, data_dir)["x_test"][..., None])
 
     def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
@@ -64,8 +64,8 @@ class Scorer:
 class Monitor:
     """--eval-every: scores the run's generator, tracks the best FD, warns on collapse."""
 
-    def __init__(self, out: Path, data_dir: Path, samples: int, log=None):
-        self.scorer = Scorer(data_dir, samples)
+    def __init__(self, out: Path, data_dir: Path, samples: int, data: str = "mnist", log=None):
+        self.scorer = Scorer(data_dir, samples, data=data)
         self.watch = FailureWatch(log)
         # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
         past = read_metrics(out)

@@ -189,13 +189,14 @@ def _monitor(trainer: Trainer, out: Path, data_dir: Path, log):
     cfg, model_cfg = trainer.cfg, trainer.model_cfg
     if not cfg.eval_every:
         return None
-    if (trainer.data.name, model_cfg.channels, model_cfg.size) != ("mnist", 1, 28):
-        raise GankitError("--eval-every scores samples with the MNIST classifier: it needs --data mnist at 28x28x1")
+    if trainer.data.name not in ("mnist", "fashion-mnist") or (model_cfg.channels, model_cfg.size) != (1, 28):
+        raise GankitError("--eval-every scores samples with a shipped classifier: it needs --data mnist or "
+                          "fashion-mnist at 28x28x1")
     if not trainer.world.is_main:
         return None
     from .monitor import Monitor
 
-    return Monitor(out, data_dir, cfg.eval_samples, log)
+    return Monitor(out, data_dir, cfg.eval_samples, trainer.data.name, log)
 
 
 def _prepare_run_folder(out: Path) -> None:

@@ -31,6 +31,7 @@ from .models import build_models, sample_uint8
 EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (StyleGAN's ramp-up)
 SAMPLE_SEEDS = range(64)  # the sample grid shows seeds 0-63: the same images `generate --seeds 0-63` gives
 SAMPLE_COLUMNS = 8  # conditional grids: one row per class, seeds 0-7
+R1_EVERY = 16  # lazy R1 (StyleGAN2): the penalty, times 16, on every 16th D step; its cost is a double backward
 
 
 @dataclass
@@ -46,17 +47,33 @@ class StepStats:
                             (self.loss_d, self.loss_g, self.d_real, self.d_fake)])
 
 
-def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, smoothing: float = 0.0,
+                       kind: str = "bce") -> torch.Tensor:
+    if kind == "hinge":  # relu(1 - D(x)) + relu(1 + D(G(z))), on logits
+        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
     # BCE with label 1 (or 1 - smoothing) on real and 0 on fake: -log D(x) - log(1 - D(G(z))), as logits.
     real = F.softplus(-logits_real) if not smoothing else \
         (1 - smoothing) * F.softplus(-logits_real) + smoothing * F.softplus(logits_real)
     return real.mean() + F.softplus(logits_fake).mean()
 
 
-def generator_loss(logits_fake: torch.Tensor, kind: str) -> torch.Tensor:
+def generator_loss(logits_fake: torch.Tensor, kind: str, loss: str = "bce") -> torch.Tensor:
+    if loss == "hinge":
+        return -logits_fake.mean()
     if kind == "non-saturating":
         return F.softplus(-logits_fake).mean()  # -log D(G(z)): strong gradients early on
     return -F.softplus(logits_fake).mean()  # minimax: log(1 - D(G(z))), the original form
+
+
+def r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """|grad_x D(x)|^2 per real image, averaged: D's slope on the data, which R1 keeps near zero."""
+    grad, = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()
+
+
+def top_k_share(floor: float, epoch: int) -> float:
+    """Sinha et al. 2020: the share of fakes G learns from, 0.99 ** epoch, never below `floor`."""
+    return max(floor, 0.99 ** epoch)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -197,11 +214,16 @@ class Trainer:
             real, labels = self._real_batch(first + j)
             with torch.no_grad(), self._autocast():
                 fake = self.G(self._z(), labels)
+            r1_now = self.cfg.r1 and (self.step * k + j) % R1_EVERY == 0
+            if r1_now:
+                real.requires_grad_(True)
             with self._autocast():  # D sees real and fake through the same augmentation (none unless --augment)
                 logits_real = self.D_train(self.augment(real), labels).float()
                 logits_fake = self.D_train(self.augment(fake), labels).float()
             self.augment.observe(logits_real)
-            loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing)
+            loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing, self.cfg.loss)
+            if r1_now:
+                loss_d = loss_d + self.cfg.r1 / 2 * R1_EVERY * r1_penalty(logits_real, real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -209,7 +231,10 @@ class Trainer:
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
         with self._autocast():
             logits = self.D(self.augment(self.G_train(self._z(), labels)), labels).float()
-        loss_g = generator_loss(logits, self.cfg.g_loss)
+        if self.cfg.top_k < 1:  # G learns from the fakes D finds most real (a share of the batch)
+            share = top_k_share(self.cfg.top_k, self.step // self.steps_per_epoch)
+            logits = logits.topk(max(1, round(share * len(logits))), dim=0).values
+        loss_g = generator_loss(logits, self.cfg.g_loss, self.cfg.loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
