@@ -120,7 +120,7 @@ def train(
     loss: Loss = typer.Option(Loss.bce, help="bce (cross-entropy, the course's) or hinge (on logits; G maximises D)."),
     r1: float = typer.Option(0.0, min=0, help="R1 penalty: weight of D's squared slope at real images; 0 = off."),
     top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from this share of fakes, D's favourites "
-                                                        "(annealed from 1 by 0.99 per epoch); 1 = all."),
+                                                        "(annealed from 1 by 0.9 per epoch); 1 = all."),
     image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
     channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
     z_dim: int = typer.Option(100, min=1),
@@ -380,11 +380,13 @@ def web(
 ):
     """Write a static site that runs the generators in the browser (onnxruntime-web): seeds, classes,
     truncation, a grid and an interpolation. Serve it with any static server, e.g. python -m http.server."""
-    from gankit_runtime.website import write_site
+    import importlib.util
 
     root = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("gankit_build_site", root / "web" / "build_site.py")
+    spec.loader.exec_module(site := importlib.util.module_from_spec(spec))
     models = models or sorted((root / "exported").glob("*.onnx"), key=lambda p: ("cdcgan" in p.name, p.name))
-    entries = write_site(models, out, root / "web", force=force)
+    entries = site.write_site(models, out, root / "web", force=force)
     typer.echo(f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "
                f"python -m http.server -d {out} 8000, then open http://127.0.0.1:8000")
 

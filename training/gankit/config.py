@@ -147,7 +147,7 @@ class TrainConfig:
     # R1 (Mescheder et al. 2018): r1 / 2 * |grad D(x)|^2 on real images, added to D's loss; 0: off.
     r1: float = 0.0
     # Top-k (Sinha et al. 2020): G learns from the fakes D scores highest, a share that starts at 1 and
-    # shrinks by 0.99 per epoch down to this; 1: every fake.
+    # shrinks by 0.9 per epoch down to this; 1: every fake.
     top_k: float = 1.0
     label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - this (Salimans et al. 2016)
     seed: int = 0

@@ -71,9 +71,12 @@ def r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).square().sum(1).mean()
 
 
+TOP_K_DECAY = 0.9  # per epoch. Sinha et al. 2020 use 0.99 over hundreds of epochs; gankit's runs last tens
+
+
 def top_k_share(floor: float, epoch: int) -> float:
-    """Sinha et al. 2020: the share of fakes G learns from, 0.99 ** epoch, never below `floor`."""
-    return max(floor, 0.99 ** epoch)
+    """The share of fakes G learns from (top-k, Sinha et al. 2020): TOP_K_DECAY ** epoch, never below `floor`."""
+    return max(floor, TOP_K_DECAY ** epoch)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """`python cli.py web MODEL... --out DIR`: a self-contained static site that runs generators in the browser.
 
+Repository tooling (it packages this folder's page and node_modules), not part of the installed runtime.
+
 DIR gets the demo page (index.html, demo.js, demo.css), gankit.js, the models under models/, models.json (what
 each model takes and gives, read here from its metadata: onnxruntime-web cannot read metadata) and the
 onnxruntime-web files it needs under ort/. Any static host can serve it. The folder is built beside DIR and
@@ -16,9 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import GankitError
-from .files import is_inside
-from .generator import Generator
+from gankit_runtime import GankitError, Generator
+from gankit_runtime.files import is_inside
 
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
