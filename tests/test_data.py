@@ -149,7 +149,7 @@ def idx_data_dir(idx_files, monkeypatch):
 
 def test_fashion_mnist_has_its_class_names(idx_data_dir):
     data = load_dataset("fashion-mnist", 28, 1, idx_data_dir)
-    assert data.images.shape == (60000, 1, 28, 28) and data.classes[0] == "T-shirt/top" and len(data.classes) == 10
+    assert data.images.shape == (60000, 1, 28, 28) and data.classes[0] == "T-shirt-top" and len(data.classes) == 10
     assert data.labels[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
