@@ -189,3 +189,21 @@ def test_builtin_class_names_can_be_exported():
     # so a conditional fashion-mnist model trained for an hour failed at export.
     from gankit_runtime.metadata import class_name_problem
     assert [c for names in ms.CLASSES.values() for c in names if class_name_problem(c)] == []
+
+
+def test_eval_scores_fashion_mnist_in_its_own_classifier(idx_data_dir, tmp_path, monkeypatch):
+    import gankit_runtime.evaluate as ev
+    from gankit_runtime import Generator
+    from tiny_models import tiny_generator
+
+    used, extractor = [], ev.FeatureExtractor
+    monkeypatch.setattr(ev, "FeatureExtractor", lambda path: used.append(path) or extractor(path))
+    fashion = Generator(tiny_generator(tmp_path / "f.onnx", size=28, classes=ms.CLASSES["fashion-mnist"]))
+    result = ev.evaluate(fashion, samples=100, data_dir=idx_data_dir, data="fashion-mnist", with_reference=False)
+    assert result["data"] == "fashion-mnist" and 0 <= result["generated"]["label_accuracy"] <= 1
+    assert used == [ev.CLASSIFIERS["fashion-mnist"]] and used[0].name == "fashion-mnist-classifier.onnx"
+    assert used[0].is_file()  # shipped in the runtime
+    with pytest.raises(GankitError, match="needs a generator of its classes"):
+        ev.evaluate(fashion, samples=100, data_dir=idx_data_dir, data="mnist")
+    with pytest.raises(GankitError, match="eval --data takes mnist or fashion-mnist"):
+        ev.evaluate(fashion, samples=100, data_dir=idx_data_dir, data="cifar10")

@@ -376,7 +376,7 @@ def test_eval_mistakes_are_one_line_and_found_before_the_work(capsys, tmp_path):
     for n in (2, 3):
         expect_error(capsys, ["eval", model, "--samples", n, "--out", tmp_path / "e.json"], "samples")
     expect_error(capsys, ["eval", model, "--samples", 20, "--classifier", model, "--out", tmp_path / "e.json"],
-                 "not an MNIST classifier")
+                 "not a 28x28 classifier of 10 classes")
     started = time.perf_counter()
     expect_error(capsys, ["eval", model, "--out", "/proc/e.json"], "cannot write to /proc")
     assert time.perf_counter() - started < 5  # refused before 10,000 samples are made

@@ -89,5 +89,5 @@ def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):
 def test_eval_every_needs_mnist(image_folder, tmp_path):
     from gankit_runtime import GankitError
     model = ModelConfig(kind="dcgan", size=16, channels=3, width=4)
-    with pytest.raises(GankitError, match="needs --data mnist"):
+    with pytest.raises(GankitError, match="needs --data mnist or fashion-mnist"):
         train(tmp_path / "r", model, TrainConfig(data=str(image_folder), batch_size=4, eval_every=2), max_steps=2)
