@@ -11,7 +11,6 @@ from PIL import Image
 from gankit_runtime import GankitError, datasets as ms
 from gankit.config import ModelConfig, resolution_chain
 from gankit.data import load_dataset, load_image_folder, to_model_range
-from gankit_runtime import GankitError
 
 
 def test_image_folder_centre_crop_resize_and_classes(tmp_path):

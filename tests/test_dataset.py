@@ -6,16 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, call, make_image_folder, run_cli
-from gankit.config import ModelConfig
 from gankit.data import load_image_folder
-from gankit.export import to_onnx
-from gankit.models import build_models
 from gankit_runtime import GankitError, Generator, WriteResult, parse_shard, plan, write_folder, write_npz
 from gankit_runtime.files import _HOST, remove_stale_temporaries
+from tiny_models import tiny_generator
 
 CLASSES = ["cat", "dog", "owl"]
 
@@ -24,12 +21,7 @@ CLASSES = ["cat", "dog", "owl"]
 def cond(tmp_path_factory):
     """A narrow conditional 16x16 RGB DCGAN with three named classes (random weights: fast, and every
     (seed, class) still gives its own image)."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(kind="dcgan", size=16, channels=3, width=4, num_classes=3)
-    g, _ = build_models(cfg)
-    path = tmp_path_factory.mktemp("m") / "cond.onnx"
-    to_onnx(g, cfg, path, {"classes": json.dumps(CLASSES)})
-    return path
+    return tiny_generator(tmp_path_factory.mktemp("m") / "cond.onnx", channels=3, classes=CLASSES)
 
 
 def files_of(folder):
@@ -155,11 +147,7 @@ def test_another_model_or_truncation_is_refused_in_a_used_folder(cond, small_unc
 
 @pytest.fixture(scope="module")
 def small_uncond(tmp_path_factory):
-    cfg = ModelConfig(kind="dcgan", size=16, channels=3, width=4)
-    g, _ = build_models(cfg)
-    path = tmp_path_factory.mktemp("u") / "u.onnx"
-    to_onnx(g, cfg, path, {})
-    return path
+    return tiny_generator(tmp_path_factory.mktemp("u") / "u.onnx", channels=3)
 
 
 def test_layout_and_label_mistakes(cond, small_uncond, tmp_path):

@@ -8,21 +8,16 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error, child_exit_code, run_cli, torch_blocker
-from gankit.config import ModelConfig
-from gankit.export import to_onnx
-from gankit.models import build_models
 from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
+from tiny_models import tiny_generator
 
 
 
 @pytest.fixture(scope="module")
 def small_rgb(tmp_path_factory):
     """A narrow 32x32 RGB DCGAN: cheap to run thousands of times."""
-    cfg = ModelConfig(kind="dcgan", size=32, channels=3, width=4)
-    g, _ = build_models(cfg)
-    path = tmp_path_factory.mktemp("m") / "small.onnx"
-    to_onnx(g, cfg, path, {"dataset": "none"})
-    return path
+    return tiny_generator(tmp_path_factory.mktemp("m") / "small.onnx", size=32, channels=3,
+                          metadata={"dataset": "none"})
 
 
 def test_info_comes_from_the_graph(small_rgb):
@@ -218,12 +213,8 @@ def test_threads_are_the_total_exactly_and_bounded(small_rgb, monkeypatch):
 
 def test_labels_must_cover_the_seeds(tmp_path):
     import itertools
-    import json
 
-    cfg = ModelConfig(kind="dcgan", size=16, channels=1, width=4, num_classes=3)
-    g_torch, _ = build_models(cfg)
-    to_onnx(g_torch, cfg, tmp_path / "c.onnx", {"classes": json.dumps(["a", "b", "c"])})
-    g = Generator(tmp_path / "c.onnx", threads=1)
+    g = Generator(tiny_generator(tmp_path / "c.onnx", classes=["a", "b", "c"]), threads=1)
     assert len(g.generate(range(10), labels=itertools.cycle([0, 1, 2]))) == 10  # extra labels are not read
     with pytest.raises(GankitError, match="labels ran out"):
         g.generate(range(10), labels=[0, 1])
