@@ -106,12 +106,12 @@ def main():
             row["EMA"] = scorer.evaluate(trainer.G_ema, model_cfg, trainer.device)
         results.append(row)
         print_row(row)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)
-    if args.save:  # the same checkpoint `cli.py train` writes: export it, or continue it with --resume
-        Path(args.save).mkdir(parents=True, exist_ok=True)
-        save_checkpoint(trainer.state_dict(), Path(args.save) / FILENAME)
+        if args.out:  # after every mark: a long run stopped early keeps what it measured
+            with open(args.out, "w") as f:
+                json.dump({"model": args.model, "args": vars(args), "anchor": anchor, "marks": results}, f, indent=1)
+        if args.save:  # the same checkpoint `cli.py train` writes: export it, or continue it with --resume
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer.state_dict(), Path(args.save) / FILENAME)
 
 
 def print_row(row: dict) -> None:
