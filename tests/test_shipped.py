@@ -69,3 +69,16 @@ def test_the_runtime_takes_the_graph_s_pixels_and_old_files_keep_working(shipped
     np.testing.assert_array_equal(shipped.generate(range(100)), want)
     with pytest.raises(AssertionError, match="converted images"):
         old.generate(range(2))
+
+
+def test_the_fashion_model_makes_the_garments_asked_for():
+    from gankit_runtime.datasets import CLASSES
+    from gankit_runtime.evaluate import CLASSIFIERS, FeatureExtractor
+
+    g = Generator(ROOT / "exported" / "fashion-cdcgan.onnx")
+    assert g.classes == tuple(CLASSES["fashion-mnist"]) and g.info.metadata["dataset"] == "fashion-mnist"
+    labels = np.arange(300) % 10
+    _, probs = FeatureExtractor(CLASSIFIERS["fashion-mnist"])(g.generate(range(300), labels=labels))
+    # Fashion-MNIST's own classifier reads back the class asked for (measured: 92.61% over 10,000 samples, 94% on
+    # these 300; real training images 93.57%). The MNIST classifier would read back about 8%.
+    assert (probs.argmax(1) == labels).mean() >= 0.88

@@ -77,7 +77,7 @@ def in_browser(page, model: int, seeds: list[int], labels: list[int] | None = No
     }""", [model, seeds, labels])
 
 
-@pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cdcgan"])
+@pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cdcgan", "fashion-cdcgan"])
 def test_the_page_makes_python_s_images(page, site, name, capsys):
     models = page.evaluate("window.gankitDemo.models()")
     index = [m["name"] for m in models].index(name)
@@ -104,7 +104,8 @@ def test_a_model_that_fails_to_load_is_one_line_on_the_page(page, site):
     (Path(site[1]) / "models" / "mnist-cdcgan.onnx").write_bytes(b"not a model")
     page.reload()
     page.wait_for_function("window.gankitDemo && window.gankitDemo.ready", timeout=60_000)
-    page.select_option("#model", "1")
+    names = [m["name"] for m in page.evaluate("window.gankitDemo.models()")]
+    page.select_option("#model", str(names.index("mnist-cdcgan")))
     page.wait_for_function("document.getElementById('status').className === 'error'", timeout=60_000)
     text = page.inner_text("#status")
     assert text.startswith("could not load models/mnist-cdcgan.onnx") and "\n" not in text
