@@ -60,6 +60,7 @@ Format = _choices("Format", "png", "imagefolder", "npz")
 DCondition = _choices("DCondition", "projection", "concat")
 DNorm = _choices("DNorm", "batch", "spectral")
 Augment_ = _choices("Augment_", "off", "fixed", "ada")
+DataSet = _choices("DataSet", "mnist", "fashion-mnist")  # eval's and train-classifier's: a shipped classifier each
 
 
 def _flag(help: str) -> dict:
@@ -119,8 +120,7 @@ def train(
                                                              "original minimax log(1 - D(G(z)))."),
     loss: Loss = typer.Option(Loss.bce, help="bce (cross-entropy, the course's) or hinge (on logits; G maximises D)."),
     r1: float = typer.Option(0.0, min=0, help="R1 penalty: weight of D's squared slope at real images; 0 = off."),
-    top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from this share of fakes, D's favourites "
-                                                        "(annealed from 1 by 0.9 per epoch); 1 = all."),
+    top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from D's best-scored share of fakes; 1 = all."),
     image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
     channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
     z_dim: int = typer.Option(100, min=1),
@@ -234,17 +234,14 @@ def generate(
                                                    "the n parts together are the single run's files."),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
-    tf32: bool = typer.Option(False, "--tf32", **_flag("CUDA: TF32 convolutions, faster on recent GPUs but pixels "
-                                                       "then differ from the CPU's by several levels (off: CUDA "
-                                                       "matches the CPU within 1 level).")),
+    tf32: bool = typer.Option(False, "--tf32", **_flag("CUDA: TF32 convolutions, faster on recent GPUs; pixels then "
+                                                       "differ from the CPU's by several levels.")),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference in all, exactly (default: "
                                                             "the CPUs this process may use, at most 8)."),
     lanes: Optional[int] = typer.Option(None, min=1, help="Batches in flight at once, sharing the model (CPU default: "
                                                           "one per thread, at most 4). Images do not depend on it."),
-    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the job's first 64 images, or 8 per "
-                                                   "class."),
-    png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files; 0 is the "
-                                                        "fastest."),
+    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the first 64 images, or 8 per class."),
+    png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files, 0 is fastest."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing npz or grid file that this command "
                                                          "did not write.")),
 ):
@@ -299,7 +296,7 @@ def _is_eval_json(path: Path) -> bool:
 @app.command("eval")
 def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
-    data: str = typer.Option("mnist", help="Reference data: mnist or fashion-mnist (its test split and classifier)."),
+    data: DataSet = typer.Option(DataSet.mnist, help="Reference data: its test split and classifier."),
     samples: int = typer.Option(10000, min=10, max=100_000, help="Generated samples (seeds 0..N-1)."),
     out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <run>/eval.json for a run, "
                                                   "<model name>.eval.json in the working directory for an .onnx."),
@@ -312,11 +309,9 @@ def evaluate(
     """Score a generator: FD, KID, precision/recall in a classifier's features, confidence, classes."""
     import tempfile
 
-    from gankit_runtime.evaluate import CLASSIFIERS, evaluate as run_eval, table, write_json
+    from gankit_runtime.evaluate import evaluate as run_eval, table, write_json
     from gankit_runtime.files import prepare_output_file
 
-    if data not in CLASSIFIERS:
-        raise GankitError(f"eval --data takes {' or '.join(CLASSIFIERS)}, not {data!r}")
     is_run = model.suffix != ".onnx"
     # The figures go to the working directory (an .onnx) or the run folder, never beside a shipped model.
     if out is None:
@@ -333,7 +328,7 @@ def evaluate(
 
                 with open(os.devnull, "w") as quiet:
                     run_export(model, onnx_path, log=quiet)
-            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier, data=data,
+            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier, data=data.value,
                               with_reference=reference, truncation=truncation)
         except GankitError as e:  # name the user's run, not the temporary export
             raise GankitError(str(e).replace(str(onnx_path), str(model))) from None
@@ -344,7 +339,7 @@ def evaluate(
 
 @app.command("train-classifier")
 def train_classifier(
-    data: str = typer.Option("mnist", help="mnist or fashion-mnist."),
+    data: DataSet = typer.Option(DataSet.mnist),
     out: Optional[Path] = typer.Option(None, help="Output .onnx file. Default runs/DATA-classifier.onnx (the shipped "
                                                   "ones are in inference/gankit_runtime/models/)."),
     epochs: int = typer.Option(4, min=1),
@@ -358,17 +353,14 @@ def train_classifier(
     import torch
 
     from gankit.classifier import export_classifier, train_classifier as run
-    from gankit_runtime.datasets import CLASSES
     from gankit_runtime.files import prepare_output_file
 
-    if data not in CLASSES:
-        raise GankitError(f"train-classifier --data takes {' or '.join(CLASSES)}, not {data!r}")
-    out = prepare_output_file(out or Path(f"runs/{data}-classifier.onnx"), force=force)
+    out = prepare_output_file(out or Path(f"runs/{data.value}-classifier.onnx"), force=force)
     _check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
-    model, acc = run(data, epochs=epochs, seed=seed, data_dir=data_dir)
-    export_classifier(model, out, acc, data)
+    model, acc = run(data.value, epochs=epochs, seed=seed, data_dir=data_dir)
+    export_classifier(model, out, acc, data.value)
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
 
 
@@ -380,11 +372,9 @@ def web(
 ):
     """Write a static site that runs the generators in the browser (onnxruntime-web): seeds, classes,
     truncation, a grid and an interpolation. Serve it with any static server, e.g. python -m http.server."""
-    import importlib.util
-
     root = Path(__file__).resolve().parent
-    spec = importlib.util.spec_from_file_location("gankit_build_site", root / "web" / "build_site.py")
-    spec.loader.exec_module(site := importlib.util.module_from_spec(spec))
+    sys.path.insert(0, str(root / "web"))  # repository tooling, not part of the installed runtime
+    import build_site as site
     models = models or sorted((root / "exported").glob("*.onnx"), key=lambda p: ("cdcgan" in p.name, p.name))
     entries = site.write_site(models, out, root / "web", force=force)
     typer.echo(f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "

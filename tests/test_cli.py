@@ -166,7 +166,7 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
         source = good if target.suffix == ".pt" else good / "g.onnx"
         expect_error(capsys, ["eval", source, "--out", target, "--force"], "choose another path")
         assert target.read_bytes() == before
-    expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "takes mnist or fashion-mnist")
+    expect_error(capsys, ["eval", good / "g.onnx", "--data", "cifar10"], "cifar10", "fashion-mnist")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")
     (tmp_path / "broken.onnx").write_text("not a classifier")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "broken.onnx"], "not a loadable")
