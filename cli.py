@@ -119,7 +119,7 @@ def train(
     g_loss: GLoss = typer.Option(GLoss.non_saturating, help="non-saturating -log D(G(z)), or the "
                                                              "original minimax log(1 - D(G(z)))."),
     loss: Loss = typer.Option(Loss.bce, help="bce (cross-entropy, the course's) or hinge (on logits; G maximises D)."),
-    r1: float = typer.Option(0.0, min=0, help="R1 penalty: weight of D's squared slope at real images; 0 = off."),
+    r1: Optional[float] = typer.Option(None, min=0, help="R1 penalty weight, 0 = off. Default 1 for dcgan below 64x64."),
     top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from D's best-scored share of fakes; 1 = all."),
     image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
     channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),

@@ -30,7 +30,7 @@ import torch
 import common  # noqa: F401  (puts the repository on sys.path)
 
 from gankit.checkpoint import FILENAME, save_checkpoint
-from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr
+from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr, default_r1
 from gankit.data import load_dataset
 from gankit_runtime.datasets import load_mnist_like
 from gankit_runtime.evaluate import figures
@@ -57,7 +57,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--d-norm", choices=["batch", "spectral"], default="batch")
     ap.add_argument("--loss", choices=["bce", "hinge"], default="bce")
-    ap.add_argument("--r1", type=float, default=0.0, help="R1 penalty weight (0: off)")
+    ap.add_argument("--r1", type=float, default=None, help="R1 penalty weight (0: off); default: the CLI's")
     ap.add_argument("--top-k", type=float, default=1.0, help="share of fakes G learns from (1: all)")
     ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (the data's labels)")
     ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
@@ -74,7 +74,8 @@ def main():
                             d_condition=args.d_condition, **({"width": args.width} if args.width else {}))
     lr = default_lr(model_cfg.kind, model_cfg.size)
     train_cfg = TrainConfig(data=args.data, ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g or lr, lr_d=args.lr_d or lr,
-                            label_smoothing=args.label_smoothing, loss=args.loss, r1=args.r1, top_k=args.top_k)
+                            label_smoothing=args.label_smoothing, loss=args.loss, top_k=args.top_k,
+                            r1=default_r1(model_cfg.kind, model_cfg.size) if args.r1 is None else args.r1)
     data_dir = default_data_dir()
     data = load_dataset(args.data, 28, 1, data_dir)
     trainer = Trainer(model_cfg, train_cfg, data)

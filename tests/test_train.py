@@ -83,6 +83,15 @@ def test_r1_runs_lazily_and_changes_d(monkeypatch):
     assert t.step == R1_EVERY + 1
 
 
+def test_r1_is_on_by_default_where_it_was_measured():
+    from gankit.config import new_run_configs
+    assert new_run_configs("dcgan", "mnist")[1].r1 == 1.0  # MNIST DCGAN: measured (docs/benchmarks.md)
+    assert new_run_configs("dcgan", "faces", image_size=64)[1].r1 == 0.0  # not measured at 64x64
+    assert new_run_configs("vanilla", "mnist")[1].r1 == 0.0
+    assert new_run_configs("dcgan", "mnist", r1=0.0)[1].r1 == 0.0
+    assert TrainConfig.from_dict({"epochs": 3}).r1 == 0.0  # a run saved before R1 existed resumes without it
+
+
 @pytest.mark.parametrize("bad", [{"loss": "wasserstein"}, {"loss": "hinge", "g_loss": "minimax"}, {"r1": -1.0},
                                  {"top_k": 0.0}, {"top_k": 1.5}])
 def test_bad_recipe_options_are_one_line(bad):
