@@ -20,6 +20,7 @@ from gankit_runtime.datasets import default_data_dir
 # (rounding ties), not more, and rarely.
 GOLDEN = np.load(Path(__file__).parent / "golden" / "shipped-images.npz")
 DCGAN, CDCGAN = ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx"
+FORMAT1 = ROOT / "tests" / "fixtures" / "mnist-dcgan-format1.onnx"  # the unconditional model shipped before R1
 
 
 def close_to_golden(got: np.ndarray, want: np.ndarray) -> None:
@@ -29,7 +30,8 @@ def close_to_golden(got: np.ndarray, want: np.ndarray) -> None:
 
 def test_the_shipped_generators_give_their_recorded_images():
     assert fastseeds.verified()  # the vectorised seed formula holds on this numpy
-    close_to_golden(Generator(DCGAN).generate(range(16), batch_size=5), GOLDEN["dcgan_seeds_0_15"])
+    close_to_golden(Generator(DCGAN).generate(range(16), batch_size=5), GOLDEN["dcgan_r1_seeds_0_15"])
+    close_to_golden(Generator(FORMAT1).generate(range(16), batch_size=5), GOLDEN["dcgan_seeds_0_15"])
     c = Generator(CDCGAN)
     close_to_golden(c.generate(range(8), labels=[c.class_index("7")] * 8), GOLDEN["cdcgan_seeds_0_7_class_7"])
 

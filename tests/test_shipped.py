@@ -55,12 +55,16 @@ def test_the_conditional_model_makes_the_digits_asked_for():
 
 def test_the_runtime_takes_the_graph_s_pixels_and_old_files_keep_working(shipped, monkeypatch):
     """The shipped files carry a pixels output (format 2): the runtime reads it instead of converting images, and
-    gets the same bytes as the format-1 file the project shipped before (kept as a test fixture)."""
+    gets the bytes its own conversion gives; a format-1 file (the model shipped before, kept as a test fixture)
+    still works, through the conversion."""
     import gankit_runtime.generator as generator_module
+    from gankit_runtime.images import to_uint8
 
     old = Generator(ROOT / "tests" / "fixtures" / "mnist-dcgan-format1.onnx")
-    want = old.generate(range(100))
     assert shipped.info.pixels_name == "pixels" and shipped.info.metadata["gankit.format"] == "2"
+    assert old.info.pixels_name is None
+    want = to_uint8(shipped.run(shipped.latents(range(100))))
+    old_images = old.generate(range(4))
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted images although the graph gives pixels")
@@ -69,6 +73,7 @@ def test_the_runtime_takes_the_graph_s_pixels_and_old_files_keep_working(shipped
     np.testing.assert_array_equal(shipped.generate(range(100)), want)
     with pytest.raises(AssertionError, match="converted images"):
         old.generate(range(2))
+    assert old_images.shape == (4, 28, 28, 1) and len({im.tobytes() for im in old_images}) == 4
 
 
 def test_the_fashion_model_makes_the_garments_asked_for():
