@@ -89,6 +89,9 @@ def test_r1_is_on_by_default_where_it_was_measured():
     assert new_run_configs("dcgan", "faces", image_size=64)[1].r1 == 0.0  # not measured at 64x64
     assert new_run_configs("vanilla", "mnist")[1].r1 == 0.0
     assert new_run_configs("dcgan", "mnist", r1=0.0)[1].r1 == 0.0
+    assert new_run_configs("dcgan", "mnist", sync_bn=True)[1].r1 == 0.0  # R1 does not pass through SyncBatchNorm
+    with pytest.raises(GankitError, match="sync-bn"):
+        new_run_configs("dcgan", "mnist", sync_bn=True, r1=1.0)
     assert TrainConfig.from_dict({"epochs": 3}).r1 == 0.0  # a run saved before R1 existed resumes without it
 
 

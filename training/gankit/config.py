@@ -182,6 +182,9 @@ class TrainConfig:
             raise GankitError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.loss == "hinge" and self.g_loss != "non-saturating":
             raise GankitError("--g-loss applies to --loss bce: the hinge loss has its own generator loss")
+        if self.r1 and self.sync_bn:
+            raise GankitError("--r1 with --sync-bn: R1's double backward does not pass through synchronised batch "
+                              "norm; give --r1 0, or drop --sync-bn")
         if not self.r1 >= 0 or not 0 < self.top_k <= 1:
             raise GankitError(f"r1 must be >= 0 and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
         for name in ("epochs", "batch_size", "d_steps"):
@@ -244,7 +247,7 @@ def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int |
                             **{k: v for k, v in settings.items() if k in model_keys})
     rate = default_lr(model, size)
     train_cfg = TrainConfig(data=data, lr_g=rate if lr_g is None else lr_g, lr_d=rate if lr_d is None else lr_d,
-                            r1=default_r1(model, size) if r1 is None else r1,
+                            r1=(0.0 if settings.get("sync_bn") else default_r1(model, size)) if r1 is None else r1,
                             **{k: v for k, v in settings.items() if k not in model_keys})
     return model_cfg, train_cfg
 
