@@ -53,6 +53,8 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--truncation", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON file for the results")
+    ap.add_argument("--per-class", type=int, default=6000, help="generated images per class (case 2 uses all, "
+                    "GAN-test and case 3 the first 1,000)")
     ap.add_argument("--cases", default="1,2,3", help="which training cases to run (GAN-test always runs)")
     return ap.parse_args()
 
@@ -70,9 +72,9 @@ def main():
     print(f"model {args.model} (sha256 {g.sha256[:12]}), budget {args.steps} steps x 128, truncation {args.truncation}")
 
     start = time.perf_counter()
-    x_syn60, y_syn60 = synthetic(g, 6000, args.truncation)
-    print(f"generated 60,000 images in {time.perf_counter() - start:.0f} s")
-    first_1000 = np.arange(60000) % 6000 < 1000  # seeds 0-999 of each class: what --per-class 1000 gives
+    x_syn60, y_syn60 = synthetic(g, args.per_class, args.truncation)
+    print(f"generated {len(x_syn60):,} images in {time.perf_counter() - start:.0f} s")
+    first_1000 = np.arange(len(x_syn60)) % args.per_class < 1000  # seeds 0-999 of each class: --per-class 1000
     x_syn10, y_syn10 = x_syn60[first_1000], y_syn60[first_1000]
 
     def run(name, x, y, seed=0):
@@ -85,7 +87,7 @@ def main():
     # 4. GAN-test: is each generated digit the class it was asked for?
     _, probs = FeatureExtractor(DEFAULT_CLASSIFIER)(x_syn10[..., None])
     results["gan_test"] = float((probs.argmax(1) == y_syn10).mean())
-    print(f"GAN-test (project classifier on 10,000 generated, requested labels): {results['gan_test']:.2%}")
+    print(f"GAN-test (project classifier on {len(x_syn10):,} generated, requested labels): {results['gan_test']:.2%}")
     cases = set(args.cases.split(","))
     if "1" in cases:
         results["real"] = run("1. real 60k", x_train, y_train)

@@ -17,13 +17,13 @@ CASES = {
     "training": ["bench/training.py", "--quick"],
     "gpu_check": ["bench/gpu_check.py", "--device", "cpu"],
     "distributed": ["bench/distributed.py", "--quick"],
-    "time_to_quality": ["bench/time_to_quality.py", "--kimg", "0.2", "--ema", "0", *MNIST],
-    "time_to_quality_ema": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", *MNIST],
-    "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3"],
+    "time_to_quality": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", "--ema", "0", "--ema-long", "1",
+                        *MNIST],
+    "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3", "--per-class", "100"],
     "web": ["bench/web.py", "--seeds", "2000"],
     "lanes": ["bench/lanes.py", "--batch", "8", "--rounds", "1"],
     "lowdata": ["bench/lowdata.py", "--n", "500", "--seeds", "0", "--gan-steps", "3", "--clf-steps", "3",
-                "--uses", "plain,filtered", "--truncation", "0.8", *MNIST],
+                "--modes", "ada", "--uses", "plain,filtered", "--truncation", "0.8", *MNIST],
 }
 
 

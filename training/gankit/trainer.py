@@ -79,6 +79,19 @@ def top_k_share(floor: float, epoch: int) -> float:
     return max(floor, TOP_K_DECAY ** epoch)
 
 
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, images_seen: int, batch_size: int, ema_kimg: float) -> None:
+    """Move G_ema toward G after a step: an average whose half-life is ema_kimg thousand images (shorter early on,
+    while G changes fast: at most EMA_RAMPUP of the images seen)."""
+    half_life = min(ema_kimg * 1000, images_seen * EMA_RAMPUP)
+    beta = 0.5 ** (batch_size / max(half_life, 1e-8))
+    # One fused update for all tensors (one kernel launch per group on CUDA, not one per tensor)
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - beta)
+    buffers = list(G_ema.buffers())
+    if buffers:  # batch-norm statistics are taken as they are, not averaged
+        torch._foreach_copy_(buffers, list(G.buffers()))
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
 
@@ -257,16 +270,8 @@ class Trainer:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        images_seen = self.step * self.cfg.batch_size
-        half_life = min(self.cfg.ema_kimg * 1000, images_seen * EMA_RAMPUP)
-        beta = 0.5 ** (self.cfg.batch_size / max(half_life, 1e-8))
-        # One fused update for all tensors (one kernel launch per group on CUDA, not one per tensor)
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - beta)
-        buffers = list(self.G_ema.buffers())
-        if buffers:  # batch-norm statistics are taken as they are, not averaged
-            torch._foreach_copy_(buffers, list(self.G.buffers()))
+        update_ema(self.G_ema, self.G, self.step * self.cfg.batch_size, self.cfg.batch_size, self.cfg.ema_kimg)
 
     # ------------------------------------------------------------------------------ outputs
     @property
