@@ -1,22 +1,14 @@
 """The seed formula, vectorised across seeds: `RandomState(seed).randn(z_dim).astype(float32)` for many
-seeds at once, bit for bit, in numpy alone.
+seeds at once, bit for bit, in numpy alone (one RandomState per seed is slow enough to be the bottleneck of
+generation).
 
-numpy's RandomState(seed) is MT19937 seeded by Knuth's recurrence (init_genrand), and randn is its legacy
-polar (Marsaglia) Gaussian over 53-bit doubles made of two 32-bit draws. One RandomState per seed is slow
-enough to be the bottleneck of generation; here each step of the algorithm runs on a whole chunk of seeds as
-numpy vector operations instead (the seeds are the vector):
-
-  seeding    623 sequential steps over a chunk of 8,192 seeds (wide vectors: each numpy call costs less a seed)
-  twist      then, 512 seeds at a time (their arrays stay in the core's cache): only as many words as the
-             Gaussians need, in blocks of at most 112 rows (the recurrence reaches back 227 rows), tempered
-  Gaussians  every candidate pair at once; each seed's accepted ones found in order with one flatnonzero over
-             the seed-major acceptance table, and only the first z_dim/2 of them pay for log and sqrt
-
-Every array lives in a per-thread workspace reused chunk after chunk (allocating it anew costs more in page
-faults than the arithmetic). A seed whose candidates run out (rare) is computed by RandomState itself. Values
-near a float32 rounding boundary are settled with the C library's log (settle_near_boundaries), and the whole
-is checked against RandomState once per process (VERIFY_SEEDS): a platform where they differ falls back to
-RandomState for every seed, so the formula is never broken, only slower. docs/design.md has the details.
+RandomState(seed) is MT19937 seeded by Knuth's recurrence, and randn its legacy polar (Marsaglia) Gaussian over
+53-bit doubles. Here each step runs on a whole chunk of seeds as numpy vector operations (the seeds are the
+vector): seeding on chunks of CHUNK seeds, then twist, tempering and Gaussians on sub-blocks of SUB seeds that stay
+in the core's cache, in a per-thread workspace reused chunk after chunk. A seed whose candidates run out (rare)
+is made by RandomState itself; values near a float32 rounding boundary are settled with the C library's log; and
+the whole is checked against RandomState once per process (VERIFY_SEEDS): where they differ, RandomState makes
+every seed, so the formula is never broken, only slower. docs/design.md ("The seed formula") has the details.
 """
 
 from __future__ import annotations

@@ -1,23 +1,13 @@
-"""Stream a job's images to disk: a folder of PNGs (flat, or one sub-folder per class) or one .npz.
+"""Stream a job's images to disk: a folder of PNGs (flat `out/<seed>.png`, or `out/<class>/<seed>.png` as
+torchvision's ImageFolder and Hugging Face's imagefolder read it) or one .npz.
 
-Folder layouts
-  png          out/<seed>.png                     unconditional models, or one class
-  imagefolder  out/<class>/<seed>.png             what torchvision's ImageFolder and Hugging Face's
-                                                  load_dataset("imagefolder") read; labels = folder names
-Both get out/gankit-job.json, the claim: everything that decides a file's content (model sha256, truncation,
-layout, and for a flat folder of a conditional model its class), written before the first image. A run that
-differs in any of them is refused rather than mixed in, and only a folder this claim covers has its existing
-files trusted: a new claim is refused in a folder that already holds images or a metadata.jsonl. When a run
-has made its part, out/metadata.jsonl gets one record (file_name, seed, label, class name, model sha256,
-runtime version, provider, truncation) for each image of the job that is in the folder, no more; a shard
-writes only its own records (gankit-shard-I-of-N.jsonl), and the same command without --shard then writes the
-whole job's metadata.jsonl. Every file is written under a temporary name and renamed, so an interrupted run
-leaves whole images only; run it again and it skips the images already there. Links inside the output folder
-are never written through.
+A folder is claimed first (out/gankit-job.json: model sha256, truncation, layout, class) so that a run with other
+settings is refused rather than mixed in; every file is written under a temporary name and renamed, so an
+interrupted run leaves whole images, and a rerun skips them; metadata.jsonl (one record per image) is written
+last. Links inside the output are never written through. docs/design.md has the rules in full.
 
-Inference runs on the generator's lanes while one writer thread encodes (gankit_runtime.images.encode_pngs)
-and writes the previous batch's files, and another thread makes the next latents; at most two batches wait
-for the writer, whatever the job's size.
+Inference runs on the generator's lanes while one writer thread encodes and writes the previous batch's files;
+at most two batches wait for the writer, whatever the job's size.
 """
 
 from __future__ import annotations
