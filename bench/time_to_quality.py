@@ -93,10 +93,10 @@ def main():
     if state is not None:
         trainer.load_state_dict(state)
     long_ema = copy.deepcopy(trainer.G_out).eval().requires_grad_(False) if args.ema_long else None
-    scorer = Scorer(data_dir, args.samples, data=args.data)
+    scorer = Scorer(data_dir, args.samples, data=train_cfg.data)  # a resumed run: its own data set
     pick = np.random.default_rng(0).choice(60000, args.samples, replace=False)
-    arrays = load_mnist_like(args.data, data_dir)
-    labels = arrays["y_train"][pick].astype(np.int64) if args.conditional else None
+    arrays = load_mnist_like(train_cfg.data, data_dir)
+    labels = arrays["y_train"][pick].astype(np.int64) if model_cfg.conditional else None
     anchor = figures(*scorer.extract(arrays["x_train"][pick][..., None]), scorer.real, labels)
     print(f"{args.model} {model_cfg} {train_cfg}")
     print(f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "
