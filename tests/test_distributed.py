@@ -137,3 +137,13 @@ def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
     r = run_cli("train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(errors) == 1 and "divide" in errors[0], r.stderr
+
+
+@pytest.mark.parametrize("failures, code", [({0: -15, 1: 1}, 1), ({0: 1, 1: -15}, 1), ({0: 2, 1: 1}, 2),
+                                            ({0: -15, 1: -15}, 143), ({1: -2}, 130)])
+def test_the_launcher_answers_with_the_failing_rank_s_code_not_the_signal_that_stopped_the_others(failures, code):
+    """The first rank to fail makes torchrun SIGTERM the rest (a race: rank 0 may be the one stopped)."""
+    from types import SimpleNamespace
+
+    from gankit.launch import ranks_exit_code
+    assert ranks_exit_code({rank: SimpleNamespace(exitcode=c) for rank, c in failures.items()}) == code

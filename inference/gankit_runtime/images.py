@@ -13,7 +13,8 @@ def to_uint8(images: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.nda
     """float [N, C, H, W] in [low, high] -> uint8 [N, H, W, C] (values outside are clipped)."""
     scale = 255.0 / (high - low)
     # x*scale + 0.5 then truncation is round-half-up, the same rule StyleGAN uses.
-    pixels = (images.astype(np.float32, copy=False) - low) * scale + 0.5
+    with np.errstate(over="ignore"):  # a huge value overflows to inf, which the clip below makes 255 all the same
+        pixels = (images.astype(np.float32, copy=False) - low) * scale + 0.5
     np.clip(pixels, 0, 255, out=pixels)
     return pixels.astype(np.uint8).transpose(0, 2, 3, 1)
 

@@ -22,6 +22,13 @@ def without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def ranks_exit_code(failures: dict) -> int:
+    """The exit code of failed ranks ({local rank: failure with .exitcode}, negative for a signal). The first rank to
+    fail makes torchrun stop the others with SIGTERM, so an error's own code wins over a signal, then the lowest rank."""
+    failure = min(failures.items(), key=lambda kv: (kv[1].exitcode <= 0, kv[0]))[1]
+    return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `cli.py ARGV` (less --nproc) on nproc processes of this machine (torchrun --standalone); the exit code."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -33,8 +40,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as e:
-        failure = e.failures.get(0) or next(iter(e.failures.values()))
-        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+        return ranks_exit_code(e.failures)
     except SignalException as e:
         return 128 + int(e.sigval)
     return 0
