@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit_runtime.images import FILTER_FROM, encode_png
+from gankit_runtime.images import FILTER_FROM, encode_pngs
+
+
+def encode_png(image: np.ndarray, level: int = 1) -> bytes:
+    return encode_pngs(image[None], level)[0]
 
 
 def decode(data: bytes) -> np.ndarray:

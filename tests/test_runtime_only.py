@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, call, expect_error
-from gankit_runtime import Generator, fastseeds, job_for, write_folder, write_npz
+from gankit_runtime import Generator, job_for, write_folder, write_npz
 from gankit_runtime.datasets import default_data_dir
 
 # Recorded once with onnxruntime 1.32 (CPU): a model's pixels may move by one level between onnxruntime builds
@@ -29,7 +29,6 @@ def close_to_golden(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def test_the_shipped_generators_give_their_recorded_images():
-    assert fastseeds.verified()  # the vectorised seed formula holds on this numpy
     close_to_golden(Generator(DCGAN).generate(range(16), batch_size=5), GOLDEN["dcgan_r1_seeds_0_15"])
     close_to_golden(Generator(FORMAT1).generate(range(16), batch_size=5), GOLDEN["dcgan_seeds_0_15"])
     c = Generator(CDCGAN)

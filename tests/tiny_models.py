@@ -9,22 +9,37 @@ from pathlib import Path
 import numpy as np
 
 
+_EXPORTS: dict[tuple, bytes] = {}  # one torch export per network: the exporter takes seconds, a copy does not
+
+
 def tiny_generator(path: Path, size: int = 16, channels: int = 1, width: int = 4, classes=None,
                    metadata: dict | None = None, seed: int = 0) -> Path:
     """An exported DCGAN with random weights (every seed, and class, still gives its own image); `classes`
     (names) makes it class-conditional. Metadata entries given replace the exporter's."""
-    import torch
+    import onnx
 
-    from gankit.config import ModelConfig
-    from gankit.export import to_onnx
-    from gankit.models import build_models
+    key = (size, channels, width, tuple(classes) if classes else None, seed)
+    if key not in _EXPORTS:
+        import torch
 
-    torch.manual_seed(seed)
-    cfg = ModelConfig(kind="dcgan", size=size, channels=channels, width=width,
-                      num_classes=len(classes) if classes else 0)
-    g, _ = build_models(cfg)
-    extra = {"classes": json.dumps(list(classes))} if classes else {}
-    to_onnx(g.eval(), cfg, path, {**extra, **(metadata or {})})
+        from gankit.config import ModelConfig
+        from gankit.export import to_onnx
+        from gankit.models import build_models
+
+        torch.manual_seed(seed)
+        cfg = ModelConfig(kind="dcgan", size=size, channels=channels, width=width,
+                          num_classes=len(classes) if classes else 0)
+        g, _ = build_models(cfg)
+        to_onnx(g.eval(), cfg, path, {"classes": json.dumps(list(classes))} if classes else {})
+        _EXPORTS[key] = Path(path).read_bytes()
+    model = onnx.load_from_string(_EXPORTS[key])
+    entries = {p.key: p for p in model.metadata_props}
+    for name, value in (metadata or {}).items():
+        if name in entries:
+            entries[name].value = value
+        else:
+            model.metadata_props.add(key=name, value=value)
+    onnx.save(model, str(path))
     return path
 
 

@@ -17,7 +17,7 @@
 const N = 624;
 const M = 397;
 const MATRIX_A = 0x9908b0df;
-const NEAR = 64; // float64 ulps around a float32 rounding boundary (as gankit_runtime.fastseeds.NEAR)
+const NEAR = 64; // float64 ulps around a float32 rounding boundary (docs/design.md, "The one trap: log")
 
 // ---------------------------------------------------------------------------------------- near a boundary
 const scratch = new Float64Array(1);

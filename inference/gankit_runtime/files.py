@@ -1,20 +1,10 @@
-"""Files are written under a temporary name and renamed, so a crash never leaves half a file.
-
-One temporary-name scheme for every file gankit writes: `.<name>.<host>.<pid>.<thread>.tmp` beside the
-target (same folder, so the rename is atomic). A killed writer's temporaries carry its host and pid, so
-the next run in that folder can tell them from a live writer's and remove them.
-
-Durability: files that a run cannot afford to lose or find empty after a power cut (checkpoints, models,
-job and metadata files, npz data sets) are fsync'ed before the rename and their folder after it. PNG
-images of a data set are not (one fsync each would cost more than making the image); a rerun treats an
-empty file as missing, which is what a power cut leaves of an unsynced one.
-"""
+"""Files are written under a temporary name beside the target and renamed, so a crash never leaves half a file;
+docs/design.md ("Temporary names and durability") has the naming and fsync rules."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import socket
@@ -165,15 +155,6 @@ def _alive(pid: int) -> bool:
     except OSError:  # exists, owned by someone else
         return True
     return True
-
-
-def sha256_of(path) -> str:
-    """sha256 of a file, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _writable_error(path: Path, e: OSError) -> GankitError:

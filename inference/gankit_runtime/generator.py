@@ -1,8 +1,5 @@
-"""The runtime: a generator's onnxruntime sessions behind a small class. Seeds in, uint8 images out; no torch.
-
-Where each job lives: the model contract (loading, metadata, names and shapes) in gankit_runtime.contract; latents
-in gankit_runtime.seeds; float -> uint8 in gankit_runtime.images; sessions, lanes and batches here.
-"""
+"""The runtime: a generator's onnxruntime session behind a small class. Seeds in, uint8 images out; no torch.
+Sessions, lanes and batches here; the model contract in contract.py, latents in seeds.py, pixels in images.py."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .contract import open_session, parse_device, read_info, read_model
-from .cpus import usable_cpus
 from .errors import GankitError
 from .images import to_uint8
 from .seeds import latents_for_seeds
@@ -29,9 +25,13 @@ MAX_LANES = 4  # CPU batches in flight at once by default (each lane runs its ba
 DEFAULT_THREADS = 8  # at most this many threads unless asked: small generators gain nothing from a 64-core host
 THREADS_PER_CPU = 4  # more threads than this many per usable CPU is a mistake (and can hang onnxruntime's start)
 CUDA_LANES = 2  # CUDA batches in flight: while the GPU runs one, the CPU converts the previous one
-LATENT_BLOCK = 16384  # seeds whose latents are made in one go (fastseeds needs thousands per pass to be fast)
 MAX_BATCH = 65536  # larger batches gain nothing and need gigabytes
 _POOL_LOCK = threading.Lock()
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may use (its affinity mask where the platform has one: containers, taskset)."""
+    return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def thread_plan(device: str, threads: int | None, lanes: int | None) -> tuple[int | None, int]:
@@ -62,19 +62,12 @@ class Generator:
     >>> c = Generator("exported/mnist-cdcgan.onnx")            # class-conditional: one label per seed
     >>> sevens = c.generate(range(16), labels=[c.class_index("7")] * 16)
 
-    device: "cpu", "cuda" or "cuda:N". Asking for CUDA where onnxruntime cannot use it is an
-    error, never a silent run on the CPU. threads: CPU threads for inference in all, exactly (default: the CPUs
-    this process may use, at most DEFAULT_THREADS); set it in containers and next to other busy processes.
-    lanes: batches in flight at once, sharing the one session (CPU default: one per thread, at most MAX_LANES;
-    CUDA: CUDA_LANES). Small generators run faster as several single-threaded runs than as one multi-threaded
-    one, and a lane slowed by other work (a PNG writer) holds back no other. An image does not depend on the
-    lane or batch that made it.
-    tf32: on CUDA, let convolutions run in TF32: faster on Ampere and later GPUs, but pixels then differ from
-    the CPU's by several levels; off by default, so CUDA matches the CPU.
-    spin: let onnxruntime's threads spin while they wait (fastest for inference alone).
-
-    Sessions do not survive os.fork(): create Generators after forking (gunicorn without --preload, celery's
-    worker_process_init). close() (or a with block) frees the session at once, for services that reload models.
+    device: "cpu", "cuda" or "cuda:N"; CUDA where onnxruntime cannot use it is an error, never a silent CPU run.
+    threads: CPU threads in all, exactly (default: the CPUs this process may use, at most DEFAULT_THREADS).
+    lanes: batches in flight at once on the one session (CPU: one per thread, at most MAX_LANES; CUDA: CUDA_LANES):
+    several single-threaded runs beat one multi-threaded run for small generators. Images never depend on lanes.
+    tf32: TF32 convolutions on CUDA, faster but several pixel levels off the CPU's. spin: onnxruntime's threads spin.
+    Create Generators after os.fork() (sessions do not survive it); close() or a with block frees the session.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = True,
@@ -84,7 +77,6 @@ class Generator:
         model = read_model(path)  # read once: the session and the hash come from the same bytes
         self.sha256 = hashlib.sha256(model).hexdigest()
         self.session = open_session(model, device, intra_threads, spin, tf32, name=path)
-        self.device = device
         self.providers = self.session.get_providers()
         self.info = read_info(self.session, path)
         self._pool, self._pid = None, os.getpid()  # the lanes' threads, made at the first job that needs them
@@ -222,31 +214,20 @@ class Generator:
         """iter_images over (seed, label or None, anything else...) tuples: yields (the batch's tuples, uint8
         [B, H, W, C]), so a caller's own data (a file name) travels with each image.
 
-        Latents are made LATENT_BLOCK seeds at a time, one block ahead in a thread of their own while the
-        session runs: the vectorised seed formula needs thousands of seeds per pass to be fast, and on a GPU
-        the session would otherwise wait for the CPU. Items are read by that thread, lazily. With several
-        lanes, batches run side by side, one in flight per lane, and come out in order."""
+        Items are read lazily, a batch at a time. Each batch's latents are made in the lane that runs it, just
+        before its session run, so with several lanes one lane makes latents while the others run (on a GPU
+        too: CUDA_LANES); batches run side by side, one in flight per lane, and come out in order."""
         self._usable()
         check_batch_size(batch_size)
         check_truncation(truncation)
-        batches = self._latent_batches(items, batch_size, truncation)
-        try:
-            if self.lanes == 1:
-                for batch, z, labels in batches:
-                    yield batch, self._images(batch, z, labels)
-            else:
-                yield from self._side_by_side(batches)
-        finally:
-            batches.close()  # its read-ahead thread ends with it
-
-    def _side_by_side(self, batches: Iterator[tuple]) -> Iterator[tuple[list[tuple], np.ndarray]]:
-        """k batches in flight, one per lane; batch j + k is handed out once batch j is done."""
+        item_iter = iter(items)
+        batches = iter(lambda: list(itertools.islice(item_iter, batch_size)), [])
         k, pending, pool = self.lanes, collections.deque(), self._threads()
         try:
-            for batch, z, labels in batches:
+            for batch in batches:
                 if len(pending) == k:
                     yield pending[0][0], pending.popleft()[1].result()
-                pending.append((batch, pool.submit(self._images, batch, z, labels)))
+                pending.append((batch, pool.submit(self._images, batch, truncation)))
             while pending:
                 yield pending[0][0], pending.popleft()[1].result()
         finally:
@@ -256,47 +237,14 @@ class Generator:
                 if not future.cancelled():
                     future.exception()  # wait for the runs in flight: the session is free when we return
 
-    def _latent_batches(self, items: Iterable[tuple], batch_size: int, truncation: float) -> Iterator[tuple]:
-        """(batch's items, latents, labels or None) batch by batch, latents made a block ahead."""
-        block_size = max(batch_size, LATENT_BLOCK)
-        item_iter = iter(items)
-
-        def next_block():
-            block = list(itertools.islice(item_iter, block_size))
-            if not block:
-                return None
-            labels = None
-            if self.conditional or any(item[1] is not None for item in block):
-                labels = self._labels([item[1] for item in block], len(block))
-            return block, self.latents([item[0] for item in block], truncation), labels
-
-        def batches_of(block, z, labels):
-            for start in range(0, len(block), batch_size):
-                stop = start + batch_size
-                yield block[start:stop], z[start:stop], None if labels is None else labels[start:stop]
-
-        made = next_block()  # the first block here: a job of one block (a service's call) needs no thread
-        if made is None:
-            return
-        if len(made[0]) < block_size:
-            yield from batches_of(*made)
-            return
-        # A job of more blocks: the next block's latents are made in one thread while this one's batches run.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gankit-latents") as ahead:
-            upcoming = ahead.submit(next_block)
-            try:
-                while True:
-                    yield from batches_of(*made)
-                    made = upcoming.result()
-                    if made is None:
-                        return
-                    upcoming = ahead.submit(next_block)
-            finally:
-                upcoming.cancel()
-
-    def _images(self, batch: list, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """uint8 [B, H, W, C]: the graph's pixels when it has them (its images are still checked to be finite),
-        else the runtime's conversion of its images: the same bytes on the CPU."""
+    def _images(self, batch: list[tuple], truncation: float) -> np.ndarray:
+        """uint8 [B, H, W, C] of a batch of (seed, label or None, ...) items: the graph's pixels when it has them
+        (its images are still checked to be finite), else the runtime's conversion of its images: the same bytes
+        on the CPU."""
+        labels = None
+        if self.conditional or any(item[1] is not None for item in batch):
+            labels = self._labels([item[1] for item in batch], len(batch))
+        z = self.latents([item[0] for item in batch], truncation)
         if self.info.pixels_name:
             return self._checked(z, labels, batch[0][0], pixels=True)[1]
         return to_uint8(self._checked(z, labels, batch[0][0]), *self.info.output_range)

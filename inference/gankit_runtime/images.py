@@ -87,14 +87,7 @@ def encode_pngs(images: np.ndarray, compress_level: int = 1) -> list[bytes]:
     return [b"".join((head, _chunk(b"IDAT", zlib.compress(r, compress_level)), _END)) for r in rows]
 
 
-def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """uint8 [H, W, C], C = 1 (grey) or 3 (RGB) -> the bytes of an 8-bit PNG."""
-    if image.ndim != 3:
-        raise ValueError(f"a PNG image must be uint8 [H, W, 1 or 3], got {image.dtype} {list(image.shape)}")
-    return encode_pngs(image[None], compress_level)[0]
-
-
 def save_png(image: np.ndarray, path, compress_level: int = 1) -> None:
     """Write one uint8 [H, W, C] image atomically (temporary name, then rename): one create, one write and
     one rename. Compression level 1: higher levels barely shrink these small images and cost time."""
-    atomic_write_bytes(path, encode_png(image, compress_level))
+    atomic_write_bytes(path, encode_pngs(image[None], compress_level)[0])

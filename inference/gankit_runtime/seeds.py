@@ -8,7 +8,6 @@ from typing import Iterator
 
 import numpy as np
 
-from . import fastseeds
 from .errors import GankitError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
@@ -73,26 +72,30 @@ def parse_seeds(text: str) -> SeedRanges:
 
 
 def latent_for_seed(seed: int, z_dim: int) -> np.ndarray:
-    """The seed formula: numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32).
-
-    RandomState's stream is frozen by numpy's compatibility policy (Generator's is not), so a
-    seed gives the same latent on every numpy version, as in StyleGAN's generate.py.
-    """
-    if not 0 <= seed <= MAX_SEED:
-        raise GankitError(f"seed {seed} is outside [0, {MAX_SEED}]")
-    return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
-
-
-FAST_FROM = 1024  # below this many seeds, one reseeded RandomState beats fastseeds' vector pass
+    """The seed formula: numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32). RandomState's stream
+    is frozen by numpy's compatibility policy (Generator's is not), so a seed gives the same latent on every numpy
+    version, as in StyleGAN's generate.py."""
+    return latents_for_seeds([seed], z_dim)[0]
 
 
 def latents_for_seeds(seeds, z_dim: int) -> np.ndarray:
-    """float32 [len(seeds), z_dim], row i from seed i alone: the seed formula, bit for bit, computed for
-    many seeds at once (gankit_runtime.fastseeds)."""
-    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    """float32 [len(seeds), z_dim], row i from seed i alone: the seed formula, bit for bit.
+
+    One RandomState reseeded per seed gives RandomState(seed)'s stream without the cost of building one, and
+    needs no code of ours to trust: what a latent costs this way is small beside the generator's run.
+    """
+    try:
+        seeds = np.asarray(seeds).reshape(-1)
+        if len(seeds) and seeds.dtype.kind not in "iu":
+            raise TypeError
+    except (OverflowError, TypeError, ValueError):
+        raise GankitError(f"seeds must be integers in [0, {MAX_SEED}]") from None
+    seeds = seeds.astype(np.int64)  # a uint64 above 2**63 wraps to negative: refused below
     if len(seeds) and (seeds.min() < 0 or seeds.max() > MAX_SEED):
-        bad = seeds[(seeds < 0) | (seeds > MAX_SEED)][0]
-        raise GankitError(f"seed {bad} is outside [0, {MAX_SEED}]")
-    if len(seeds) < FAST_FROM:
-        return fastseeds.by_reference(seeds, z_dim)
-    return fastseeds.latents(seeds, z_dim)
+        raise GankitError(f"seed {seeds[(seeds < 0) | (seeds > MAX_SEED)][0]} is outside [0, {MAX_SEED}]")
+    state = np.random.RandomState()
+    out = np.empty((len(seeds), z_dim), dtype=np.float32)
+    for i, seed in enumerate(seeds.tolist()):
+        state.seed(seed)
+        out[i] = state.randn(z_dim)  # float64 -> float32 on assignment: the same rounding as astype
+    return out

@@ -1,14 +1,8 @@
 """Stream a job's images to disk: a folder of PNGs (flat `out/<seed>.png`, or `out/<class>/<seed>.png` as
-torchvision's ImageFolder and Hugging Face's imagefolder read it) or one .npz.
-
-A folder is claimed first (out/gankit-job.json: model sha256, truncation, layout, class) so that a run with other
-settings is refused rather than mixed in; every file is written under a temporary name and renamed, so an
-interrupted run leaves whole images, and a rerun skips them; metadata.jsonl (one record per image) is written
-last. Links inside the output are never written through. docs/design.md has the rules in full.
-
-Inference runs on the generator's lanes while one writer thread encodes and writes the previous batch's files;
-at most two batches wait for the writer, whatever the job's size.
-"""
+torchvision's ImageFolder and Hugging Face's imagefolder read it) or one .npz. A folder is claimed first
+(out/gankit-job.json), files are renamed into place whole, a rerun skips them, metadata.jsonl comes last, links are
+never written through: docs/design.md ("Labelled data sets") has the rules. One writer thread encodes and writes a
+batch's files while the lanes infer the next; at most two batches wait for it."""
 
 from __future__ import annotations
 

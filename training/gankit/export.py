@@ -9,6 +9,7 @@ runtime needs (see gankit_runtime.metadata).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import io
 import json
@@ -25,7 +26,7 @@ from torch import nn
 
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
 from gankit_runtime import metadata as meta
-from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap, sha256_of
+from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap
 
 from . import __version__
 from .checkpoint import checkpoint_file, load_checkpoint
@@ -224,7 +225,7 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
         meta.CHANNELS: str(cfg.channels), meta.HEIGHT: str(cfg.size), meta.WIDTH: str(cfg.size),
         meta.OUTPUT_RANGE: "-1,1", meta.LATENT: meta.LATENT_FORMULA,
         meta.DATASET: str(state.get("dataset", "")), meta.TRAINING_STEPS: str(state.get("step", 0)),
-        meta.PACKAGE_VERSION: __version__, meta.CHECKPOINT_SHA256: sha256_of(checkpoint_file(run)),
+        meta.PACKAGE_VERSION: __version__, meta.CHECKPOINT_SHA256: _sha256_of(checkpoint_file(run)),
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
         "ema": "true" if "generator_ema" in state else "false",
     }
@@ -254,3 +255,12 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
           f"step {state.get('step', 0)})", file=log)
     return report
+
+
+def _sha256_of(path) -> str:
+    """sha256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
