@@ -79,15 +79,16 @@ def test_local_idx_files_are_a_source_and_get_cached(tmp_path, capsys, monkeypat
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
     folder.mkdir()
-    arrays = {"x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-              "y_train": rng.integers(0, 10, 60000, dtype=np.uint8),
-              "x_test": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
-              "y_test": rng.integers(0, 10, 10000, dtype=np.uint8)}
+    def pixels(n):  # a pattern, not noise: gzip makes it in milliseconds
+        return np.resize(np.arange(251, dtype=np.uint8), (n, 28, 28))
+
+    arrays = {"x_train": pixels(60000), "y_train": rng.integers(0, 10, 60000, dtype=np.uint8),
+              "x_test": pixels(10000), "y_test": rng.integers(0, 10, 10000, dtype=np.uint8)}
     for key, name in ms.IDX_FILES.items():
         (folder / name).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
     monkeypatch.setitem(ms.MIRRORS, "mnist", [])  # no other source to fall back on
     monkeypatch.setattr(ms, "_from_pypi_wheel", lambda: (_ for _ in ()).throw(RuntimeError("offline")))
-    with pytest.raises(GankitError):  # random pixels are not MNIST: refused by the pinned digests
+    with pytest.raises(GankitError):  # made-up pixels are not MNIST: refused by the pinned digests
         ms.load_mnist_like("mnist", tmp_path)
     assert "differs from the pinned sha256" in capsys.readouterr().err and not (tmp_path / "mnist.npz").exists()
     monkeypatch.setitem(ms.DIGESTS, "mnist", {key: ms.idx_digest(a) for key, a in arrays.items()})
@@ -123,16 +124,14 @@ def test_mnist_from_the_pinned_pypi_wheel():
 
 @pytest.fixture(scope="module")
 def idx_files(tmp_path_factory):
-    """A data folder holding MNIST and Fashion-MNIST as the four idx .gz files each (random pixels, real shapes)."""
+    """A data folder holding MNIST and Fashion-MNIST as the four idx .gz files each (made-up pixels, real shapes)."""
     root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(1)
     digests = {}
-    for name in ("mnist", "fashion-mnist"):
+    for shift, name in enumerate(("mnist", "fashion-mnist")):
         (root / name).mkdir()
-        arrays = {"x_train": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-                  "y_train": (np.arange(60000) % 10).astype(np.uint8),
-                  "x_test": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
-                  "y_test": (np.arange(10000) % 10).astype(np.uint8)}
+        pattern = np.arange(shift, shift + 251, dtype=np.uint8)  # 251 different images, gzipped in milliseconds
+        arrays = {"x_train": np.resize(pattern, (60000, 28, 28)), "y_train": (np.arange(60000) % 10).astype(np.uint8),
+                  "x_test": np.resize(pattern[::-1], (10000, 28, 28)), "y_test": (np.arange(10000) % 10).astype(np.uint8)}
         for key, file in ms.IDX_FILES.items():
             (root / name / file).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
         digests[name] = {key: ms.idx_digest(a) for key, a in arrays.items()}
@@ -142,7 +141,7 @@ def idx_files(tmp_path_factory):
 @pytest.fixture
 def idx_data_dir(idx_files, monkeypatch):
     root, digests = idx_files
-    monkeypatch.setattr(ms, "DIGESTS", digests)  # these random pixels stand in for the real data sets
+    monkeypatch.setattr(ms, "DIGESTS", digests)  # these pixels stand in for the real data sets
     return root
 
 

@@ -12,7 +12,9 @@ from gankit_runtime import Generator, latents_for_seeds, to_uint8
 from helpers import CONFIGS, trainer
 
 ATOL = 1e-4  # the export's default tolerance; measured differences are about 1e-6
-STEPS = 2  # trained a little: weights and batch-norm statistics have moved from their initial values
+STEPS = 1  # trained a little: weights and batch-norm statistics have moved from their initial values
+# The 64x64 RGB network (the DCGAN paper's, width 128) takes seconds to train and export: CI runs it, the quick loop not.
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if CONFIGS[n].size == 64 else n for n in CONFIGS]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def labels_for(runtime, n):
     return (np.arange(n) * 7) % len(runtime.classes) if runtime.conditional else None
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_torch_and_runtime_agree(exported, name):
     g, path = exported(name)
     # training moved every generator's weights from the same initial ones, and batch-norm statistics
@@ -47,7 +49,7 @@ def test_torch_and_runtime_agree(exported, name):
     bns = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(not torch.allclose(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
     runtime = Generator(path)
-    for n in (1, 2, 64):
+    for n in (1, 2, 16):
         z = latents_for_seeds(range(100, 100 + n), runtime.info.z_dim)
         y = labels_for(runtime, n)
         with torch.no_grad():
@@ -60,7 +62,7 @@ def test_torch_and_runtime_agree(exported, name):
         assert (diff > 0).mean() < 1e-3  # a rounding tie now and then, no more
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", NAMES)
 def test_images_do_not_depend_on_batch_size(exported, name):
     runtime = Generator(exported(name)[1])
     seeds = list(range(37))

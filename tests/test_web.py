@@ -77,6 +77,7 @@ def in_browser(page, model: int, seeds: list[int], labels: list[int] | None = No
     }""", [model, seeds, labels])
 
 
+@pytest.mark.slow  # a real browser
 @pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cdcgan", "fashion-cdcgan"])
 def test_the_page_makes_python_s_images(page, site, name, capsys):
     models = page.evaluate("window.gankitDemo.models()")
@@ -100,6 +101,7 @@ def test_the_page_makes_python_s_images(page, site, name, capsys):
                   f"{page.evaluate('window.gankitDemo.firstGridMs'):.0f} ms (headless Chromium, wasm, one thread)")
 
 
+@pytest.mark.slow  # a real browser
 def test_a_model_that_fails_to_load_is_one_line_on_the_page(page, site):
     (Path(site[1]) / "models" / "mnist-cdcgan.onnx").write_bytes(b"not a model")
     page.reload()
