@@ -24,7 +24,7 @@ from .seeds import latents_for_seeds
 MAX_LANES = 4  # CPU batches in flight at once by default (each lane runs its batch single-threaded)
 DEFAULT_THREADS = 8  # at most this many threads unless asked: small generators gain nothing from a 64-core host
 THREADS_PER_CPU = 4  # more threads than this many per usable CPU is a mistake (and can hang onnxruntime's start)
-CUDA_LANES = 2  # CUDA batches in flight: while the GPU runs one, the CPU converts the previous one
+CUDA_LANES = 2  # CUDA batches in flight: while the GPU runs one, the CPU makes the next one's latents and pixels
 MAX_BATCH = 65536  # larger batches gain nothing and need gigabytes
 _POOL_LOCK = threading.Lock()
 
