@@ -28,8 +28,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 
 from gankit.classifier import accuracy, fit
 from gankit.config import default_data_dir
-from gankit_runtime.datasets import load_mnist_like
-from gankit_runtime.evaluate import DEFAULT_CLASSIFIER, DIGITS, FeatureExtractor
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER, DIGITS, FeatureExtractor
 from gankit_runtime import Generator, plan
 
 ROOT = common.ROOT

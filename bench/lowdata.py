@@ -37,7 +37,7 @@ from gankit.data import Dataset
 from gankit.models import sample_uint8
 from gankit.monitor import Scorer
 from gankit.train import Trainer
-from gankit_runtime.datasets import CLASSES, default_data_dir, load_mnist_like
+from gankit_runtime.evaluation.datasets import CLASSES, default_data_dir, load_mnist_like
 
 
 def train_gan(x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, seed: int,

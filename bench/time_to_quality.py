@@ -35,8 +35,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from gankit.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr, default_r1
 from gankit.data import load_dataset
-from gankit_runtime.datasets import load_mnist_like
-from gankit_runtime.evaluate import figures
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.evaluation.evaluate import figures
 from gankit.monitor import Scorer
 from gankit.train import Trainer, resume_configs
 from gankit.trainer import update_ema

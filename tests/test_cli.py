@@ -13,7 +13,7 @@ from PIL import Image
 import cli
 from conftest import call, expect_error, run_cli
 from gankit.checkpoint import save_checkpoint
-from gankit_runtime.evaluate import DEFAULT_CLASSIFIER
+from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
 
 

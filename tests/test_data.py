@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit_runtime import GankitError, datasets as ms
+from gankit_runtime import GankitError
+from gankit_runtime.evaluation import datasets as ms
 from gankit.config import ModelConfig, resolution_chain
 from gankit.data import load_dataset, load_image_folder, to_model_range
 
@@ -185,12 +186,12 @@ def test_one_version_everywhere():
 def test_builtin_class_names_can_be_exported():
     # They become ONNX metadata and folder names (imagefolder layout): Fashion-MNIST's "T-shirt/top" could not,
     # so a conditional fashion-mnist model trained for an hour failed at export.
-    from gankit_runtime.metadata import class_name_problem
+    from gankit_runtime.contract import class_name_problem
     assert [c for names in ms.CLASSES.values() for c in names if class_name_problem(c)] == []
 
 
 def test_eval_scores_fashion_mnist_in_its_own_classifier(idx_data_dir, tmp_path, monkeypatch):
-    import gankit_runtime.evaluate as ev
+    import gankit_runtime.evaluation.evaluate as ev
     from gankit_runtime import Generator
     from tiny_models import tiny_generator
 

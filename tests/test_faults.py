@@ -25,7 +25,7 @@ from gankit.export import to_onnx
 from gankit.models import build_models
 from gankit.train import Trainer, train
 from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
-from gankit_runtime.evaluate import DEFAULT_CLASSIFIER
+from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from gankit_runtime.files import _HOST, atomic_path, create_exclusive
 from helpers import CONFIGS, trainer
 from tiny_models import tiny_generator
@@ -392,7 +392,7 @@ def test_eval_of_an_onnx_needs_only_the_runtime(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e.json").read_text())["generated"]["class_counts"]
     r = run_cli("eval", tmp_path, "--out", tmp_path / "e2.json", env=env)  # a run folder needs torch to export
-    assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
+    assert_one_line_error(r.stderr, r.returncode, "needs PyTorch")
 
 
 def test_default_outputs_never_overwrite_shipped_files(capsys, tmp_path, monkeypatch):
@@ -404,10 +404,12 @@ def test_default_outputs_never_overwrite_shipped_files(capsys, tmp_path, monkeyp
     rc, _ = call(capsys, "train-classifier", "--data", "fashion-mnist")  # training stubbed: where does it write?
     assert rc == 0 and (tmp_path / "runs" / "fashion-mnist-classifier.onnx").is_file()
     assert shipped and all(p.read_bytes() == b for p, b in shipped.items())
-    if DEFAULT_CLASSIFIER.is_file():
-        rc, _ = call(capsys, "eval", ROOT / "exported" / "mnist-dcgan.onnx", "--samples", 20, "--no-reference")
-        assert rc == 0 and (tmp_path / "mnist-dcgan.eval.json").is_file()
-        assert not list((ROOT / "exported").glob("*.eval.json"))
+    if DEFAULT_CLASSIFIER.is_file():  # eval's figures go beside the model, never into the working directory
+        (tmp_path / "m").mkdir()
+        model = shutil.copy(ROOT / "exported" / "mnist-dcgan.onnx", tmp_path / "m" / "mnist-dcgan.onnx")
+        rc, _ = call(capsys, "eval", model, "--samples", 20, "--no-reference")
+        assert rc == 0 and (tmp_path / "m" / "mnist-dcgan.eval.json").is_file()
+        assert not list(tmp_path.glob("*.json"))
 
 
 def test_running_out_of_memory_is_one_line(image_folder, tmp_path, monkeypatch):

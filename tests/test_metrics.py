@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gankit_runtime import metrics as M
+from gankit_runtime.evaluation import metrics as M
 
 
 def test_fd_of_a_set_with_itself_is_zero():
@@ -64,7 +64,7 @@ def test_class_figures():
 
 
 def test_label_accuracy_of_a_conditional_generator():
-    from gankit_runtime.evaluate import eval_labels, figures
+    from gankit_runtime.evaluation.evaluate import eval_labels, figures
 
     labels = eval_labels(40, 10)
     assert labels.tolist() == list(range(10)) * 4 and eval_labels(5, 0) is None

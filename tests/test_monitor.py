@@ -12,7 +12,7 @@ from gankit.monitor import D_FAKE_PATIENCE, FailureWatch
 from gankit.train import train
 from helpers import CONFIGS, trainer
 
-from gankit_runtime.evaluate import DEFAULT_CLASSIFIER as CLASSIFIER
+from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER as CLASSIFIER
 
 
 def test_ema_update_follows_its_half_life():

@@ -167,14 +167,18 @@ def test_two_trainings_into_one_folder_cannot_run_at_once(capsys, tmp_path):
     assert not (r / "checkpoint.pt").exists()
 
 
-def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path):
-    """kill -9 of torchrun: each rank gets SIGTERM from the kernel (then checkpoints and stops), never trains on."""
+@pytest.mark.parametrize("late", [False, True], ids=["launcher-dies-after", "launcher-died-before"])
+def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path, late):
+    """kill -9 of the launcher: each rank gets SIGTERM from the kernel (then checkpoints and stops), never trains on;
+    also when the launcher died while the rank was still starting (late: before it asked for the signal)."""
     marker = tmp_path / "stopped"
     rank = ("import signal, sys, time\n"
-            "from gankit.distributed import stop_with_launcher\n"
             f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0)))\n"
-            "stop_with_launcher()\nprint('ready', flush=True)\ntime.sleep(60)\n")
-    launcher = ("import subprocess, sys\n"
+            f"print('ready', flush=True)\ntime.sleep({1.0 if late else 0})\n"
+            "from gankit_cli.rank_guard import stop_with_launcher\n"
+            "stop_with_launcher()\ntime.sleep(60)\n")
+    launcher = ("import os, subprocess, sys\n"
+                "os.environ['GANKIT_LAUNCHER_PID'] = str(os.getpid())\n"
                 f"p = subprocess.Popen([sys.executable, '-c', {rank!r}])\n"
                 "print(p.pid, flush=True)\np.wait()\n")
     parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
@@ -315,7 +319,7 @@ def test_the_limit_that_stops_a_run_is_named(capsys, tmp_path):
 
 
 def test_progress_without_a_terminal_is_a_plain_line_every_so_often():
-    from gankit.progress import Progress
+    from gankit_cli.progress import Progress
 
     log = io.StringIO()
     p = Progress(log, plain_every=0.05)

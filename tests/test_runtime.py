@@ -82,7 +82,7 @@ def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
     r = run_cli("generate", small_rgb, "--seeds", "0-9", "--shard", "1/2", "--out", tmp_path / "s", env=env)
     assert r.returncode == 0 and len(list((tmp_path / "s").glob("*.png"))) == 5, r.stderr
     r = run_cli("train", env=env)  # the training side says clearly that it needs torch
-    assert_one_line_error(r.stderr, r.returncode, "need PyTorch")
+    assert_one_line_error(r.stderr, r.returncode, "needs PyTorch")
 
 
 def test_interrupted_png_write_leaves_whole_files_and_a_rerun_completes_it(small_rgb, tmp_path, full_disk,

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, call, expect_error
 from gankit_runtime import Generator, job_for, write_folder, write_npz
-from gankit_runtime.datasets import default_data_dir
+from gankit_runtime.evaluation.datasets import default_data_dir
 
 # Recorded once with onnxruntime 1.32 (CPU): a model's pixels may move by one level between onnxruntime builds
 # (rounding ties), not more, and rarely.

@@ -40,7 +40,7 @@ CLASSIFIER = ROOT / "inference" / "gankit_runtime" / "models" / "mnist-classifie
 
 
 def test_the_conditional_model_makes_the_digits_asked_for():
-    from gankit_runtime.evaluate import FeatureExtractor
+    from gankit_runtime.evaluation.evaluate import FeatureExtractor
 
     g = Generator(CONDITIONAL)
     i = g.info
@@ -77,8 +77,8 @@ def test_the_runtime_takes_the_graph_s_pixels_and_old_files_keep_working(shipped
 
 
 def test_the_fashion_model_makes_the_garments_asked_for():
-    from gankit_runtime.datasets import CLASSES
-    from gankit_runtime.evaluate import CLASSIFIERS, FeatureExtractor
+    from gankit_runtime.evaluation.datasets import CLASSES
+    from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor
 
     g = Generator(ROOT / "exported" / "fashion-cdcgan.onnx")
     assert g.classes == tuple(CLASSES["fashion-mnist"]) and g.info.metadata["dataset"] == "fashion-mnist"

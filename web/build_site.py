@@ -1,11 +1,13 @@
-"""`python cli.py web MODEL... --out DIR`: a self-contained static site that runs generators in the browser.
-
-Repository tooling (it packages this folder's page and node_modules), not part of the installed runtime.
+"""`gankit web MODEL... --out DIR`: a self-contained static site that runs generators in the browser.
 
 DIR gets the demo page (index.html, demo.js, demo.css), gankit.js, the models under models/, models.json (what
 each model takes and gives, read here from its metadata: onnxruntime-web cannot read metadata) and the
-onnxruntime-web files it needs under ort/. Any static host can serve it. The folder is built beside DIR and
-renamed into place, so a failed build leaves nothing, and it replaces only a folder that it wrote itself.
+onnxruntime-web files it needs under ort/. Any static host can serve it.
+
+Nothing is lost: the site is built in a temporary folder beside DIR (named for this process, so a later run removes
+what a killed one left) and renamed into place. An existing DIR is replaced only when this command built it (the
+MARKER file inside), or, with --force, when it holds nothing but a site's files. DIR may never hold the page's own
+sources, the working directory or a model.
 """
 
 from __future__ import annotations
@@ -21,9 +23,25 @@ from pathlib import Path
 from gankit_runtime import GankitError, Generator
 from gankit_runtime.files import is_inside
 
+SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-MARKER = ".gankit-web"  # names a folder this command wrote (and may replace)
+MARKER = ".gankit-web"  # names a folder this command built (and may replace)
+SITE_ENTRIES = {*PAGE_FILES, "ort", "models", "models.json", MARKER}  # all that a built site holds
+_BUILD = re.compile(r"^\..+\.gankit-build\.(\d+)(\.old)?$")  # a build (or a replaced site) of process N
+
+
+def find_ort(given: Path | None, sources: Path = SOURCES) -> Path:
+    """onnxruntime-web's dist/ folder: the one given, or node_modules/onnxruntime-web/dist in the working directory
+    or beside the page's sources (a checkout's web/ after npm ci)."""
+    candidates = [Path(given)] if given else [Path("node_modules/onnxruntime-web/dist"),
+                                              sources / "node_modules" / "onnxruntime-web" / "dist"]
+    for folder in candidates:
+        if all((folder / f).is_file() for f in ORT_FILES):
+            return folder
+    where = f"{given}" if given else "node_modules/onnxruntime-web/dist (here or in the checkout's web/)"
+    raise GankitError(f"onnxruntime-web not found in {where} (need {', '.join(ORT_FILES)}): npm install "
+                      "onnxruntime-web (or npm ci in web/), or give --ort DIST_FOLDER")
 
 
 def model_entry(path: Path, name: str) -> dict:
@@ -42,27 +60,62 @@ def _names(models: list[Path]) -> list[str]:
     return names
 
 
-def write_site(models: list[Path], out: Path, web_dir: Path, force: bool = False) -> list[dict]:
+def check_out(out: Path, models: list[Path], force: bool) -> None:
+    """Refuse an --out whose replacement would lose something: a folder that holds the page's sources, the working
+    directory or a model; a folder this command did not build (with --force: one that holds more than a site)."""
+    for what, path in (("the page's sources", SOURCES), ("the working directory", Path.cwd()),
+                       *((f"model {m}", Path(m)) for m in models)):
+        if is_inside(path, out):
+            raise GankitError(f"--out {out} holds {what}, and --out is replaced: choose a new folder")
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise GankitError(f"--out {out} exists and is not a folder: choose another --out")
+    entries = set(os.listdir(out))
+    if not entries or MARKER in entries:
+        return
+    if not force:
+        raise GankitError(f"{out} exists and was not built by gankit web: choose another --out (--force replaces an "
+                          "older site's folder)")
+    if not entries <= SITE_ENTRIES:
+        others = sorted(entries - SITE_ENTRIES)[:3]
+        raise GankitError(f"{out} holds more than a site ({', '.join(others)}): it is never replaced, even with "
+                          "--force; choose another --out")
+
+
+def remove_stale_builds(folder: Path) -> None:
+    """Take away what a killed build left beside --out: its temporary folder, or a replaced site not yet removed."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            m = _BUILD.match(name)
+            if m and not _alive(int(m.group(1))) and (folder / name).is_dir() and not (folder / name).is_symlink():
+                shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False) -> list[dict]:
     """Build the site for `models` into `out`; returns models.json's entries."""
     out = Path(out)
-    ort_dir = web_dir / "node_modules" / "onnxruntime-web" / "dist"
-    missing = [f for f in ORT_FILES if not (ort_dir / f).is_file()]
-    if missing:
-        raise GankitError(f"onnxruntime-web is not installed in {web_dir} (missing {missing[0]}): run npm ci there "
-                          "(it needs node and npm)")
     if not models:
         raise GankitError("give at least one .onnx generator")
-    if os.path.lexists(out) and not (force or (out / MARKER).is_file() or (out.is_dir() and not any(out.iterdir()))):
-        raise GankitError(f"{out} exists and was not written by cli.py web: choose another --out, or add --force")
-    for m in models:
-        if is_inside(m, out):
-            raise GankitError(f"model {m} lies inside --out {out}, which is replaced: copy it elsewhere first")
+    check_out(out, models, force)
     entries = [model_entry(Path(m), name) for m, name in zip(models, _names(models))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_builds(out.parent)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".gankit-build.{os.getpid()}", dir=out.parent))
     try:
+        (build / MARKER).write_text("built by gankit web\n")  # first: a site without it is never taken for ours
         for f in PAGE_FILES:
-            shutil.copyfile(web_dir / f, build / f)
+            shutil.copyfile(SOURCES / f, build / f)
         (build / "ort").mkdir()
         for f in ORT_FILES:
             shutil.copyfile(ort_dir / f, build / "ort" / f)
@@ -70,9 +123,11 @@ def write_site(models: list[Path], out: Path, web_dir: Path, force: bool = False
         for m, entry in zip(models, entries):
             shutil.copyfile(m, build / entry["file"])
         (build / "models.json").write_text(json.dumps(entries, indent=1) + "\n")
-        (build / MARKER).write_text("written by python cli.py web\n")
         os.chmod(build, 0o755)
         _replace(build, out)
+    except OSError as e:
+        shutil.rmtree(build, ignore_errors=True)
+        raise GankitError(f"cannot write the site to {out}: {e.strerror or e}; nothing was changed") from None
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -83,7 +138,7 @@ def _replace(build: Path, out: Path) -> None:
     """Rename the built folder onto `out`; an old one is moved aside first and removed after."""
     old = None
     if os.path.lexists(out):
-        old = out.parent / f".{out.name}.old.{os.getpid()}"
+        old = out.parent / f".{out.name}.gankit-build.{os.getpid()}.old"
         os.rename(out, old)
     try:
         os.rename(build, out)
@@ -92,5 +147,4 @@ def _replace(build: Path, out: Path) -> None:
             os.rename(old, out)
         raise
     if old is not None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        shutil.rmtree(old, ignore_errors=True)

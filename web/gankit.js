@@ -1,9 +1,14 @@
-// gankit in JavaScript: an exported generator's images from seeds, the same bytes as `python cli.py generate`.
+// gankit in JavaScript: an exported generator's images from seeds, the same bytes as `gankit generate`.
 //
-//   import { latents, generate, toImageData } from "./gankit.js";
-//   const session = await ort.InferenceSession.create("mnist-dcgan.onnx");
-//   const result = await generate(session, [0, 1, 42], { ort });      // result.pixels: uint8 [N, H, W, C]
-//   ctx.putImageData(toImageData(result, 0), 0, 0);
+//   import * as ort from "onnxruntime-web";                           // or onnxruntime-node
+//   import { generate, modelInfo, toImageData } from "gankit-web";
+//   const bytes = new Uint8Array(await (await fetch("mnist-cdcgan.onnx")).arrayBuffer());
+//   const session = await ort.InferenceSession.create(bytes);
+//   const { classes } = modelInfo(bytes);                             // ["0", ..., "9"]; [] if unconditional
+//   const result = await generate(session, [0, 1, 42], { ort, labels: [7, 7, 7], classes });
+//   ctx.putImageData(toImageData(result, 0), 0, 0);                   // result.pixels: uint8 [N, H, W, C]
+//
+// gankit.d.ts declares the types; README.md has the whole API.
 //
 // The seed formula is numpy's: numpy.random.RandomState(seed).randn(zDim).astype(float32). RandomState is MT19937
 // seeded by init_genrand (a 32-bit seed), and randn is the legacy polar (Marsaglia) method on 53-bit doubles, the
@@ -193,6 +198,167 @@ export function latents(seeds, zDim = 100, truncation = 1.0) {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------- seeds as text
+/** "0-99,200,300-310" -> [0, ..., 99, 200, 300, ..., 310], in the order written: the syntax of `gankit generate
+ * --seeds` (ranges inclusive, seeds in [0, 2^32 - 1], none twice). At most `limit` seeds (an array holds them). */
+export function parseSeeds(text, limit = 1000000) {
+  const seeds = [];
+  const spans = [];
+  for (const term of String(text).replace(/ /g, "").split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(term);
+    if (!m) throw new RangeError(`bad seeds ${JSON.stringify(text)}: ${JSON.stringify(term)} is not N or A-B (example: 0-99,200)`);
+    const lo = Number(m[1]);
+    const hi = m[2] === undefined ? lo : Number(m[2]);
+    if (hi < lo) throw new RangeError(`bad seeds ${JSON.stringify(text)}: range ${term} is empty (end before start)`);
+    if (hi > 0xffffffff) throw new RangeError(`bad seeds ${JSON.stringify(text)}: seeds must be at most 4294967295`);
+    if (seeds.length + hi - lo + 1 > limit) throw new RangeError(`more than ${limit} seeds: pass a larger limit`);
+    spans.push([lo, hi]);
+    for (let s = lo; s <= hi; s++) seeds.push(s);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] <= spans[i - 1][1]) throw new RangeError(`bad seeds ${JSON.stringify(text)}: a seed is listed twice`);
+  }
+  return seeds;
+}
+
+// ---------------------------------------------------------------------------------------- the model file
+/** A model file's metadata_props (ONNX ModelProto field 14: key/value strings) as an object. onnxruntime-web and
+ * -node do not expose them; this reads them from the file's protobuf bytes (the top level only). */
+export function readMetadata(bytes) {
+  const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const text = new TextDecoder();
+  const fields = (from, to, each) => {
+    let at = from;
+    const varint = () => {
+      let value = 0;
+      for (let scale = 1; ; scale *= 128) {
+        if (at >= to || scale > 2 ** 56) throw new Error("not an ONNX model: bad protobuf varint");
+        const b = data[at++];
+        value += (b & 0x7f) * scale;
+        if (b < 0x80) return value;
+      }
+    };
+    while (at < to) {
+      const key = varint();
+      const wire = key % 8;
+      const field = Math.floor(key / 8);
+      if (wire === 0) varint();
+      else if (wire === 1) at += 8;
+      else if (wire === 5) at += 4;
+      else if (wire === 2) {
+        const length = varint();
+        if (at + length > to) throw new Error("not an ONNX model: a field runs past the end");
+        each(field, at, at + length);
+        at += length;
+      } else throw new Error(`not an ONNX model: protobuf wire type ${wire}`);
+    }
+  };
+  const metadata = {};
+  fields(0, data.length, (field, from, to) => {
+    if (field !== 14) return;
+    const entry = {};
+    fields(from, to, (f, a, b) => { entry[f] = text.decode(data.subarray(a, b)); });
+    if (entry[1] !== undefined) metadata[entry[1]] = entry[2] ?? "";
+  });
+  return metadata;
+}
+
+/** What a gankit export says of itself: { classes: the class names (label i is classes[i]; [] for an unconditional
+ * model), metadata: every metadata_props entry }. */
+export function modelInfo(bytes) {
+  const metadata = readMetadata(bytes);
+  let classes = [];
+  if (metadata.classes !== undefined) {
+    classes = JSON.parse(metadata.classes);
+    if (!Array.isArray(classes) || !classes.every((c) => typeof c === "string")) {
+      throw new Error("the model's classes metadata is not a list of names");
+    }
+  }
+  return { classes, metadata };
+}
+
+/** The session's inputs and outputs as gankit's contract has them, or an Error that says what it has instead:
+ * z float32 [N, zDim] (and labels int64 [N]); images float32 [N, 1|3, H, W] (and pixels uint8 [N, H, W, C]). */
+function contractOf(session) {
+  const ins = session.inputNames;
+  const outs = session.outputNames;
+  const inMeta = session.inputMetadata;
+  const outMeta = session.outputMetadata;
+  const typed = (meta, i, type, rank) => !meta?.[i]?.isTensor || (meta[i].type === type && meta[i].shape.length === rank);
+  let ok = (ins.length === 1 || ins.length === 2) && (outs.length === 1 || (outs.length === 2 && outs[1] === "pixels"))
+    && typed(inMeta, 0, "float32", 2) && (ins.length === 1 || typed(inMeta, 1, "int64", 1))
+    && typed(outMeta, 0, "float32", 4) && (outs.length === 1 || typed(outMeta, 1, "uint8", 4));
+  const dims = outMeta?.[0]?.isTensor ? outMeta[0].shape.slice(1) : null; // [C, H, W]
+  if (ok && dims) ok = [1, 3].includes(dims[0]) && dims.every((d) => Number.isInteger(d) && d > 0);
+  if (ok && dims && outs.length === 2 && outMeta[1]?.isTensor) {
+    ok = outMeta[1].shape.slice(1).join() === [dims[1], dims[2], dims[0]].join();
+  }
+  if (!ok) {
+    const show = (names, meta) => names.map((n, i) => `${n} ${meta?.[i]?.type ?? "?"} [${meta?.[i]?.shape ?? "?"}]`).join(", ");
+    throw new Error("not a gankit generator: expected inputs z float32 [N, zDim] (and labels int64 [N]), outputs "
+      + `images float32 [N, 1|3, H, W] (and pixels uint8 [N, H, W, C]); it has inputs ${show(ins, inMeta)}, `
+      + `outputs ${show(outs, outMeta)}`);
+  }
+  return { conditional: ins.length === 2, pixels: outs.length === 2, dims };
+}
+
+/** The number of classes from options.classes (names, or a count), or null when the caller did not say. */
+function classCount(options) {
+  const { classes = null } = options;
+  if (classes === null) return null;
+  const count = Array.isArray(classes) ? classes.length : classes;
+  if (!Number.isInteger(count) || count < 1) throw new RangeError("classes must be the class names or their number");
+  return count;
+}
+
+function checkLabels(labels, n, count) {
+  if (!labels || labels.length !== n) throw new RangeError(`this model is class-conditional: give ${n} labels, one per image`);
+  for (const l of labels) {
+    if (!Number.isInteger(l) || l < 0 || (count !== null && l >= count)) {
+      throw new RangeError(`labels must be integers in [0, ${count === null ? "classes" : count - 1}], got ${l}`);
+    }
+  }
+}
+
+const verified = new WeakMap(); // session -> the promise of its pixels probe
+
+/** A model's pixels output must be toPixels of its own images (as the Python runtime checks when it opens a
+ * model): run once per session on four latents, two of them far out, so an altered file is refused. */
+function probePixels(session, ort, zDim, contract, count) {
+  if (!contract.pixels) return Promise.resolve();
+  if (!verified.has(session)) {
+    const z = latents([0, 1, 2, 3], zDim);
+    for (let i = 2 * zDim; i < z.length; i++) z[i] *= 4;
+    const labels = contract.conditional ? [0, 1, 2, 3].map((i) => i % (count ?? 1)) : null;
+    verified.set(session, runChecked(session, ort, z, 4, labels).then((out) => {
+      const want = toPixels(out.images.data, out.images.dims);
+      if (!want.every((v, i) => v === out.pixels.data[i])) {
+        throw new Error("the model's pixels output is not its images converted to uint8: the file was altered or "
+          + "is not a gankit export");
+      }
+    }));
+  }
+  return verified.get(session);
+}
+
+async function runChecked(session, ort, z, n, labels) {
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", z, [n, z.length / n]) };
+  if (labels) feeds[session.inputNames[1]] = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
+  let out;
+  try {
+    out = await session.run(feeds);
+  } catch (e) {
+    const hint = labels ? " (a label beyond the model's classes?)" : "";
+    throw new Error(`onnxruntime failed on a batch of ${n}${hint}: ${String(e.message ?? e).split("\n")[0]}`);
+  }
+  const images = out[session.outputNames[0]];
+  for (const x of images.data) {
+    if (!Number.isFinite(x)) throw new Error("the model gives NaN or infinite values: it is broken");
+  }
+  return { images, pixels: out.pixels };
+}
+
 // ---------------------------------------------------------------------------------------- images
 /** uint8 NHWC pixels from float NCHW images, the runtime's rule in float32: clip(floor((x - low) * scale + 0.5)). */
 export function toPixels(images, [n, c, h, w], low = -1, high = 1) {
@@ -220,34 +386,34 @@ function zDimOf(session) {
 }
 
 /** Run the generator on seeds: { pixels: Uint8Array [N, H, W, C], images: Float32Array [N, C, H, W], z, n,
- * height, width, channels }. options: labels (one class index per seed, conditional models), truncation (psi),
- * ort (the onnxruntime namespace, default globalThis.ort), zDim (default: from the graph). */
+ * height, width, channels }. options: ort (the onnxruntime namespace, default globalThis.ort), labels (one class
+ * index per seed, conditional models), classes (the class names or their number, from modelInfo: labels are then
+ * checked against it), truncation (psi), zDim (default: from the graph). */
 export async function generate(session, seeds, options = {}) {
   const zDim = options.zDim ?? zDimOf(session);
   return run(session, latents(seeds, zDim, options.truncation ?? 1.0), seeds.length, options);
 }
 
 /** Run the generator on latents z (Float32Array [n * zDim]: from latents(), or mixed from them, as an
- * interpolation does). Models with a `pixels` output (gankit.format 2) give their pixels; older ones are
- * converted by toPixels, the same rule. Non-finite images are an error. */
+ * interpolation does). Models with a `pixels` output (gankit.format 2) give their pixels, checked once per session
+ * against toPixels; older ones are converted by toPixels, the same rule. Non-finite images are an error. */
 export async function run(session, z, n, options = {}) {
   const { labels = null, ort = globalThis.ort } = options;
   if (!ort?.Tensor) throw new Error("gankit needs onnxruntime: pass { ort } (import * as ort from 'onnxruntime-web')");
-  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", z, [n, z.length / n]) };
-  if (session.inputNames.length > 1) {
-    if (!labels || labels.length !== n) throw new Error(`this model is class-conditional: give ${n} labels, one per image`);
-    feeds[session.inputNames[1]] = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
-  } else if (labels) {
-    throw new Error("this model is unconditional: it takes no labels");
+  if (!Number.isInteger(n) || n < 0 || (n === 0 ? z.length !== 0 : z.length % n !== 0)) {
+    throw new RangeError(`z must hold n latents, got ${z.length} values for n = ${n}`);
   }
-  const out = await session.run(feeds);
-  const images = out.images ?? out[session.outputNames[0]];
-  const [, channels, height, width] = images.dims;
-  for (const x of images.data) {
-    if (!Number.isFinite(x)) throw new Error("the model gives NaN or infinite values: it is broken");
-  }
-  const pixels = out.pixels ? out.pixels.data : toPixels(images.data, images.dims);
-  return { pixels, images: images.data, z, n, height, width, channels };
+  const contract = contractOf(session);
+  const count = classCount(options);
+  if (contract.conditional) checkLabels(labels, n, count);
+  else if (labels) throw new RangeError("this model is unconditional: it takes no labels");
+  const [channels, height, width] = contract.dims ?? [0, 0, 0];
+  if (n === 0) return { pixels: new Uint8Array(0), images: new Float32Array(0), z, n, height, width, channels };
+  await probePixels(session, ort, z.length / n, contract, count);
+  const out = await runChecked(session, ort, z, n, labels);
+  const [, c, h, w] = out.images.dims;
+  const pixels = out.pixels ? out.pixels.data : toPixels(out.images.data, out.images.dims);
+  return { pixels, images: out.images.data, z, n, height: h, width: w, channels: c };
 }
 
 /** Image `index` of a generate() result as RGBA bytes (grey replicated), for an ImageData or a canvas. */

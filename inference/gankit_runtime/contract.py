@@ -1,7 +1,7 @@
 """The model contract: what an exported generator must be, read and checked once, and its onnxruntime session.
 
 A generator takes z float32 [N, z_dim] (and, class-conditional, labels int64 [N]) and gives images float32
-[N, 1|3, H, W]; its metadata_props (gankit_runtime.metadata) add what the graph cannot say. Every field of the
+[N, 1|3, H, W]; its metadata_props (the keys below) add what the graph cannot say. Every field of the
 file is untrusted: a model is checked here before any work, and each batch's shape again when it is made.
 """
 
@@ -15,11 +15,46 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metadata as meta
 from .errors import GankitError
 
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 MAX_MODEL_BYTES = 2**31  # protobuf's own limit: a larger "model" is not one
+
+# The keys an exported generator carries in its ONNX metadata_props (all values are strings). The graph states the
+# shapes, so that tools which cannot read metadata (onnxruntime-node and -web) can still use the model.
+FORMAT = "gankit.format"  # "2": images and pixels; "1": images alone (still read)
+MODEL_KIND = "model_kind"  # vanilla | dcgan
+Z_DIM = "z_dim"
+CHANNELS = "channels"
+HEIGHT = "height"
+WIDTH = "width"
+OUTPUT_RANGE = "output_range"  # "-1,1": tanh output, NCHW float32
+LATENT = "latent"  # the seed formula, in words
+DATASET = "dataset"
+TRAINING_STEPS = "training_steps"
+PACKAGE_VERSION = "package_version"
+CHECKPOINT_SHA256 = "checkpoint_sha256"
+CONFIG = "config"  # the model config as JSON
+CLASSES = "classes"  # conditional generators: JSON list of class names; label i is classes[i]
+
+FORMAT_VERSION = "2"
+LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"
+
+MAX_CLASS_NAME = 100
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a class name, or None. Class names come from a model file (untrusted) and become
+    folder names (imagefolder layout) and metadata values, so they must be safe as one path component."""
+    if not 1 <= len(name) <= MAX_CLASS_NAME:
+        return f"must have 1 to {MAX_CLASS_NAME} characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "holds control characters"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if name.startswith(".") or name != name.strip():
+        return "starts with '.' or has spaces around it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,20 +189,20 @@ def _classes(path: Path, props: dict) -> tuple[str, ...]:
     """A conditional model's class names: a JSON list of distinct, safe names (they become folder names), as many
     as its config says it has (when it says)."""
     try:
-        classes = json.loads(props.get(meta.CLASSES))
+        classes = json.loads(props.get(CLASSES))
     except (TypeError, ValueError):
         classes = None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise GankitError(f"{path} is a conditional generator without a valid {meta.CLASSES!r} metadata "
+        raise GankitError(f"{path} is a conditional generator without a valid {CLASSES!r} metadata "
                           "entry (a JSON list of class names)")
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise GankitError(f"{path}: metadata {meta.CLASSES!r} must name at least 2 distinct classes")
+        raise GankitError(f"{path}: metadata {CLASSES!r} must name at least 2 distinct classes")
     for c in classes:
-        problem = meta.class_name_problem(c)
+        problem = class_name_problem(c)
         if problem:
             raise GankitError(f"{path}: class name {c[:40]!r} {problem}")
     try:
-        declared = json.loads(props.get(meta.CONFIG, "{}")).get("num_classes", len(classes))
+        declared = json.loads(props.get(CONFIG, "{}")).get("num_classes", len(classes))
     except (TypeError, ValueError, AttributeError):
         declared = len(classes)
     if declared != len(classes):
@@ -198,11 +233,11 @@ def read_info(session, path: Path) -> ModelInfo:
     props = dict(session.get_modelmeta().custom_metadata_map)
     z_dim = inputs[0].shape[1]
     channels, height, width = outputs[0].shape[1:]
-    for key, value in ((meta.Z_DIM, z_dim), (meta.CHANNELS, channels), (meta.HEIGHT, height),
-                       (meta.WIDTH, width)):
+    for key, value in ((Z_DIM, z_dim), (CHANNELS, channels), (HEIGHT, height),
+                       (WIDTH, width)):
         if key in props and props[key] != str(value):
             raise GankitError(f"{path}: metadata says {key}={props[key][:40]!r} but the graph has {value}")
-    low, high = _output_range(path, props.get(meta.OUTPUT_RANGE, "-1,1"))
+    low, high = _output_range(path, props.get(OUTPUT_RANGE, "-1,1"))
     labels_name, classes = None, ()
     if len(inputs) == 2:
         labels_name = inputs[1].name

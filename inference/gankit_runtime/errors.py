@@ -1,8 +1,6 @@
-"""The runtime's errors: a user's mistake is one line, an interruption names its signal."""
+"""The runtime's errors: a user's mistake is one line; an interruption says what was kept."""
 
 import signal
-
-received_signal = signal.SIGINT  # the signal that stopped a command (the CLI sets it when SIGTERM or SIGHUP arrive)
 
 
 class GankitError(Exception):
@@ -13,9 +11,9 @@ class GankitError(Exception):
 
 
 class Interrupted(GankitError):
-    """Ctrl-C, SIGTERM or SIGHUP stopped a command; the message says what was kept. Exit code 128 + signal
-    (the one received_signal names unless given)."""
+    """Ctrl-C (or a signal the caller turned into KeyboardInterrupt) stopped a command; the message says what was
+    kept. Exit code 128 + the signal: SIGINT's unless the caller, who knows which signal came, says otherwise."""
 
-    def __init__(self, message: str, signal_number: int | None = None):
+    def __init__(self, message: str, signal_number: int = signal.SIGINT):
         super().__init__(message)
-        self.exit_code = 128 + int(received_signal if signal_number is None else signal_number)
+        self.exit_code = 128 + int(signal_number)

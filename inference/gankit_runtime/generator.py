@@ -26,6 +26,7 @@ DEFAULT_THREADS = 8  # at most this many threads unless asked: small generators 
 THREADS_PER_CPU = 4  # more threads than this many per usable CPU is a mistake (and can hang onnxruntime's start)
 CUDA_LANES = 2  # CUDA batches in flight: while the GPU runs one, the CPU makes the next one's latents and pixels
 MAX_BATCH = 65536  # larger batches gain nothing and need gigabytes
+PROBE_IMAGES = 4  # images of the pixels probe run when a model is opened
 _POOL_LOCK = threading.Lock()
 
 
@@ -80,6 +81,27 @@ class Generator:
         self.providers = self.session.get_providers()
         self.info = read_info(self.session, path)
         self._pool, self._pid = None, os.getpid()  # the lanes' threads, made at the first job that needs them
+        if self.info.pixels_name:
+            self._probe_pixels()
+
+    def _probe_pixels(self) -> None:
+        """Refuse a model whose pixels output is not the runtime's rule applied to its own images (to_uint8), on a
+        probe batch of ordinary and saturated latents: the pixels are what every writer saves, so a file that
+        was altered (or is not a gankit export) must not pass for one. docs/design.md says what it cannot catch."""
+        i = self.info
+        z = latents_for_seeds(range(PROBE_IMAGES), i.z_dim)
+        z[PROBE_IMAGES // 2:] *= 4  # far out: images that reach the ends of the range test the clipping
+        labels = np.arange(PROBE_IMAGES, dtype=np.int64) % len(i.classes) if i.conditional else None
+        images, pixels = self._checked(z, labels, "the probe", pixels=True)
+        off = pixels != to_uint8(images, *i.output_range)
+        if off.any() and self.providers[0] != "CPUExecutionProvider":
+            # another provider may round x * scale + 0.5 once (a fused multiply-add): excused within 1e-3 of a level
+            scaled = (images.transpose(0, 2, 3, 1).astype(np.float64) - i.output_range[0]) * (
+                255.0 / (i.output_range[1] - i.output_range[0])) + 0.5
+            off &= np.abs(scaled - np.round(scaled)) > 1e-3
+        if off.any():
+            raise GankitError(f"{i.path}: its pixels output is not its images converted to uint8 ({off.sum()} of "
+                              f"{off.size} probe pixels differ): the file was altered or is not a gankit export")
 
     def close(self) -> None:
         """Free the session and threads now (a closed Generator cannot run again)."""
@@ -276,6 +298,9 @@ def check_batch_size(batch_size: int) -> None:
         raise GankitError(f"batch size must be 1 to {MAX_BATCH}, got {batch_size}")
 
 
+MAX_TRUNCATION = 10.0  # psi beyond this puts latents far outside anything the generator saw in training
+
+
 def check_truncation(psi: float) -> None:
-    if not (isinstance(psi, (int, float)) and math.isfinite(psi) and psi >= 0):
-        raise GankitError(f"truncation must be a finite number >= 0 (1.0 = off), got {psi}")
+    if not (isinstance(psi, (int, float)) and math.isfinite(psi) and 0 <= psi <= MAX_TRUNCATION):
+        raise GankitError(f"truncation must be a number from 0 to {MAX_TRUNCATION:g} (1.0 = off), got {psi}")

@@ -87,7 +87,23 @@ def encode_pngs(images: np.ndarray, compress_level: int = 1) -> list[bytes]:
     return [b"".join((head, _chunk(b"IDAT", zlib.compress(r, compress_level)), _END)) for r in rows]
 
 
-def save_png(image: np.ndarray, path, compress_level: int = 1) -> None:
+GANKIT_TEXT = _chunk(b"tEXt", b"Software\x00gankit")  # marks a PNG that gankit wrote (a grid may be replaced)
+_HEAD = len(PNG_SIGNATURE) + 25  # the signature and the IHDR chunk
+
+
+def save_png(image: np.ndarray, path, compress_level: int = 1, marked: bool = False) -> None:
     """Write one uint8 [H, W, C] image atomically (temporary name, then rename): one create, one write and
-    one rename. Compression level 1: higher levels barely shrink these small images and cost time."""
-    atomic_write_bytes(path, encode_pngs(image[None], compress_level)[0])
+    one rename. Compression level 1: higher levels barely shrink these small images and cost time.
+    marked: with gankit's tEXt chunk after the header, so that is_marked_png knows the file for ours."""
+    data = encode_pngs(image[None], compress_level)[0]
+    atomic_write_bytes(path, data[:_HEAD] + GANKIT_TEXT + data[_HEAD:] if marked else data)
+
+
+def is_marked_png(path) -> bool:
+    """Whether `path` is a PNG that save_png(marked=True) wrote."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD + len(GANKIT_TEXT))
+    except OSError:
+        return False
+    return head.startswith(PNG_SIGNATURE) and head[_HEAD:] == GANKIT_TEXT

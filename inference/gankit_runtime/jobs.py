@@ -7,7 +7,6 @@ Jobs are lazy: `--seeds 0-4294967295` is a few ranges, never a list of four bill
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -15,9 +14,10 @@ from typing import Iterator
 
 from .errors import GankitError
 from .generator import Generator, check_truncation
-from .seeds import SeedRanges, parse_seeds
+from .seeds import MAX_SEED, SeedRanges, parse_seeds
 
-_SHARD = re.compile(r"^(\d+)/(\d+)$")
+_SHARD = re.compile(r"^(\d{1,20})/(\d{1,20})$")
+MAX_SHARDS = 2**32  # more shards than seeds of a class can never all hold an image
 
 
 def as_seed_sequence(seeds) -> Sequence[int]:
@@ -91,9 +91,9 @@ class Job:
 
     def __iter__(self) -> Iterator[tuple[int, int | None]]:
         classes = self.classes if self.classes is not None else (None,)
-        pairs = ((s, c) for c in classes for s in self.per_class_seeds)
-        i, n = self.part
-        return pairs if (i, n) == (0, 1) else itertools.islice(pairs, i, None, n)
+        if self.part == (0, 1):
+            return ((s, c) for c in classes for s in self.per_class_seeds)
+        return (self.item(k) for k in range(len(self)))  # a shard starts at its own first pair, at once
 
     @property
     def seeds(self) -> Sequence[int]:
@@ -145,8 +145,8 @@ def job_for(generator: Generator, seeds: str | Sequence[int] | None = None, per_
     if per_class is not None and seeds is not None:
         raise GankitError("give --per-class N or --seeds, not both (--per-class N means seeds 0..N-1 in each class)")
     if per_class is not None:
-        if per_class < 1:
-            raise GankitError(f"--per-class must be at least 1, got {per_class}")
+        if not 1 <= per_class <= MAX_SEED + 1:
+            raise GankitError(f"--per-class must be 1 to {MAX_SEED + 1} (seeds are 32-bit), got {per_class}")
         if not generator.conditional:
             raise GankitError(f"{generator.info.path} is unconditional: --per-class needs a class-conditional "
                               "generator (train one with --conditional)")
@@ -157,8 +157,8 @@ def job_for(generator: Generator, seeds: str | Sequence[int] | None = None, per_
         seed_list = seeds
     class_list = None  # class_index refuses unknown names, and any class of an unconditional model, in one line
     if classes is not None:
-        names = classes.replace(" ", "").split(",") if isinstance(classes, str) else list(classes)
-        class_list = [generator.class_index(c) for c in names if c != ""]
+        names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else list(classes)
+        class_list = [generator.class_index(c) for c in names if c != ""]  # "Ankle boot" keeps its space
     job = plan(generator, seed_list, class_list, truncation)
     if shard is not None:
         job = job.shard(*(parse_shard(shard) if isinstance(shard, str) else shard))
@@ -173,6 +173,6 @@ def default_layout(generator: Generator) -> str:
 def parse_shard(text: str) -> tuple[int, int]:
     """'2/8' -> (2, 8): the third of eight shards (shards count from 0)."""
     m = _SHARD.match(str(text).strip())
-    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
-        raise GankitError(f"bad shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4 ... 3/4")
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)) <= MAX_SHARDS:
+        raise GankitError(f"bad shard {str(text)[:60]!r}: use i/n with 0 <= i < n <= {MAX_SHARDS}, e.g. 0/4 ... 3/4")
     return int(m.group(1)), int(m.group(2))

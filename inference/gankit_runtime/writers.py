@@ -7,6 +7,7 @@ batch's files while the lanes infer the next; at most two batches wait for it.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import stat
 import zipfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +25,11 @@ import numpy as np
 from ._version import __version__
 from .errors import GankitError, Interrupted
 from .files import (atomic_path, atomic_write_bytes, create_exclusive, is_inside, prepare_output_dir,
-                    prepare_output_file, refuse_overlap, remove_stale_temporaries, starts_with)
+                    prepare_output_file, refuse_overlap, remove_stale_temporaries)
 from .generator import Generator, check_batch_size
-from .images import PNG_SIGNATURE, encode_pngs, make_grid, save_png
+from .images import encode_pngs, is_marked_png, make_grid, save_png
 from .jobs import Job
-from .metadata import class_name_problem
+from .contract import class_name_problem
 
 LAYOUTS = ("png", "imagefolder")
 GRID_MAX = 64  # unconditional grids: the first 64 images
@@ -37,7 +39,6 @@ JOB_FILE = "gankit-job.json"
 METADATA_FILE = "metadata.jsonl"
 SHARD_RECORDS = "gankit-shard-{}-of-{}.jsonl"  # a shard's own metadata records
 _OUR_NAMES = re.compile(r"^(\d{6,}\.png|metadata\.jsonl|gankit-shard-\d+-of-\d+\.jsonl)$")  # what a job writes
-_is_png = starts_with(PNG_SIGNATURE)
 
 
 def png_name(seed: int) -> str:
@@ -50,9 +51,21 @@ class WriteResult:
     skipped: int  # images of the job already there (an earlier, interrupted run or another shard)
 
 
-def _relative_path(generator: Generator, layout: str, seed: int, label: int | None) -> str:
+@functools.lru_cache(maxsize=16)
+def class_folders(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The imagefolder layout's folder of each class. torchvision's ImageFolder and Hugging Face's imagefolder number
+    classes by their sorted folder names, so the names are used as they are only when they sort in index order
+    (MNIST's "0" ... "9"); otherwise each gets its zero-padded index in front ("03-Dress"), and a loader's label
+    is always the model's class index (and metadata.jsonl's label)."""
+    if list(classes) == sorted(classes):
+        return tuple(classes)
+    width = len(str(len(classes) - 1))
+    return tuple(f"{i:0{width}d}-{name}" for i, name in enumerate(classes))
+
+
+def _relative_path(folders: Sequence[str], layout: str, seed: int, label: int | None) -> str:
     if layout == "imagefolder":
-        return f"{generator.classes[label]}/{png_name(seed)}"
+        return f"{folders[label]}/{png_name(seed)}"
     return png_name(seed)
 
 
@@ -63,7 +76,7 @@ def _check_layout(generator: Generator, job: Job, layout: str) -> None:
         if not generator.conditional:
             raise GankitError(f"the imagefolder layout sorts images by class: {generator.info.path} is unconditional "
                               "(use --format png or npz)")
-        # Class names were checked when the model was opened (gankit_runtime.metadata.class_name_problem);
+        # Class names were checked when the model was opened (contract.class_name_problem);
         # checked again here because they become paths: nothing may land outside out_dir.
         bad = [c for c in generator.classes if class_name_problem(c)]
         if bad:
@@ -74,7 +87,7 @@ def _check_layout(generator: Generator, job: Job, layout: str) -> None:
 
 
 def _record(generator: Generator, layout: str, seed: int, label: int | None, truncation: float) -> dict:
-    record = {"file_name": _relative_path(generator, layout, seed, label), "seed": seed}
+    record = {"file_name": _relative_path(class_folders(generator.classes), layout, seed, label), "seed": seed}
     if label is not None:
         # Hugging Face's imagefolder takes "label" from here once a metadata file exists (not from the folders).
         record.update(label=label, class_name=generator.classes[label])
@@ -88,12 +101,15 @@ def _claim(generator: Generator, job: Job, layout: str) -> dict:
     claim = {"model_sha256": generator.sha256, "truncation": job.truncation, "layout": layout}
     if layout == "png" and job.classes is not None:  # a flat folder's file names do not say the class
         claim["classes"] = [generator.classes[c] for c in job.classes]
+    folders = class_folders(generator.classes)
+    if layout == "imagefolder" and folders != generator.classes:
+        claim["class_folders"] = list(folders)  # absent where the folders are the class names (before gankit 0.3, always)
     return claim
 
 
 def _foreign_files(generator: Generator, out_dir: Path, layout: str) -> list[str]:
     """Entries of an unclaimed folder that a job would take for its own (images, metadata, class folders)."""
-    classes = set(generator.classes) if layout == "imagefolder" else set()
+    classes = {*generator.classes, *class_folders(generator.classes)} if layout == "imagefolder" else set()
     found = []
     with os.scandir(out_dir) as entries:
         for entry in entries:
@@ -128,6 +144,10 @@ def _claim_folder(generator: Generator, out_dir: Path, layout: str, job: Job) ->
     except (OSError, ValueError, UnicodeDecodeError):
         raise GankitError(f"{path} is unreadable or a link: remove it, or choose another --out") from None
     keys = sorted(set(held) | set(claim))
+    if "class_folders" in claim and "class_folders" not in held and held.get("model_sha256") == generator.sha256:
+        raise GankitError(f"{out_dir} was written by an older gankit, with class folders named as the classes: "
+                          "ImageFolder numbers those by sorted name, not as the model does; generate into a new "
+                          "--out (its class folders carry the class index)")
     if any(held.get(k) != claim.get(k) for k in keys):
         diff = ", ".join(f"{k} {held.get(k)!r} there, {claim.get(k)!r} here" for k in keys
                          if held.get(k) != claim.get(k))
@@ -153,7 +173,7 @@ def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) 
     name = METADATA_FILE if job.part == (0, 1) else SHARD_RECORDS.format(*job.part)
     with atomic_path(out_dir / name) as tmp, open(tmp, "w", buffering=1 << 20) as f:
         for seed, label in job:
-            r = _record(generator, layout, seed, label, job.truncation)
+            r = _record(generator, layout, seed, label, job.truncation)  # noqa: B007
             if _is_whole_file(os.path.join(out_dir, r["file_name"])):
                 f.write(json.dumps(r) + "\n")
                 count += 1
@@ -191,7 +211,7 @@ def write_grid(generator: Generator, job: Job, path: Path, batch_size: int = 64)
     images = generator.generate([s for s, _ in pairs], batch_size=batch_size, labels=labels,
                                 truncation=job.truncation)
     columns = GRID_COLUMNS if generator.conditional else None
-    save_png(make_grid(images, columns=columns), path, compress_level=6)
+    save_png(make_grid(images, columns=columns), path, compress_level=6, marked=True)
 
 
 class _Folders:
@@ -206,16 +226,16 @@ class _Folders:
         if folder in self.ready:
             return
         path = self.root / folder
+        mode = None
         try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
             path.mkdir()
             self.made.append(path)
-        else:
-            if folder and not stat.S_ISDIR(mode):  # the output folder itself the user named: a link is fine
-                what = "a link" if stat.S_ISLNK(mode) else "not a folder"
-                raise GankitError(f"{path} is {what}: gankit never writes through links inside its outputs; "
-                                  "remove it, or choose another --out")
+        except FileExistsError:  # there already (the output folder, or one that another shard made a moment ago)
+            mode = os.lstat(path).st_mode
+        if mode is not None and folder and not stat.S_ISDIR(mode):  # the output folder itself may be a link
+            what = "a link" if stat.S_ISLNK(mode) else "not a folder"
+            raise GankitError(f"{path} is {what}: gankit never writes through links inside its outputs; "
+                              "remove it, or choose another --out")
         remove_stale_temporaries(path)
         self.ready.add(folder)
 
@@ -228,9 +248,9 @@ class _Folders:
 def _pending(generator: Generator, layout: str, out_dir: Path, job: Job, counts: list):
     """(seed, label, path relative to out_dir) for each image of the job not yet in out_dir, lazily;
     counts[0] += skipped."""
-    root = os.fspath(out_dir)
+    root, folders = os.fspath(out_dir), class_folders(generator.classes)
     for seed, label in job:
-        rel = _relative_path(generator, layout, seed, label)
+        rel = _relative_path(folders, layout, seed, label)
         if _is_whole_file(os.path.join(root, rel)):
             counts[0] += 1
             continue
@@ -257,11 +277,15 @@ def _prepare_grid(grid: Path | None, generator: Generator, force: bool, **output
     if folder is not None and is_inside(grid, folder):
         raise GankitError(f"--grid {grid} lies inside the output folder {folder}: it would join the data set's "
                           "images; put it elsewhere")
-    return prepare_output_file(grid, ours=_is_png, force=force)
+    return prepare_output_file(grid, ours=is_marked_png, force=force)
+
+
+Progress = Callable[[int, int], None]  # called after each batch with (images done, images of the job or shard)
 
 
 def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "png", batch_size: int = 64,
-                 grid: Path | None = None, png_level: int = 1, force: bool = False) -> WriteResult:
+                 grid: Path | None = None, png_level: int = 1, force: bool = False,
+                 progress: Progress | None = None) -> WriteResult:
     """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
     read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
 
@@ -291,6 +315,8 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
                                                  folders, saved, png_level))
                     while len(in_flight) > 2:
                         in_flight.popleft().result()
+                    if progress is not None:
+                        progress(saved[0] + counts[0], len(job))
             finally:  # Ctrl-C or an error: the batches handed to the writer are finished (or failed) first
                 for future in in_flight:
                     future.exception()
@@ -302,10 +328,22 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
     except BaseException:
         _remove_if_unused(out_dir, folders, claimed, existed)
         raise
-    _write_metadata(generator, out_dir, layout, job)
+    metadata = out_dir / (METADATA_FILE if job.part == (0, 1) else SHARD_RECORDS.format(*job.part))
+    with _naming(metadata, "the images are whole: free space and run the same command again"):
+        _write_metadata(generator, out_dir, layout, job)
     if grid is not None:
-        write_grid(generator, job.whole, grid, batch_size)
+        with _naming(grid, "the images are whole"):
+            write_grid(generator, job.whole, grid, batch_size)
     return WriteResult(saved[0], counts[0])
+
+
+@contextlib.contextmanager
+def _naming(path: Path, kept: str):
+    """An OSError while writing `path` (a full disk) as one line that names it, not its temporary."""
+    try:
+        yield
+    except OSError as e:
+        raise GankitError(f"cannot write {path}: {e.strerror or e}; {kept}") from None
 
 
 def _is_our_npz(path: Path) -> bool:
@@ -317,7 +355,7 @@ def _is_our_npz(path: Path) -> bool:
 
 
 def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
-              grid: Path | None = None, force: bool = False) -> WriteResult:
+              grid: Path | None = None, force: bool = False, progress: Progress | None = None) -> WriteResult:
     """One .npz, streamed batch by batch: `images` uint8 [N, H, W, C], `seeds` int64 [N], and for a
     conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
     (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
@@ -338,8 +376,12 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 with zf.open("images.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array_header_1_0(f, header)
+                    done = 0
                     for _, images in generator.iter_images(job.seeds, batch_size, job.labels, job.truncation):
                         f.write(images.tobytes())
+                        done += len(images)
+                        if progress is not None:
+                            progress(done, n)
                 arrays = {"seeds": np.fromiter(job.seeds, dtype=np.int64, count=n),
                           "metadata": np.asarray(json.dumps(meta))}
                 if job.labels is not None:
@@ -354,5 +396,6 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
     except OSError as e:
         raise GankitError(f"cannot write {path}: {e.strerror or e}; nothing written") from None
     if grid is not None:
-        write_grid(generator, job, grid, batch_size)
+        with _naming(grid, f"{path} is whole"):
+            write_grid(generator, job, grid, batch_size)
     return WriteResult(n, 0)

@@ -30,9 +30,12 @@ def save_checkpoint(state: dict, path: Path) -> None:
     try:
         with atomic_path(Path(path)) as tmp:
             torch.save(state, tmp)
-    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError ("file write failed")
-        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise GankitError(f"could not write checkpoint {path}: {reason}; the previous checkpoint is kept") from None
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError (from its zip writer)
+        reason = getattr(e, "strerror", None)
+        if not reason:  # torch's own text ("enforce fail at inline_container.cc ... unexpected pos") means nothing
+            reason = "the write failed (is the disk full?)"
+        kept = "the previous checkpoint is kept" if Path(path).is_file() else "no checkpoint was written"
+        raise GankitError(f"could not write checkpoint {path}: {reason}; {kept}") from None
 
 
 def _names_python_objects(path: Path) -> bool:

@@ -20,7 +20,7 @@ from gankit_runtime import GankitError
 from gankit_runtime.files import atomic_path
 
 from .config import default_data_dir
-from gankit_runtime.datasets import load_mnist_like
+from gankit_runtime.evaluation.datasets import load_mnist_like
 
 FEATURES = 128
 

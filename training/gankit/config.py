@@ -6,7 +6,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from gankit_runtime import GankitError
-from gankit_runtime.datasets import default_data_dir  # noqa: F401  (part of gankit.config's API)
+from gankit_runtime.evaluation.datasets import default_data_dir  # noqa: F401  (part of gankit.config's API)
 
 MODEL_KINDS = ("vanilla", "dcgan")
 D_NORMS = ("batch", "spectral")
@@ -185,8 +185,8 @@ class TrainConfig:
         if self.r1 and self.sync_bn:
             raise GankitError("--r1 with --sync-bn: R1's double backward does not pass through synchronised batch "
                               "norm; give --r1 0, or drop --sync-bn")
-        if not self.r1 >= 0 or not 0 < self.top_k <= 1:
-            raise GankitError(f"r1 must be >= 0 and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
+        if not 0 <= self.r1 <= MAX_R1 or not 0 < self.top_k <= 1:
+            raise GankitError(f"r1 must lie in [0, {MAX_R1:g}] and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
         for name in ("epochs", "batch_size", "d_steps"):
             if getattr(self, name) < 1:
                 raise GankitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -208,7 +208,10 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise GankitError("train config is not a mapping")
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise GankitError(f"train config has unknown keys {sorted(unknown)[:5]}")
+        return cls(**d)
 
 
 def default_lr(kind: str, size: int) -> float:
@@ -228,6 +231,8 @@ def default_r1(kind: str, size: int) -> float:
     84.0% confident against 80.7%, at no measurable cost per step); 0 (off) where it was not measured."""
     return 1.0 if kind == "dcgan" and size < 64 else 0.0
 
+
+MAX_R1 = 1000.0  # R1 weights in use run from 0.01 to about 100; far beyond, D's loss is the penalty alone
 
 CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
 

@@ -15,8 +15,8 @@ from PIL import Image, UnidentifiedImageError
 
 from gankit_runtime import GankitError
 
-from gankit_runtime.datasets import CLASSES, load_mnist_like
-from gankit_runtime.metadata import class_name_problem
+from gankit_runtime.evaluation.datasets import CLASSES, load_mnist_like
+from gankit_runtime.contract import class_name_problem
 
 BUILTIN = ("mnist", "fashion-mnist")
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 import datetime
 import gc
 import os
-import signal
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from gankit_cli.rank_guard import stop_with_launcher
 from gankit_runtime import GankitError
+
 
 def timeout() -> datetime.timedelta:
     """How long a rank waits for the others: GANKIT_DIST_TIMEOUT seconds (default 300)."""
@@ -32,22 +32,6 @@ def timeout() -> datetime.timedelta:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 7 * 86400:
         raise GankitError(f"GANKIT_DIST_TIMEOUT must be a number of seconds (1 to 604800), got {text[:40]!r}")
     return datetime.timedelta(seconds=int(text))
-
-
-def stop_with_launcher() -> None:
-    """Ask the kernel for SIGTERM when the launcher (torchrun) dies, kill -9 included: a rank then checkpoints and
-    stops as on any SIGTERM instead of training on as an orphan. Linux only (prctl); elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -80,7 +64,7 @@ def world_from_env(device: str) -> tuple[World, str]:
     if "TORCHELASTIC_RUN_ID" not in os.environ and size <= 1:  # not started by torchrun
         return World(), device
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    stop_with_launcher()
+    stop_with_launcher()  # asked already at the CLI's start; again for a library caller under torchrun
     wait = timeout()
     cuda = str(device).startswith("cuda")
     if cuda:

@@ -3,7 +3,7 @@
 The file takes z float32 [N, z_dim] (N dynamic; and labels int64 [N] when conditional) and gives images
 float32 [N, C, H, W] in [-1, 1] and pixels uint8 [N, H, W, C], the runtime's own conversion of images done in
 the graph (add_pixels), so that any language gets image bytes; its metadata_props carry everything else the
-runtime needs (see gankit_runtime.metadata).
+runtime needs (see gankit_runtime.contract).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
-from gankit_runtime import metadata as meta
+from gankit_runtime import contract as meta
 from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap
 
 from . import __version__
@@ -108,13 +108,13 @@ def add_pixels(model, low: float = -1.0, high: float = 1.0) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    images = next(o for o in graph.output if o.name == "images")
+    images = graph.output[0]  # the contract's first output, whatever its name (checked by the runtime on load)
     dims = images.type.tensor_type.shape.dim
     consts = {"gankit_low": low, "gankit_scale": 255.0 / (high - low), "gankit_half": 0.5, "gankit_zero": 0.0,
               "gankit_max": 255.0}
     graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items())
     graph.node.extend([
-        helper.make_node("Sub", ["images", "gankit_low"], ["gankit_shifted"], name="pixels_shift"),
+        helper.make_node("Sub", [images.name, "gankit_low"], ["gankit_shifted"], name="pixels_shift"),
         helper.make_node("Mul", ["gankit_shifted", "gankit_scale"], ["gankit_scaled"], name="pixels_scale"),
         helper.make_node("Add", ["gankit_scaled", "gankit_half"], ["gankit_rounded"], name="pixels_half"),
         helper.make_node("Clip", ["gankit_rounded", "gankit_zero", "gankit_max"], ["gankit_clipped"],
@@ -146,7 +146,10 @@ class ParityReport:
 def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: str = "cpu",
            first_seed: int = 0) -> ParityReport:
     """torch eager (eval mode) against the runtime on the same seeds, at each batch size."""
-    runtime = Generator(onnx_path, device=device)
+    try:
+        runtime = Generator(onnx_path, device=device)
+    except GankitError as e:  # the pixels probe, a NaN: about the export, not its temporary's name
+        raise GankitError(f"{str(e).replace(str(onnx_path), 'the exported model')}; nothing exported") from None
     report = ParityReport({}, {}, 0, {})
     for n in batch_sizes:
         z = latents_for_seeds(range(first_seed, first_seed + n), runtime.info.z_dim)
@@ -199,15 +202,24 @@ def upgrade(model_path: Path, out: Path, log=None, force: bool = True) -> None:
         model = onnx.load(str(model_path))
     except Exception as e:  # noqa: BLE001 - protobuf's own errors
         raise GankitError(f"{model_path} cannot be read by onnx: {str(e)[:200]}") from None
+    if "pixels" in {o.name for o in model.graph.output} | {n.name for n in model.graph.input}:
+        raise GankitError(f"{model_path} already names a tensor 'pixels': it cannot be given gankit's pixels output")
     add_pixels(model, *old.info.output_range)
-    with atomic_path(out) as tmp:
-        onnx.save(model, str(tmp))
-        new = Generator(tmp)
-        z = old.latents(range(256))
-        labels = np.arange(256) % len(old.classes) if old.conditional else None
-        images, pixels = new._checked(z, None if labels is None else labels.astype(np.int64), pixels=True)
-        if not (np.array_equal(images, old.run(z, labels)) and np.array_equal(pixels, to_uint8(images, *old.info.output_range))):
-            raise GankitError("the upgraded model does not reproduce the original: nothing written")
+    try:
+        with atomic_path(out) as tmp:
+            onnx.save(model, str(tmp))
+            try:
+                new = Generator(tmp)
+            except GankitError as e:  # name the file the user asked for, not its temporary
+                raise GankitError(str(e).replace(str(tmp), str(out))) from None
+            z = old.latents(range(256))
+            labels = np.arange(256) % len(old.classes) if old.conditional else None
+            images, pixels = new._checked(z, None if labels is None else labels.astype(np.int64), pixels=True)
+            if not (np.array_equal(images, old.run(z, labels))
+                    and np.array_equal(pixels, to_uint8(images, *old.info.output_range))):
+                raise GankitError("the upgraded model does not reproduce the original: nothing written")
+    except OSError as e:  # a full disk
+        raise GankitError(f"cannot write {out}: {e.strerror or e}; nothing written") from None
     print(f"wrote {out}: {model_path} with a pixels output (gankit.format {meta.FORMAT_VERSION})", file=log)
 
 

@@ -11,8 +11,8 @@ import torch
 from gankit_runtime.files import atomic_path
 
 from .config import ModelConfig
-from gankit_runtime.datasets import load_mnist_like
-from gankit_runtime.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
 from .models import sample_uint8
 
 D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing
@@ -27,13 +27,15 @@ class FailureWatch:
         self.log = log or sys.stderr
         self.low_d_fake_steps = 0
         self.warned: set[str] = set()
+        self.g_loss = "non-saturating"  # the run's (set by the training loop): what the advice may suggest
 
     def step(self, d_fake: float) -> None:
         self.low_d_fake_steps = self.low_d_fake_steps + 1 if d_fake < D_FAKE_FLOOR else 0
         if self.low_d_fake_steps == D_FAKE_PATIENCE:
+            advice = "--g-loss non-saturating" if self.g_loss == "minimax" else "--r1 1 (an R1 penalty on D)"
             self.warn("d_wins", f"warning: D(G(z)) has stayed below {D_FAKE_FLOOR} for {D_FAKE_PATIENCE} steps: "
                                 "the discriminator wins outright and the generator learns nothing "
-                                "(try a lower --lr-d, or --g-loss non-saturating)")
+                                f"(try a lower --lr-d, or {advice})")
 
     def classes(self, figures: dict) -> None:
         if figures["class_share_max"] > COLLAPSE_SHARE:

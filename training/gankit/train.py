@@ -27,7 +27,7 @@ from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_d
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
-from .progress import Progress
+from gankit_cli.progress import Progress
 from .runfolder import append_metrics, claim_run_folder, plot, refuse_links, release_run_folder
 from .trainer import Trainer, discriminator_loss, epoch_order, generator_loss  # noqa: F401  (gankit.train's API)
 
@@ -266,6 +266,7 @@ class _Loop:
     def __init__(self, trainer: Trainer, out: Path, last: int, monitor, log):
         self.t, self.out, self.last, self.monitor, self.log = trainer, out, last, monitor, log
         self.watch = monitor.watch if monitor else FailureWatch(log)
+        self.watch.g_loss = trainer.cfg.g_loss
         self.progress = Progress(log)
         self.saved_step: int | None = trainer.step if trainer.step else None  # a resumed run has one already
         self.images_per_step = trainer.cfg.batch_size * trainer.cfg.d_steps

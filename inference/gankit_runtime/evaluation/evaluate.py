@@ -13,13 +13,13 @@ import numpy as np
 
 from . import metrics as M
 from .datasets import CLASSES, default_data_dir, load_mnist_like
-from .errors import GankitError
-from .files import atomic_write_bytes
-from .contract import open_session
-from .generator import Generator
-from .images import from_uint8
+from ..errors import GankitError
+from ..files import atomic_write_bytes
+from ..contract import open_session
+from ..generator import Generator
+from ..images import from_uint8
 
-MODELS = Path(__file__).resolve().parent / "models"
+MODELS = Path(__file__).resolve().parent.parent / "models"
 CLASSIFIERS = {data: MODELS / f"{data}-classifier.onnx" for data in CLASSES}  # eval --data: its feature space
 DEFAULT_CLASSIFIER = CLASSIFIERS["mnist"]
 DIGITS = tuple(CLASSES["mnist"])
@@ -133,4 +133,7 @@ def table(result: dict) -> str:
 
 
 def write_json(result: dict, path: Path) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(result, indent=2) + "\n").encode())
+    try:
+        atomic_write_bytes(Path(path), (json.dumps(result, indent=2) + "\n").encode())
+    except OSError as e:  # a full disk: name the file, not its temporary
+        raise GankitError(f"cannot write {path}: {e.strerror or e}") from None

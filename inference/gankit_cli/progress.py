@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 
-
 PLAIN_EVERY = 30.0  # seconds between progress lines without a terminal (tqdm's habit in logs)
 
 
@@ -27,6 +26,12 @@ class Progress:
         filled = int(20 * done / max(total, 1))
         self.stream.write(f"\r[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {text}\033[K")
         self.stream.flush()
+
+    def clear(self) -> None:
+        """Take the bar off a terminal's line (logs keep their lines)."""
+        if self.tty and self._last:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
     def end(self, text: str) -> None:
         self.stream.write(("\r" if self.tty else "") + text + ("\033[K\n" if self.tty else "\n"))

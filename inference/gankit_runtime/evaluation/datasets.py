@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GankitError
-from .files import atomic_path
+from ..errors import GankitError
+from ..files import atomic_path
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
