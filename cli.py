@@ -16,8 +16,10 @@ except KeyboardInterrupt:
     print("error: interrupted", file=sys.stderr)
     sys.exit(130)
 except ImportError as _missing:
-    print(f"error: the command line needs gankit-runtime and typer ({_missing}): pip install './inference[cpu]'",
-          file=sys.stderr)
+    print(
+        f"error: the command line needs gankit-runtime and typer ({_missing}): pip install './inference[cpu]'",
+        file=sys.stderr,
+    )
     sys.exit(1)
 
 if __name__ == "__main__":

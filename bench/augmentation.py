@@ -21,16 +21,14 @@ import argparse
 import json
 import time
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
-
-import common  # noqa: F401  (puts the repository on sys.path)
-
 from gankit.classifier import accuracy, fit
 from gankit.config import default_data_dir
+from gankit_runtime import Generator, plan
 from gankit_runtime.evaluation.datasets import load_mnist_like
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER, DIGITS, FeatureExtractor
-from gankit_runtime import Generator, plan
 
 ROOT = common.ROOT
 
@@ -53,8 +51,12 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--truncation", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="JSON file for the results")
-    ap.add_argument("--per-class", type=int, default=6000, help="generated images per class (case 2 uses all, "
-                    "GAN-test and case 3 the first 1,000)")
+    ap.add_argument(
+        "--per-class",
+        type=int,
+        default=6000,
+        help="generated images per class (case 2 uses all, GAN-test and case 3 the first 1,000)",
+    )
     ap.add_argument("--cases", default="1,2,3", help="which training cases to run (GAN-test always runs)")
     return ap.parse_args()
 
@@ -94,14 +96,20 @@ def main():
     if "2" in cases:
         results["gan_train"] = run("2. GAN-train: generated 60k", x_syn60, y_syn60)
     small, mixed = [], []
-    for seed in (seeds if "3" in cases else []):
+    for seed in seeds if "3" in cases else []:
         pick = balanced_subset(y_train, 100, seed)
         small.append(run("3a. real 1k", x_train[pick], y_train[pick], seed))
         # The real images are repeated 10x, so that half of every batch is real on average: plain
         # concatenation (1 real in 11) measured no gain (-0.04% +- 0.21%), the synthetic images drowned the real ones.
         reps = len(x_syn10) // len(pick)
-        mixed.append(run("3b. real 1k (x10) + generated 10k", np.concatenate([np.tile(x_train[pick], (reps, 1, 1)), x_syn10]),
-                         np.concatenate([np.tile(y_train[pick], reps), y_syn10]), seed))
+        mixed.append(
+            run(
+                "3b. real 1k (x10) + generated 10k",
+                np.concatenate([np.tile(x_train[pick], (reps, 1, 1)), x_syn10]),
+                np.concatenate([np.tile(y_train[pick], reps), y_syn10]),
+                seed,
+            )
+        )
     if small:
         results["real_1k"], results["real_1k_plus_10k"] = small, mixed
     report(results)

@@ -42,7 +42,7 @@ def matmul_peak(threads: int, n: int = 2048) -> float:
     """
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeats=7, stat=min)
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats=7, stat=min)
 
 
 def forward_flops(model: torch.nn.Module, z: torch.Tensor) -> int:

@@ -23,7 +23,6 @@ from common import ROOT
 def worker(args) -> None:
     """One process of a case (under torchrun, or alone): time train_step; rank 0 prints images/s."""
     import torch
-
     from gankit.config import ModelConfig, TrainConfig
     from gankit.data import Dataset
     from gankit.distributed import leave, world_from_env
@@ -33,8 +32,13 @@ def worker(args) -> None:
     world, device = world_from_env(args.device)
     cfg = ModelConfig(kind="dcgan", size=28, width=32)
     images = torch.randint(0, 256, (8192, 1, 28, 28), dtype=torch.uint8)
-    t = Trainer(cfg, TrainConfig(batch_size=args.batch_size, sync_bn=args.sync_bn), Dataset("bench", images, None, []),
-                device=device, world=world)
+    t = Trainer(
+        cfg,
+        TrainConfig(batch_size=args.batch_size, sync_bn=args.sync_bn),
+        Dataset("bench", images, None, []),
+        device=device,
+        world=world,
+    )
     sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
     for _ in range(3):
         t.train_step()
@@ -64,16 +68,34 @@ def worker(args) -> None:
 
 
 def case(nproc: int | None, threads: int, device: str, batch: int, seconds: float, sync_bn: bool) -> float:
-    script = [str(ROOT / "bench" / "distributed.py"), "--worker", "--threads", str(threads), "--device", device,
-              "--batch-size", str(batch), "--seconds", str(seconds)] + (["--sync-bn"] if sync_bn else [])
+    script = [
+        str(ROOT / "bench" / "distributed.py"),
+        "--worker",
+        "--threads",
+        str(threads),
+        "--device",
+        device,
+        "--batch-size",
+        str(batch),
+        "--seconds",
+        str(seconds),
+    ] + (["--sync-bn"] if sync_bn else [])
     if nproc is None:
         cmd = [sys.executable, *script]
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
-               str(port), *script]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "--master-port",
+            str(port),
+            *script,
+        ]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     rates = [float(line.split()[1]) for line in r.stdout.splitlines() if line.startswith("RATE")]
     if r.returncode or not rates:
@@ -96,9 +118,12 @@ def main():
     seconds = 1.0 if args.quick else args.seconds
     print(f"DCGAN-28 width 32, global batch {args.batch_size}, {seconds:.0f} s per case, {args.device}")
     if args.device == "cpu":
-        cases = [("1 process x 2 threads (anchor)", None, 2, False), ("1 process x 1 thread", None, 1, False),
-                 ("2 processes x 1 thread (DDP, gloo)", 2, 1, False),
-                 ("2 processes x 1 thread, --sync-bn", 2, 1, True)]
+        cases = [
+            ("1 process x 2 threads (anchor)", None, 2, False),
+            ("1 process x 1 thread", None, 1, False),
+            ("2 processes x 1 thread (DDP, gloo)", 2, 1, False),
+            ("2 processes x 1 thread, --sync-bn", 2, 1, True),
+        ]
     else:
         cases = [("1 GPU, no DDP (anchor)", None, 1, False), ("1 GPU, DDP with 1 process (NCCL)", 1, 1, False)]
     anchor = None

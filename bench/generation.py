@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import ROOT, best_seconds, forward_flops, gflops, matmul_peak
-
 from gankit.config import ModelConfig
 from gankit.export import to_onnx
 from gankit.models import build_models
 from gankit_runtime import Generator, latents_for_seeds, plan, write_folder, write_npz
 
-MODELS = {"dcgan28 (MNIST default)": ModelConfig(kind="dcgan", size=28, channels=1, width=32),
-          "dcgan64 rgb (DCGAN paper)": ModelConfig(kind="dcgan", size=64, channels=3, width=128)}
+MODELS = {
+    "dcgan28 (MNIST default)": ModelConfig(kind="dcgan", size=28, channels=1, width=32),
+    "dcgan64 rgb (DCGAN paper)": ModelConfig(kind="dcgan", size=64, channels=3, width=128),
+}
 
 
 def torch_best(g: torch.nn.Module, z: torch.Tensor) -> tuple[float, str]:
@@ -51,7 +51,9 @@ def main():
         args.images = 300
     if args.files_only:
         latent_rates(args.quick)
-        file_rates(ROOT / "exported" / "mnist-dcgan.onnx", args.images, 256, args.threads, rounds=1 if args.quick else 3)
+        file_rates(
+            ROOT / "exported" / "mnist-dcgan.onnx", args.images, 256, args.threads, rounds=1 if args.quick else 3
+        )
         return
     torch.set_num_threads(args.threads)
     peak = matmul_peak(args.threads)
@@ -59,7 +61,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for label, cfg in list(MODELS.items())[:1 if args.quick else None]:
+        for label, cfg in list(MODELS.items())[: 1 if args.quick else None]:
             torch.manual_seed(0)
             g, _ = build_models(cfg)
             g.eval()
@@ -68,15 +70,19 @@ def main():
             runtime = Generator(path, threads=args.threads)
             flops_per_image = forward_flops(g, torch.zeros(1, cfg.z_dim))
             print(f"\n{label}: {flops_per_image / 1e6:.0f} MFLOP per image")
-            print(f"{'batch':>6} {'torch img/s':>12} {'(setting)':>15} {'runtime img/s':>14} {'ratio':>6} "
-                  f"{'runtime FLOP/s':>15} {'of peak':>8}")
+            print(
+                f"{'batch':>6} {'torch img/s':>12} {'(setting)':>15} {'runtime img/s':>14} {'ratio':>6} "
+                f"{'runtime FLOP/s':>15} {'of peak':>8}"
+            )
             for batch in (1, 64) if args.quick else (1, 64, 256):
                 z = latents_for_seeds(range(batch), cfg.z_dim)
                 t_torch, setting = torch_best(g, torch.from_numpy(z))
                 t_rt = best_seconds(lambda: runtime.run(z))
                 rate = flops_per_image * batch / t_rt
-                print(f"{batch:>6} {batch / t_torch:>12.0f} {setting:>15} {batch / t_rt:>14.0f} "
-                      f"{t_torch / t_rt:>5.2f}x {gflops(rate):>15} {rate / peak:>7.0%}")
+                print(
+                    f"{batch:>6} {batch / t_torch:>12.0f} {setting:>15} {batch / t_rt:>14.0f} "
+                    f"{t_torch / t_rt:>5.2f}x {gflops(rate):>15} {rate / peak:>7.0%}"
+                )
 
     latent_rates(args.quick)
     file_rates(ROOT / "exported" / "mnist-dcgan.onnx", args.images, 256, args.threads, rounds=1 if args.quick else 3)
@@ -91,15 +97,21 @@ def latent_rates(quick: bool = False) -> None:
     seeds = np.arange(10**6, 10**6 + n)
     fresh = best_seconds(lambda: [np.random.RandomState(int(s)).randn(100) for s in seeds[:256]], repeats=3) / 256
     runtime = best_seconds(lambda: latents_for_seeds(seeds, 100), repeats=3) / n
-    same = all(np.array_equal(latents_for_seeds(seeds[k:k + 1], 100)[0],
-                              np.random.RandomState(int(seeds[k])).randn(100).astype(np.float32)) for k in range(64))
-    print(f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s):\n"
-          f"  latents_for_seeds, one thread {1 / runtime:>11,.0f} seeds/s {fresh / runtime:>5.0f}x "
-          f"({'bit-identical' if same else 'NOT IDENTICAL'})")
+    same = all(
+        np.array_equal(
+            latents_for_seeds(seeds[k : k + 1], 100)[0],
+            np.random.RandomState(int(seeds[k])).randn(100).astype(np.float32),
+        )
+        for k in range(64)
+    )
+    print(
+        f"\nlatents, z_dim 100 (anchor: a new RandomState per seed, {1 / fresh:,.0f} seeds/s):\n"
+        f"  latents_for_seeds, one thread {1 / runtime:>11,.0f} seeds/s {fresh / runtime:>5.0f}x "
+        f"({'bit-identical' if same else 'NOT IDENTICAL'})"
+    )
 
 
-def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu",
-               rounds: int = 3) -> dict:
+def file_rates(model: Path, images: int, batch: int, threads: int | None, device: str = "cpu", rounds: int = 3) -> dict:
     """Images per second end to end (seeds -> latents -> session -> uint8 -> files) against session.run alone
     on the same latents (made beforehand): one onnxruntime session as onnxruntime sets it up by default, what a
     user of onnxruntime alone gets. Also printed: the runtime's lanes side by side, run alone (its compute
@@ -115,11 +127,11 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
 
     def raw():
         for i in range(0, images, batch):
-            session.run(None, {feed: z[i:i + batch]})
+            session.run(None, {feed: z[i : i + batch]})
 
     def lanes_alone():
         for i in range(0, images, batch * 16):
-            runtime.run(z[i:i + batch * 16])
+            runtime.run(z[i : i + batch * 16])
 
     def rate(fn) -> float:
         start = time.perf_counter()
@@ -129,19 +141,25 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
     raw()  # warm-up
     lanes_alone()
     anchor, own = rate(raw), rate(lanes_alone)
-    print(f"\nwriting {images} images of {model.name} (batch {batch}, {device}, best of {rounds}); anchor: "
-          f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {runtime.lanes} "
-          f"lane(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it")
+    print(
+        f"\nwriting {images} images of {model.name} (batch {batch}, {device}, best of {rounds}); anchor: "
+        f"session.run alone on the same latents ({anchor:,.0f} img/s); the runtime's {runtime.lanes} "
+        f"lane(s) side by side alone: {own:,.0f} img/s = {own / anchor:.0%} of it"
+    )
     results = {"session_run": anchor, "lanes_side_by_side": own}
     # disk: the temporary folder when it is on disk (the checkout may be watched by an editor or a sync tool,
     # which makes each file cost several times more: measured 360-610 us against 50 us here)
     disk = Path(tempfile.gettempdir())
-    places = [("disk", disk if fs_type(disk) != "tmpfs" else ROOT)] + \
-        ([("tmpfs", Path("/dev/shm"))] if Path("/dev/shm").is_dir() else [])
-    cases = {"npz": lambda where: write_npz(runtime, plan(runtime, seeds), where / "all.npz", batch_size=batch),
-             "png": lambda where: write_folder(runtime, plan(runtime, seeds), where / "png", batch_size=batch),
-             "png level 0": lambda where: write_folder(runtime, plan(runtime, seeds), where / "png", batch_size=batch,
-                                                       png_level=0)}
+    places = [("disk", disk if fs_type(disk) != "tmpfs" else ROOT)] + (
+        [("tmpfs", Path("/dev/shm"))] if Path("/dev/shm").is_dir() else []
+    )
+    cases = {
+        "npz": lambda where: write_npz(runtime, plan(runtime, seeds), where / "all.npz", batch_size=batch),
+        "png": lambda where: write_folder(runtime, plan(runtime, seeds), where / "png", batch_size=batch),
+        "png level 0": lambda where: write_folder(
+            runtime, plan(runtime, seeds), where / "png", batch_size=batch, png_level=0
+        ),
+    }
     for place, root in places:
         best = {name: 0.0 for name in cases}
         anchors = []
@@ -153,9 +171,12 @@ def file_rates(model: Path, images: int, batch: int, threads: int | None, device
         with tempfile.TemporaryDirectory(dir=root, prefix=".bench-") as where:
             cost = file_creation_cost(Path(where) / "probe", min(images, 10000))
         results[place] = best
-        print(f"  {place} ({fs_type(root)} at {root}; anchor {min(anchors):,.0f}-{max(anchors):,.0f} img/s; creating a "
-              f"file costs {cost * 1e6:.0f} us of CPU): " + "; ".join(f"{name} {r:.0%}" for name, r in best.items()) +
-              " of session.run alone")
+        print(
+            f"  {place} ({fs_type(root)} at {root}; anchor {min(anchors):,.0f}-{max(anchors):,.0f} img/s; creating a "
+            f"file costs {cost * 1e6:.0f} us of CPU): "
+            + "; ".join(f"{name} {r:.0%}" for name, r in best.items())
+            + " of session.run alone"
+        )
     return results
 
 
@@ -166,8 +187,11 @@ def fs_type(path: Path) -> str:
     except OSError:
         return "?"
     path = str(Path(path).resolve())
-    best = max((m for m in mounts if path == m[0] or path.startswith(m[0].rstrip("/") + "/")),
-               key=lambda m: len(m[0]), default=(None, "?"))
+    best = max(
+        (m for m in mounts if path == m[0] or path.startswith(m[0].rstrip("/") + "/")),
+        key=lambda m: len(m[0]),
+        default=(None, "?"),
+    )
     return best[1]
 
 
@@ -182,6 +206,7 @@ def file_creation_cost(folder: Path, n: int) -> float:
         os.close(fd)
     after = os.times()
     return (after.user - before.user + after.system - before.system) / n
+
 
 if __name__ == "__main__":
     main()

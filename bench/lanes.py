@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import ROOT
-
 from gankit_runtime import latents_for_seeds
 from gankit_runtime.contract import open_session, read_model
 
@@ -24,7 +23,7 @@ def rate(sessions, name: str, z, batch: int, pool) -> float:
     best = 0.0
     for _ in range(3):
         start = time.perf_counter()
-        list(pool.map(lambda k: sessions[k % 2].run(None, {name: z[k * batch:(k + 1) * batch]}), range(8)))
+        list(pool.map(lambda k: sessions[k % 2].run(None, {name: z[k * batch : (k + 1) * batch]}), range(8)))
         best = max(best, 8 * batch / (time.perf_counter() - start))
     return best
 

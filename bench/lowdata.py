@@ -25,12 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
-
-import common  # noqa: F401  (puts the repository on sys.path)
 from augmentation import balanced_subset
-
 from gankit.classifier import accuracy, export_classifier, fit, predict
 from gankit.config import ModelConfig, TrainConfig, default_lr
 from gankit.data import Dataset
@@ -40,14 +38,16 @@ from gankit.train import Trainer
 from gankit_runtime.evaluation.datasets import CLASSES, default_data_dir, load_mnist_like
 
 
-def train_gan(x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, seed: int,
-              augment_p: float = 1.0) -> Trainer:
+def train_gan(
+    x: np.ndarray, y: np.ndarray, data: str, mode: str, steps: int, seed: int, augment_p: float = 1.0
+) -> Trainer:
     model_cfg = ModelConfig(kind="dcgan", size=28, channels=1, width=32, num_classes=10)
     lr = default_lr("dcgan", 28)
     cfg = TrainConfig(data=data, batch_size=64, lr_g=lr, lr_d=lr, seed=seed, augment=mode, augment_p=augment_p)
     images = torch.from_numpy(np.ascontiguousarray(x[:, None]))
-    t = Trainer(model_cfg, cfg, Dataset(f"{data}-subset", images, torch.from_numpy(y.astype(np.int64)),
-                                        list(CLASSES[data])))
+    t = Trainer(
+        model_cfg, cfg, Dataset(f"{data}-subset", images, torch.from_numpy(y.astype(np.int64)), list(CLASSES[data]))
+    )
     for _ in range(steps):
         t.train_step()
     return t
@@ -64,8 +64,12 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--clf-steps", type=int, default=2000, help="classifier budget, batches of 128")
     ap.add_argument("--samples", type=int, default=5000, help="samples for FD and GAN-test")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--uses", default="plain", help="how the generated set is used: plain (all of it) and/or "
-                    "filtered (only the images the real-only classifier reads as the class asked for)")
+    ap.add_argument(
+        "--uses",
+        default="plain",
+        help="how the generated set is used: plain (all of it) and/or "
+        "filtered (only the images the real-only classifier reads as the class asked for)",
+    )
     ap.add_argument("--truncation", type=float, default=1.0, help="psi of the generated set (1.0 = off)")
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
@@ -85,8 +89,11 @@ def make_scorer(args, x_train, y_train, x_test, y_test) -> Scorer:
         judge_path = Path(tmp) / f"{args.data}-judge.onnx"
         export_classifier(judge, judge_path, judge_accuracy, args.data)
         scorer = Scorer(default_data_dir(), args.samples, classifier=judge_path, data=args.data)
-    print(f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
-          f"(test accuracy {judge_accuracy:.2%})", flush=True)
+    print(
+        f"{args.data}: FD and GAN-test in the features of a classifier trained on all 60,000 training images "
+        f"(test accuracy {judge_accuracy:.2%})",
+        flush=True,
+    )
     return scorer
 
 
@@ -97,7 +104,7 @@ def generated_set(synth, labels, use: str, real_model):
         keep = np.tile(np.arange(1500) < 1000, 10)
     else:
         agree = predict(real_model, synth) == labels
-        keep = agree & (np.concatenate([np.cumsum(agree[c * 1500:(c + 1) * 1500]) for c in range(10)]) <= 1000)
+        keep = agree & (np.concatenate([np.cumsum(agree[c * 1500 : (c + 1) * 1500]) for c in range(10)]) <= 1000)
     return synth[keep], labels[keep], float(keep.mean() * 1500 / 1000)
 
 
@@ -109,8 +116,11 @@ def main():
     x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
     scorer = make_scorer(args, x_train, y_train, x_test, y_test)
     per_class = args.n // 10
-    print(f"{args.data}: n = {args.n} real images ({per_class} per class), GAN {args.gan_steps} steps x 64, "
-          f"classifier {args.clf_steps} steps x 128, modes {modes}, subset seeds {seeds}", flush=True)
+    print(
+        f"{args.data}: n = {args.n} real images ({per_class} per class), GAN {args.gan_steps} steps x 64, "
+        f"classifier {args.clf_steps} steps x 128, modes {modes}, subset seeds {seeds}",
+        flush=True,
+    )
     uses = args.uses.split(",")
 
     def case(mode, use):
@@ -140,26 +150,51 @@ def main():
                 fd[mode].append(f["fd"])
                 gan_test[mode].append(f["label_accuracy"])
             labels = np.repeat(np.arange(10), 1500)
-            synth = sample_uint8(g, np.tile(np.arange(1500), 10), 100, t.device, labels=labels,
-                                 truncation=args.truncation)[..., 0]
+            synth = sample_uint8(
+                g, np.tile(np.arange(1500), 10), 100, t.device, labels=labels, truncation=args.truncation
+            )[..., 0]
             for use in uses:
                 sx, sy, share_kept = generated_set(synth, labels, use, real_model)
                 if use == "filtered":
                     kept[case(mode, use)].append(share_kept)
-                reps = max(1, len(sx) // len(xs))  # real repeated so that batches are half real, as bench/augmentation.py
-                mixed = accuracy(fit(np.concatenate([np.tile(xs, (reps, 1, 1)), sx]),
-                                     np.concatenate([np.tile(ys, reps), sy]), args.clf_steps, seed=seed), x_test, y_test)
+                reps = max(
+                    1, len(sx) // len(xs)
+                )  # real repeated so that batches are half real, as bench/augmentation.py
+                mixed = accuracy(
+                    fit(
+                        np.concatenate([np.tile(xs, (reps, 1, 1)), sx]),
+                        np.concatenate([np.tile(ys, reps), sy]),
+                        args.clf_steps,
+                        seed=seed,
+                    ),
+                    x_test,
+                    y_test,
+                )
                 rows[case(mode, use)].append(mixed)
                 extra = f", FD {fd[mode][-1]:.1f}, GAN-test {gan_test[mode][-1]:.2%}" if scorer is not None else ""
                 share = f", kept {len(sx)} of 15,000" if use == "filtered" else ""
-                print(f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
-                      f"{case(mode, use)} {mixed:.2%}{share}", flush=True)
+                print(
+                    f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
+                    f"{case(mode, use)} {mixed:.2%}{share}",
+                    flush=True,
+                )
 
     report(args, seeds, modes, rows, fd, gan_test, p_end, minutes)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "accuracy": rows, "filtered_share": kept, "fd": fd, "gan_test": gan_test, "minutes": minutes,
-                       "final_p": p_end}, f, indent=1)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "accuracy": rows,
+                    "filtered_share": kept,
+                    "fd": fd,
+                    "gan_test": gan_test,
+                    "minutes": minutes,
+                    "final_p": p_end,
+                },
+                f,
+                indent=1,
+            )
 
 
 def report(args, seeds, modes, rows, fd, gan_test, p_end, minutes) -> None:
@@ -169,13 +204,18 @@ def report(args, seeds, modes, rows, fd, gan_test, p_end, minutes) -> None:
     print(f"\n{args.data}, n = {args.n}, subset seeds {seeds}")
     print(f"{'case':<34}{'test accuracy':>20}{'gain over real only':>26}")
     for name, v in rows.items():
-        gain = "" if name == "real only" else \
-            f"{np.mean(np.array(v) - np.array(rows['real only'])):+.2%} +- {np.std(np.array(v) - np.array(rows['real only'])):.2%}"
+        gain = (
+            ""
+            if name == "real only"
+            else f"{np.mean(np.array(v) - np.array(rows['real only'])):+.2%} +- {np.std(np.array(v) - np.array(rows['real only'])):.2%}"
+        )
         print(f"{name:<34}{ms(v):>20}{gain:>26}")
     for m in modes:
         if fd[m]:
-            print(f"GAN --augment {m}: FD {np.mean(fd[m]):.1f} +- {np.std(fd[m]):.1f} ({', '.join(f'{v:.1f}' for v in fd[m])}),"
-                  f" GAN-test {ms(gan_test[m])}, final p {np.mean(p_end[m]):.2f}, {np.mean(minutes[m]):.1f} min a run")
+            print(
+                f"GAN --augment {m}: FD {np.mean(fd[m]):.1f} +- {np.std(fd[m]):.1f} ({', '.join(f'{v:.1f}' for v in fd[m])}),"
+                f" GAN-test {ms(gan_test[m])}, final p {np.mean(p_end[m]):.2f}, {np.mean(minutes[m]):.1f} min a run"
+            )
 
 
 if __name__ == "__main__":

@@ -27,19 +27,17 @@ import json
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
-
-import common  # noqa: F401  (puts the repository on sys.path)
-
 from gankit.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from gankit.config import ModelConfig, TrainConfig, default_data_dir, default_lr, default_r1
 from gankit.data import load_dataset
-from gankit_runtime.evaluation.datasets import load_mnist_like
-from gankit_runtime.evaluation.evaluate import figures
 from gankit.monitor import Scorer
 from gankit.train import Trainer, resume_configs
 from gankit.trainer import update_ema
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.evaluation.evaluate import figures
 
 
 def arguments() -> argparse.Namespace:
@@ -50,13 +48,20 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--kimg", default=None, help="marks in thousands of training images instead of minutes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ema", type=float, default=10.0, help="EMA half-life in kimg, scored beside G")
-    ap.add_argument("--ema-long", type=float, default=0.0,
-                    help="also keep and score a second, longer EMA (half-life in kimg): a probe of EMA length")
+    ap.add_argument(
+        "--ema-long",
+        type=float,
+        default=0.0,
+        help="also keep and score a second, longer EMA (half-life in kimg): a probe of EMA length",
+    )
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--out", default=None, help="JSON file for the results")
     ap.add_argument("--save", default=None, help="run folder to keep the final checkpoint in (export it with cli.py)")
-    ap.add_argument("--resume", default=None, help="continue the run a --save folder holds (its own recipe; "
-                    "marks still count images from the run's start)")
+    ap.add_argument(
+        "--resume",
+        default=None,
+        help="continue the run a --save folder holds (its own recipe; marks still count images from the run's start)",
+    )
     # Recipe probes: the defaults are the CLI's.
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -78,12 +83,25 @@ def main():
     by_images = args.kimg is not None
     marks = [float(m) * (1000 if by_images else 60) for m in (args.kimg or args.minutes).split(",")]
 
-    model_cfg = ModelConfig(kind=args.model, d_norm=args.d_norm, num_classes=10 if args.conditional else 0,
-                            d_condition=args.d_condition, **({"width": args.width} if args.width else {}))
+    model_cfg = ModelConfig(
+        kind=args.model,
+        d_norm=args.d_norm,
+        num_classes=10 if args.conditional else 0,
+        d_condition=args.d_condition,
+        **({"width": args.width} if args.width else {}),
+    )
     lr = default_lr(model_cfg.kind, model_cfg.size)
-    train_cfg = TrainConfig(data=args.data, ema_kimg=args.ema, batch_size=args.batch_size, lr_g=args.lr_g or lr, lr_d=args.lr_d or lr,
-                            label_smoothing=args.label_smoothing, loss=args.loss, top_k=args.top_k,
-                            r1=default_r1(model_cfg.kind, model_cfg.size) if args.r1 is None else args.r1)
+    train_cfg = TrainConfig(
+        data=args.data,
+        ema_kimg=args.ema,
+        batch_size=args.batch_size,
+        lr_g=args.lr_g or lr,
+        lr_d=args.lr_d or lr,
+        label_smoothing=args.label_smoothing,
+        loss=args.loss,
+        top_k=args.top_k,
+        r1=default_r1(model_cfg.kind, model_cfg.size) if args.r1 is None else args.r1,
+    )
     state = load_checkpoint(Path(args.resume) / FILENAME) if args.resume else None
     if state is not None:
         model_cfg, train_cfg = resume_configs(state)
@@ -99,12 +117,18 @@ def main():
     labels = arrays["y_train"][pick].astype(np.int64) if model_cfg.conditional else None
     anchor = figures(*scorer.extract(arrays["x_train"][pick][..., None]), scorer.real, labels)
     print(f"{args.model} {model_cfg} {train_cfg}")
-    print(f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "
-          f"classes {anchor['class_share_min']:.1%}-{anchor['class_share_max']:.1%}, recall {anchor['recall']:.3f}"
-          + (f", GAN-test {anchor['label_accuracy']:.2%}" if labels is not None else ""))
-    print(f"{'min':>4} {'steps':>6} {'epochs':>6} {'img/s':>6} | {'G: FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"
-          + "".join(f" | {name + ': FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"
-                    for name in ["EMA"] + ([f"EMA {args.ema_long:g}"] if args.ema_long else [])))
+    print(
+        f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "
+        f"classes {anchor['class_share_min']:.1%}-{anchor['class_share_max']:.1%}, recall {anchor['recall']:.3f}"
+        + (f", GAN-test {anchor['label_accuracy']:.2%}" if labels is not None else "")
+    )
+    print(
+        f"{'min':>4} {'steps':>6} {'epochs':>6} {'img/s':>6} | {'G: FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"
+        + "".join(
+            f" | {name + ': FD':>7} {'conf':>6} {'classes':>11} {'P':>5} {'R':>5}"
+            for name in ["EMA"] + ([f"EMA {args.ema_long:g}"] if args.ema_long else [])
+        )
+    )
     results, trained, first_step = [], 0.0, trainer.step  # a resumed run: minutes and img/s of this part
     for mark in marks:
         start = time.perf_counter()
@@ -115,9 +139,13 @@ def main():
             while trained + (time.perf_counter() - start) < mark:
                 step(trainer, long_ema, args.ema_long)
         trained += time.perf_counter() - start
-        row = {"minutes": trained / 60, "step": trainer.step, "epochs": trainer.step / trainer.steps_per_epoch,
-               "images_per_s": (trainer.step - first_step) * train_cfg.batch_size / trained,
-               "G": scorer.evaluate(trainer.G, model_cfg, trainer.device)}
+        row = {
+            "minutes": trained / 60,
+            "step": trainer.step,
+            "epochs": trainer.step / trainer.steps_per_epoch,
+            "images_per_s": (trainer.step - first_step) * train_cfg.batch_size / trained,
+            "G": scorer.evaluate(trainer.G, model_cfg, trainer.device),
+        }
         if trainer.G_ema is not None:  # --ema 0: no EMA to score
             row["EMA"] = scorer.evaluate(trainer.G_ema, model_cfg, trainer.device)
         if long_ema is not None:
@@ -142,11 +170,16 @@ def print_row(row: dict) -> None:
     cells = []
     for key in [k for k in row if k == "G" or k.startswith("EMA")]:
         f = row[key]
-        cells.append(f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
-                     f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
-                     + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""))
-    print(f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | "
-          + " | ".join(cells), flush=True)
+        cells.append(
+            f"{f['fd']:>7.2f} {f['confident']:>6.1%} {f['class_share_min']:>5.1%}-{f['class_share_max']:<5.1%}"
+            f" {f['precision']:>5.2f} {f['recall']:>5.2f}"
+            + (f" acc {f['label_accuracy']:.2%}" if "label_accuracy" in f else "")
+        )
+    print(
+        f"{row['minutes']:>4.1f} {row['step']:>6} {row['epochs']:>6.2f} {row['images_per_s']:>6.0f} | "
+        + " | ".join(cells),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

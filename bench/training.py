@@ -15,18 +15,21 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from common import best_seconds, gflops, matmul_peak
-
 from gankit.config import ModelConfig, TrainConfig
 from gankit.data import Dataset
 from gankit.train import Trainer
+from torch.utils.flop_counter import FlopCounterMode
 
-CPU_MODELS = {"vanilla": ModelConfig(kind="vanilla"), "dcgan28": ModelConfig(kind="dcgan", size=28, width=32),
-              "dcgan28 width 64": ModelConfig(kind="dcgan", size=28, width=64)}
-GPU_MODELS = {"dcgan28": ModelConfig(kind="dcgan", size=28, width=32),
-              "dcgan64 rgb": ModelConfig(kind="dcgan", size=64, channels=3, width=128)}
+CPU_MODELS = {
+    "vanilla": ModelConfig(kind="vanilla"),
+    "dcgan28": ModelConfig(kind="dcgan", size=28, width=32),
+    "dcgan28 width 64": ModelConfig(kind="dcgan", size=28, width=64),
+}
+GPU_MODELS = {
+    "dcgan28": ModelConfig(kind="dcgan", size=28, width=32),
+    "dcgan64 rgb": ModelConfig(kind="dcgan", size=64, channels=3, width=128),
+}
 
 
 def bf16_peak(device: str, n: int = 8192) -> float:
@@ -39,7 +42,7 @@ def bf16_peak(device: str, n: int = 8192) -> float:
             a @ b
         torch.cuda.synchronize(device)
 
-    return 10 * 2 * n ** 3 / best_seconds(run, repeats=5, min_time=0.5, stat=min)
+    return 10 * 2 * n**3 / best_seconds(run, repeats=5, min_time=0.5, stat=min)
 
 
 def measure(cfg: ModelConfig, batch: int, device: str, seconds: float) -> tuple[float, float]:
@@ -80,8 +83,10 @@ def run(device: str, batch_sizes: list[int], threads: int, seconds: float, quick
             rate, per_image = measure(cfg, batch, device, seconds)
             share = rate * per_image / peak
             rows.append({"model": name, "batch": batch, "images_per_s": rate, "share_of_peak": share})
-            print(f"{name:>18} {batch:>6} {rate:>10,.0f} {per_image / 1e6:>10.1f} {gflops(rate * per_image):>16} "
-                  f"{share:>7.1%}")
+            print(
+                f"{name:>18} {batch:>6} {rate:>10,.0f} {per_image / 1e6:>10.1f} {gflops(rate * per_image):>16} "
+                f"{share:>7.1%}"
+            )
     return rows
 
 

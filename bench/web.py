@@ -41,11 +41,17 @@ def main():
     if node is None:
         raise SystemExit("node is not installed")
     anchor = numpy_reseeded(min(args.seeds, 50000), args.z_dim)
-    out = subprocess.run([node, str(ROOT / "web" / "bench" / "latents.mjs"), str(args.seeds), str(args.z_dim)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [node, str(ROOT / "web" / "bench" / "latents.mjs"), str(args.seeds), str(args.z_dim)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     js = json.loads(out.stdout)["seedsPerSecond"]
-    print(f"latents, z_dim {args.z_dim}: numpy RandomState reseeded {anchor:,.0f} seeds/s (anchor); "
-          f"JavaScript in Node {js:,.0f} seeds/s = {js / anchor:.2f}x (target 200,000 seeds/s)")
+    print(
+        f"latents, z_dim {args.z_dim}: numpy RandomState reseeded {anchor:,.0f} seeds/s (anchor); "
+        f"JavaScript in Node {js:,.0f} seeds/s = {js / anchor:.2f}x (target 200,000 seeds/s)"
+    )
 
 
 if __name__ == "__main__":

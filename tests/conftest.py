@@ -18,7 +18,7 @@ def make_image_folder(folder: Path, n_per_class: int = 12, classes=("cats", "dog
     for c, name in enumerate(classes):
         (folder / name).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
-            yy, xx = np.mgrid[0:size[1], 0:size[0]]
+            yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
             base = 127 + 100 * np.sin(xx / (3 + c) + i) * np.cos(yy / 4)
             img = np.clip(base[..., None] + rng.normal(0, 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(folder / name / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
@@ -33,8 +33,14 @@ def image_folder(tmp_path) -> Path:
 def run_cli(*args, env=None, cwd=ROOT):
     """Run `python cli.py ...` in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def torch_blocker(tmp_path: Path) -> dict:
@@ -63,6 +69,7 @@ def full_disk(monkeypatch):
             real(src, dst)
 
         monkeypatch.setattr(files.os, "replace", replace)
+
     return install
 
 

@@ -1,7 +1,6 @@
 """Building blocks the tests share: tiny models, trained for a few steps on synthetic data."""
 
 import torch
-
 from gankit.config import ModelConfig, TrainConfig
 from gankit.data import Dataset
 from gankit.train import Trainer

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from gankit.augment import ADA_INTERVAL, Augment, cutout, translate
 from gankit.config import ModelConfig, TrainConfig
 from gankit.models import build_models
@@ -77,8 +76,10 @@ def test_a_resumed_augmented_run_is_exact(image_folder, tmp_path, mode):
     for name, value in straight["generator"].items():
         assert torch.equal(value, resumed["generator"][name]), name
     if mode == "fixed":  # the augmentation changed the training (ada's p may still be 0 after 9 steps)
-        plain = torch.load(train(tmp_path / "c", model, TrainConfig(data=str(image_folder), batch_size=4, epochs=10),
-                                 max_steps=9), weights_only=True)
+        plain = torch.load(
+            train(tmp_path / "c", model, TrainConfig(data=str(image_folder), batch_size=4, epochs=10), max_steps=9),
+            weights_only=True,
+        )
         assert any(not torch.equal(v, plain["generator"][n]) for n, v in straight["generator"].items())
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -17,21 +16,52 @@ CASES = {
     "training": ["bench/training.py", "--quick"],
     "gpu_check": ["bench/gpu_check.py", "--device", "cpu"],
     "distributed": ["bench/distributed.py", "--quick"],
-    "time_to_quality": ["bench/time_to_quality.py", "--kimg", "0.2", "--conditional", "--ema", "0", "--ema-long", "1",
-                        *MNIST],
+    "time_to_quality": [
+        "bench/time_to_quality.py",
+        "--kimg",
+        "0.2",
+        "--conditional",
+        "--ema",
+        "0",
+        "--ema-long",
+        "1",
+        *MNIST,
+    ],
     "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3", "--per-class", "100"],
     "web": ["bench/web.py", "--seeds", "2000"],
     "lanes": ["bench/lanes.py", "--batch", "8", "--rounds", "1"],
-    "lowdata": ["bench/lowdata.py", "--n", "500", "--seeds", "0", "--gan-steps", "3", "--clf-steps", "3",
-                "--modes", "ada", "--uses", "plain,filtered", "--truncation", "0.8", *MNIST],
+    "lowdata": [
+        "bench/lowdata.py",
+        "--n",
+        "500",
+        "--seeds",
+        "0",
+        "--gan-steps",
+        "3",
+        "--clf-steps",
+        "3",
+        "--modes",
+        "ada",
+        "--uses",
+        "plain,filtered",
+        "--truncation",
+        "0.8",
+        *MNIST,
+    ],
 }
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_benchmark_runs(name, tmp_path):
     script, *args = CASES[name]
-    r = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT / "bench")})
+    r = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "bench")},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     assert r.stdout.strip()

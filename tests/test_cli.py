@@ -7,21 +7,38 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
-from PIL import Image
-
-import cli
 from conftest import call, expect_error, run_cli
 from gankit.checkpoint import save_checkpoint
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
+from onnx import TensorProto, helper
+from PIL import Image
+
+import cli
 
 
 @pytest.mark.slow  # an end-to-end run in a subprocess
 def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
     run = tmp_path / "run"
-    r = run_cli("train", "--data", image_folder, "--image-size", 16, "--width", 4, "--batch-size", 8,
-                "--steps", 4, "--epochs", 3, "--threads", 1, "--out", run)
+    r = run_cli(
+        "train",
+        "--data",
+        image_folder,
+        "--image-size",
+        16,
+        "--width",
+        4,
+        "--batch-size",
+        8,
+        "--steps",
+        4,
+        "--epochs",
+        3,
+        "--threads",
+        1,
+        "--out",
+        run,
+    )
     assert r.returncode == 0, r.stderr
     assert "step 4" in r.stderr and (run / "checkpoint.pt").is_file()
     saved = torch.load(run / "checkpoint.pt", weights_only=True)["train_config"]
@@ -29,8 +46,18 @@ def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
     r = run_cli("export", run, "--out", tmp_path / "g.onnx")
     assert r.returncode == 0, r.stderr
     assert "parity batch  64" in r.stderr
-    r = run_cli("generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--out", tmp_path / "imgs",
-                "--grid", tmp_path / "grid.png", "--batch-size", 4)
+    r = run_cli(
+        "generate",
+        tmp_path / "g.onnx",
+        "--seeds",
+        "0-4,10",
+        "--out",
+        tmp_path / "imgs",
+        "--grid",
+        tmp_path / "grid.png",
+        "--batch-size",
+        4,
+    )
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (tmp_path / "imgs").glob("*.png"))
     assert names == [f"{s:06d}.png" for s in (0, 1, 2, 3, 4, 10)]
@@ -102,8 +129,11 @@ def test_bad_onnx_files(capsys, tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 100])
     # IR version pinned: onnx's newest default is more than an older onnxruntime (-gpu) loads.
-    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
     onnx.save(model, tmp_path / "classifier.onnx")
     expect_error(capsys, ["generate", tmp_path / "classifier.onnx", "--out", tmp_path / "o"], "not a generator")
     assert not (tmp_path / "o").exists()
@@ -131,12 +161,20 @@ def test_bad_options(capsys, good, tmp_path):
 
 def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, good, full_disk):
     full_disk(4)
-    expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
-                 "No space left on device", f"cannot write {tmp_path / 'o' / '000004.png'}")
+    expect_error(
+        capsys,
+        ["generate", good / "g.onnx", "--seeds", "0-99", "--out", tmp_path / "o"],
+        "No space left on device",
+        f"cannot write {tmp_path / 'o' / '000004.png'}",
+    )
     left = sorted(p.name for p in (tmp_path / "o").iterdir())  # the job file, then whole images only
     assert left == ["000000.png", "000001.png", "000002.png", "000003.png", "gankit-job.json"]
-    expect_error(capsys, ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
-                 "No space left on device", f"cannot write {tmp_path / 'd.npz'}")
+    expect_error(
+        capsys,
+        ["generate", good / "g.onnx", "--format", "npz", "--out", tmp_path / "d.npz"],
+        "No space left on device",
+        f"cannot write {tmp_path / 'd.npz'}",
+    )
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import ROOT, assert_one_line_error
 from gankit.config import ModelConfig, TrainConfig
 from gankit.train import train
-from gankit_runtime import GankitError, Generator, contract as runtime_contract
+from gankit_runtime import GankitError, Generator
+from gankit_runtime import contract as runtime_contract
 
 HAS_ORT_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 SHIPPED = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx"]
@@ -86,11 +86,13 @@ def parity(path, seeds=4096, batch=512, tf32=False) -> dict:
     worst, off, most, total = 0.0, 0, 0, 0
     for start in range(0, seeds, batch):
         z = cpu.latents(range(start, start + batch))
-        y = None if labels is None else labels[start:start + batch]
+        y = None if labels is None else labels[start : start + batch]
         a, b = gpu.run(z, y), cpu.run(z, y)
         worst = max(worst, float(np.abs(a - b).max()))
-        d = np.abs(gpu.generate(range(start, start + batch), batch, y).astype(int)
-                   - cpu.generate(range(start, start + batch), batch, y).astype(int))
+        d = np.abs(
+            gpu.generate(range(start, start + batch), batch, y).astype(int)
+            - cpu.generate(range(start, start + batch), batch, y).astype(int)
+        )
         off, most, total = off + int((d > 0).sum()), max(most, int(d.max())), total + d.size
     return {"max_abs": worst, "pixels_off": off / total, "max_pixel_diff": most}
 

@@ -6,12 +6,11 @@ import struct
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from gankit_runtime import GankitError
-from gankit_runtime.evaluation import datasets as ms
 from gankit.config import ModelConfig, resolution_chain
 from gankit.data import load_dataset, load_image_folder, to_model_range
+from gankit_runtime import GankitError
+from gankit_runtime.evaluation import datasets as ms
+from PIL import Image
 
 
 def test_image_folder_centre_crop_resize_and_classes(tmp_path):
@@ -80,11 +79,16 @@ def test_local_idx_files_are_a_source_and_get_cached(tmp_path, capsys, monkeypat
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
     folder.mkdir()
+
     def pixels(n):  # a pattern, not noise: gzip makes it in milliseconds
         return np.resize(np.arange(251, dtype=np.uint8), (n, 28, 28))
 
-    arrays = {"x_train": pixels(60000), "y_train": rng.integers(0, 10, 60000, dtype=np.uint8),
-              "x_test": pixels(10000), "y_test": rng.integers(0, 10, 10000, dtype=np.uint8)}
+    arrays = {
+        "x_train": pixels(60000),
+        "y_train": rng.integers(0, 10, 60000, dtype=np.uint8),
+        "x_test": pixels(10000),
+        "y_test": rng.integers(0, 10, 10000, dtype=np.uint8),
+    }
     for key, name in ms.IDX_FILES.items():
         (folder / name).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
     monkeypatch.setitem(ms.MIRRORS, "mnist", [])  # no other source to fall back on
@@ -131,8 +135,12 @@ def idx_files(tmp_path_factory):
     for shift, name in enumerate(("mnist", "fashion-mnist")):
         (root / name).mkdir()
         pattern = np.arange(shift, shift + 251, dtype=np.uint8)  # 251 different images, gzipped in milliseconds
-        arrays = {"x_train": np.resize(pattern, (60000, 28, 28)), "y_train": (np.arange(60000) % 10).astype(np.uint8),
-                  "x_test": np.resize(pattern[::-1], (10000, 28, 28)), "y_test": (np.arange(10000) % 10).astype(np.uint8)}
+        arrays = {
+            "x_train": np.resize(pattern, (60000, 28, 28)),
+            "y_train": (np.arange(60000) % 10).astype(np.uint8),
+            "x_test": np.resize(pattern[::-1], (10000, 28, 28)),
+            "y_test": (np.arange(10000) % 10).astype(np.uint8),
+        }
         for key, file in ms.IDX_FILES.items():
             (root / name / file).write_bytes(gzip.compress(_idx(arrays[key]), compresslevel=1))
         digests[name] = {key: ms.idx_digest(a) for key, a in arrays.items()}
@@ -178,8 +186,10 @@ def test_one_version_everywhere():
     import gankit_runtime
     from conftest import ROOT
 
-    versions = {tomllib.loads((ROOT / p).read_text())["project"]["version"] for p in ("pyproject.toml",
-                                                                                        "inference/pyproject.toml")}
+    versions = {
+        tomllib.loads((ROOT / p).read_text())["project"]["version"]
+        for p in ("pyproject.toml", "inference/pyproject.toml")
+    }
     assert versions == {gankit.__version__} == {gankit_runtime.__version__}
 
 
@@ -187,6 +197,7 @@ def test_builtin_class_names_can_be_exported():
     # They become ONNX metadata and folder names (imagefolder layout): Fashion-MNIST's "T-shirt/top" could not,
     # so a conditional fashion-mnist model trained for an hour failed at export.
     from gankit_runtime.contract import class_name_problem
+
     assert [c for names in ms.CLASSES.values() for c in names if class_name_problem(c)] == []
 
 

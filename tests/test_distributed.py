@@ -10,7 +10,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, make_image_folder, run_cli
 
 pytestmark = pytest.mark.slow
@@ -33,10 +32,19 @@ def free_port() -> int:
 def torchrun(*args, nproc=2, extra=(), wait=True):
     if "--nnodes" not in map(str, extra):
         extra = ["--master-port", free_port(), *extra]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), *map(str, extra),
-           str(ROOT / "cli.py"), *map(str, args)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-                         start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        *map(str, extra),
+        str(ROOT / "cli.py"),
+        *map(str, args),
+    ]
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, start_new_session=True
+    )
     if not wait:
         return p
     out, err = p.communicate(timeout=300)
@@ -45,17 +53,27 @@ def torchrun(*args, nproc=2, extra=(), wait=True):
 
 def weights(run):
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    return {f"{k}.{n}": v for k in ("generator", "discriminator", "generator_ema") for n, v in state[k].items()
-            if v.is_floating_point()}, state
+    return {
+        f"{k}.{n}": v
+        for k in ("generator", "discriminator", "generator_ema")
+        for n, v in state[k].items()
+        if v.is_floating_point()
+    }, state
 
 
 def max_difference(a, b) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("model", [["--model", "vanilla"], ["--model", "dcgan", "--sync-bn"],
-                                   ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5"]],
-                         ids=["vanilla", "dcgan", "vanilla-augmented"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        ["--model", "vanilla"],
+        ["--model", "dcgan", "--sync-bn"],
+        ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5"],
+    ],
+    ids=["vanilla", "dcgan", "vanilla-augmented"],
+)
 def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
     one = run_cli("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one", env=ENV)
     assert one.returncode == 0, one.stderr
@@ -97,21 +115,38 @@ def test_a_stopped_and_resumed_two_rank_run_equals_an_uninterrupted_one(pets, tm
 
 def test_two_machines_on_localhost(pets, tmp_path):
     port = free_port()
-    nodes = [torchrun("train", "--data", pets, *TINY, "--sync-bn", "--steps", 3, "--out", tmp_path / "run",
-                      nproc=1, wait=False,
-                      extra=["--nnodes", 2, "--node-rank", rank, "--master-addr", "127.0.0.1", "--master-port", port])
-             for rank in (0, 1)]
+    nodes = [
+        torchrun(
+            "train",
+            "--data",
+            pets,
+            *TINY,
+            "--sync-bn",
+            "--steps",
+            3,
+            "--out",
+            tmp_path / "run",
+            nproc=1,
+            wait=False,
+            extra=["--nnodes", 2, "--node-rank", rank, "--master-addr", "127.0.0.1", "--master-port", port],
+        )
+        for rank in (0, 1)
+    ]
     results = [p.communicate(timeout=300) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], results
     assert "torchrun: 2 processes" in results[0][1] and weights(tmp_path / "run")[1]["step"] == 3
-    assert sorted(os.listdir(tmp_path / "run")) == [".gankit-train.lock", "checkpoint.pt", "metrics.jsonl", "plot.png",
-                                                    "samples"]  # rank 0 alone writes (and holds the folder)
+    assert sorted(os.listdir(tmp_path / "run")) == [
+        ".gankit-train.lock",
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "plot.png",
+        "samples",
+    ]  # rank 0 alone writes (and holds the folder)
 
 
 def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pets, tmp_path):
     run = tmp_path / "run"
-    job = torchrun("train", "--data", pets, *TINY, "--epochs", 10000, "--checkpoint-every", 2, "--out", run,
-                   wait=False)
+    job = torchrun("train", "--data", pets, *TINY, "--epochs", 10000, "--checkpoint-every", 2, "--out", run, wait=False)
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -133,17 +168,24 @@ def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
     """train --nproc N is torchrun in one command: a run like torchrun's, and a mistake is rank 0's one line
     with the ranks' exit code (no launcher traceback, no line per rank)."""
     r = run_cli("train", "--nproc", 2, "--data", pets, *TINY, "--steps", 2, "--out", tmp_path / "run", env=ENV)
-    assert r.returncode == 0 and torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2, r.stderr
-    r = run_cli("train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV)
+    assert r.returncode == 0 and torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2, (
+        r.stderr
+    )
+    r = run_cli(
+        "train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV
+    )
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(errors) == 1 and "divide" in errors[0], r.stderr
 
 
-@pytest.mark.parametrize("failures, code", [({0: -15, 1: 1}, 1), ({0: 1, 1: -15}, 1), ({0: 2, 1: 1}, 2),
-                                            ({0: -15, 1: -15}, 143), ({1: -2}, 130)])
+@pytest.mark.parametrize(
+    "failures, code",
+    [({0: -15, 1: 1}, 1), ({0: 1, 1: -15}, 1), ({0: 2, 1: 1}, 2), ({0: -15, 1: -15}, 143), ({1: -2}, 130)],
+)
 def test_the_launcher_answers_with_the_failing_rank_s_code_not_the_signal_that_stopped_the_others(failures, code):
     """The first rank to fail makes torchrun SIGTERM the rest (a race: rank 0 may be the one stopped)."""
     from types import SimpleNamespace
 
     from gankit.launch import ranks_exit_code
+
     assert ranks_exit_code({rank: SimpleNamespace(exitcode=c) for rank, c in failures.items()}) == code

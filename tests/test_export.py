@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from gankit.checkpoint import save_checkpoint
 from gankit.export import RANDOM_OPS, export
 from gankit_runtime import GankitError, Generator
@@ -84,7 +83,9 @@ def test_ctrl_c_inside_torch_s_exporter_stays_an_interruption(run_dir, tmp_path,
     monkeypatch.setattr(torch.onnx, "export", interrupted_export)
     with pytest.raises(KeyboardInterrupt):
         export(run_dir, tmp_path / "g.onnx")
-    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("\x1b[96mbad\x1b[0m op")))
+    monkeypatch.setattr(
+        torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("\x1b[96mbad\x1b[0m op"))
+    )
     with pytest.raises(GankitError, match=r"torch.onnx.export failed: bad op$"):
         export(run_dir, tmp_path / "g.onnx")
     assert list(tmp_path.iterdir()) == []
@@ -98,8 +99,14 @@ def test_the_pixels_output_rounds_exactly_as_the_runtime(tmp_path):
 
     g = Generator(passthrough(tmp_path / "p.onnx", side=16))
     levels = (np.arange(257, dtype=np.float32) - np.float32(0.5)) / np.float32(127.5) - np.float32(1)
-    values = np.concatenate([levels, np.nextafter(levels, np.float32(-2)), np.nextafter(levels, np.float32(2)),
-                             np.float32([-1, 1, -1.5, 1.5, 0, -0.0, 1e-30, 3.0e38, -3.0e38])])
+    values = np.concatenate(
+        [
+            levels,
+            np.nextafter(levels, np.float32(-2)),
+            np.nextafter(levels, np.float32(2)),
+            np.float32([-1, 1, -1.5, 1.5, 0, -0.0, 1e-30, 3.0e38, -3.0e38]),
+        ]
+    )
     rng = np.random.default_rng(0)
     values = np.concatenate([values, rng.uniform(-1.1, 1.1, 256 * 64 - len(values)).astype(np.float32)])
     z = values.reshape(64, 256)

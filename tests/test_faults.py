@@ -7,6 +7,7 @@ half-made and nothing outside the output it was given.
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import ROOT, assert_one_line_error, call, expect_error, make_image_folder, run_cli, torch_blocker
 from gankit.checkpoint import save_checkpoint
 from gankit.config import ModelConfig, TrainConfig
@@ -28,6 +27,7 @@ from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from gankit_runtime.files import _HOST, atomic_path, create_exclusive
 from helpers import CONFIGS, trainer
+from PIL import Image
 from tiny_models import tiny_generator
 
 
@@ -46,8 +46,14 @@ def _as_from_a_terminal():
 
 
 def start_cli(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_as_from_a_terminal)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_as_from_a_terminal,
+    )
 
 
 def wait_for(predicate, timeout=120.0):
@@ -165,6 +171,7 @@ def _always_inf(real_step):
         stats = real_step(self)
         stats.loss_g = math.inf
         return stats
+
     return step
 
 
@@ -198,11 +205,17 @@ def test_export_generate_and_eval_refuse_a_nan_model(capsys, nan_run, tmp_path):
 
 
 def test_infinite_or_nan_settings_are_refused(capsys, tmp_path):
-    for args, fragment in ((["--lr-g", "nan"], "lr-g must be a finite"), (["--lr-d", "inf"], "lr-d must be a finite"),
-                           (["--ema", "nan"], "--ema"), (["--label-smoothing", "nan"], "finite"),
-                           (["--image-size", 0], "image size"), (["--image-size", 100000], "image size"),
-                           (["--channels", 0], "channels"), (["--device", "mps"], "mps"),
-                           (["--device", "cuda:x"], "bad device")):
+    for args, fragment in (
+        (["--lr-g", "nan"], "lr-g must be a finite"),
+        (["--lr-d", "inf"], "lr-d must be a finite"),
+        (["--ema", "nan"], "--ema"),
+        (["--label-smoothing", "nan"], "finite"),
+        (["--image-size", 0], "image size"),
+        (["--image-size", 100000], "image size"),
+        (["--channels", 0], "channels"),
+        (["--device", "mps"], "mps"),
+        (["--device", "cuda:x"], "bad device"),
+    ):
         expect_error(capsys, ["train", *args, "--out", tmp_path / "r"], fragment)
     assert not (tmp_path / "r").exists()
 
@@ -218,10 +231,14 @@ def test_resume_keeps_the_run_s_settings_and_refuses_other_ones(capsys, pets, tm
     # The same value again is fine; another value of a run setting is refused, naming it.
     rc, out = call(capsys, "train", "--out", run, "--resume", "--lr-g", 0.002, "--epochs", 3)
     assert rc == 0 and "step 16 -> 24" in out.err, out.err
-    for args, fragment in ((["--lr-g", 1e-4], "--lr-g 0.0001 differs from the run's 0.002"),
-                           (["--model", "vanilla"], "--model vanilla differs from the run's dcgan"),
-                           (["--batch-size", 8], "--batch-size 8 differs"), (["--conditional"], "--conditional True"),
-                           (["--steps", 10], "already at step 24"), (["--epochs", 3], "already at step 24")):
+    for args, fragment in (
+        (["--lr-g", 1e-4], "--lr-g 0.0001 differs from the run's 0.002"),
+        (["--model", "vanilla"], "--model vanilla differs from the run's dcgan"),
+        (["--batch-size", 8], "--batch-size 8 differs"),
+        (["--conditional"], "--conditional True"),
+        (["--steps", 10], "already at step 24"),
+        (["--epochs", 3], "already at step 24"),
+    ):
         expect_error(capsys, ["train", "--out", run, "--resume", *args], fragment)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 24
 
@@ -259,8 +276,19 @@ def test_grid_on_a_rerun_with_nothing_left_and_on_a_shard(tmp_path, capsys):
     assert rc == 0
     rc, out = call(capsys, "generate", model, "--seeds", "10-99", "--out", tmp_path / "o", "--grid", tmp_path / "b.png")
     assert rc == 0 and "wrote 0 images" in out.out
-    rc, _ = call(capsys, "generate", model, "--seeds", "10-99", "--out", tmp_path / "s", "--shard", "1/3",
-                 "--grid", tmp_path / "c.png")
+    rc, _ = call(
+        capsys,
+        "generate",
+        model,
+        "--seeds",
+        "10-99",
+        "--out",
+        tmp_path / "s",
+        "--shard",
+        "1/3",
+        "--grid",
+        tmp_path / "c.png",
+    )
     assert rc == 0
     a, b, c = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in "abc")
     np.testing.assert_array_equal(a, b)  # the job's first 64 images, whatever this run wrote
@@ -292,8 +320,9 @@ def test_two_processes_with_different_settings_never_mix_in_one_folder(tmp_path)
     model = ROOT / "exported" / "mnist-dcgan.onnx"
     for attempt in range(3):
         out = tmp_path / f"o{attempt}"
-        procs = [start_cli("generate", model, "--seeds", "0-9", "--truncation", psi, "--out", out)
-                 for psi in (1.0, 0.5)]
+        procs = [
+            start_cli("generate", model, "--seeds", "0-9", "--truncation", psi, "--out", out) for psi in (1.0, 0.5)
+        ]
         codes = [p.wait(timeout=120) for p in procs]
         assert sorted(codes) == [0, 1], codes  # one claims the folder, the other is refused
         job = json.loads((out / "gankit-job.json").read_text())
@@ -310,15 +339,29 @@ def crafted(tmp_path_factory):
 
     def make(classes=("a", "b"), output_range="-1,1"):
         count[0] += 1
-        return tiny_generator(d / f"m{count[0]}.onnx", classes=("a", "b"),
-                              metadata={"classes": json.dumps(list(classes)), "output_range": output_range})
+        return tiny_generator(
+            d / f"m{count[0]}.onnx",
+            classes=("a", "b"),
+            metadata={"classes": json.dumps(list(classes)), "output_range": output_range},
+        )
+
     return make
 
 
-@pytest.mark.parametrize("classes,fragment", [
-    (["", "a"], "1 to 100 characters"), ([".."], "distinct"), (["..", "a"], "starts with '.'"),
-    (["a/b", "c"], "path separator"), (["/", "c"], "path separator"), (["a\x00b", "c"], "control characters"),
-    (["x" * 300, "c"], "1 to 100 characters"), ([" a", "b"], "spaces"), ([1, 2], "JSON list of class names")])
+@pytest.mark.parametrize(
+    "classes,fragment",
+    [
+        (["", "a"], "1 to 100 characters"),
+        ([".."], "distinct"),
+        (["..", "a"], "starts with '.'"),
+        (["a/b", "c"], "path separator"),
+        (["/", "c"], "path separator"),
+        (["a\x00b", "c"], "control characters"),
+        (["x" * 300, "c"], "1 to 100 characters"),
+        ([" a", "b"], "spaces"),
+        ([1, 2], "JSON list of class names"),
+    ],
+)
 def test_class_names_from_a_model_file_cannot_reach_outside_out(capsys, crafted, tmp_path, classes, fragment):
     model = crafted(classes=classes)
     err = expect_error(capsys, ["generate", model, "--per-class", 2, "--out", tmp_path / "o"], fragment)
@@ -329,8 +372,9 @@ def test_class_names_from_a_model_file_cannot_reach_outside_out(capsys, crafted,
 
 @pytest.mark.parametrize("text", ["1,1", "nan,1", "1,-1", "inf,1", "0", "a,b"])
 def test_bad_output_range_metadata_is_refused(capsys, crafted, tmp_path, text):
-    expect_error(capsys, ["generate", crafted(output_range=text), "--per-class", 1, "--out", tmp_path / "o"],
-                 "output_range")
+    expect_error(
+        capsys, ["generate", crafted(output_range=text), "--per-class", 1, "--out", tmp_path / "o"], "output_range"
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -349,8 +393,9 @@ def test_crafted_checkpoints_are_one_line(capsys, tmp_path):
         assert name not in ("huge.pt",) or "limit" in err
         assert name not in ("types.pt",) or "must be int" in err
     (tmp_path / "run").mkdir()
-    save_checkpoint({**state, "train_config": {**state["train_config"], "batch_size": "64"}},
-                    tmp_path / "run" / "checkpoint.pt")
+    save_checkpoint(
+        {**state, "train_config": {**state["train_config"], "batch_size": "64"}}, tmp_path / "run" / "checkpoint.pt"
+    )
     expect_error(capsys, ["train", "--out", tmp_path / "run", "--resume"], "batch_size", "must be int")
     assert not (tmp_path / "g.onnx").exists()
 
@@ -361,8 +406,12 @@ def test_a_malicious_checkpoint_is_named_as_such_without_torch_s_advice(capsys, 
 
     with open(tmp_path / "code.pt", "wb") as f:
         pickle.dump(shutil.rmtree, f)
-    err = expect_error(capsys, ["export", tmp_path / "code.pt", "--out", tmp_path / "x.onnx"],
-                       "not a gankit checkpoint", "may be unsafe")
+    err = expect_error(
+        capsys,
+        ["export", tmp_path / "code.pt", "--out", tmp_path / "x.onnx"],
+        "not a gankit checkpoint",
+        "may be unsafe",
+    )
     assert "weights_only=False" not in err
 
 
@@ -372,8 +421,11 @@ def test_eval_mistakes_are_one_line_and_found_before_the_work(capsys, tmp_path):
     model = ROOT / "exported" / "mnist-dcgan.onnx"
     for n in (2, 3):
         expect_error(capsys, ["eval", model, "--samples", n, "--out", tmp_path / "e.json"], "samples")
-    expect_error(capsys, ["eval", model, "--samples", 20, "--classifier", model, "--out", tmp_path / "e.json"],
-                 "not a 28x28 classifier of 10 classes")
+    expect_error(
+        capsys,
+        ["eval", model, "--samples", 20, "--classifier", model, "--out", tmp_path / "e.json"],
+        "not a 28x28 classifier of 10 classes",
+    )
     started = time.perf_counter()
     expect_error(capsys, ["eval", model, "--out", "/proc/e.json"], "cannot write to /proc")
     assert time.perf_counter() - started < 5  # refused before 10,000 samples are made
@@ -387,8 +439,16 @@ def test_eval_of_an_onnx_needs_only_the_runtime(tmp_path):
     blocker = tmp_path / "blocker" / "gankit"  # ... and no training package
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('gankit is not installed in this test')\n")
-    r = run_cli("eval", ROOT / "exported" / "mnist-dcgan.onnx", "--samples", 20, "--no-reference",
-                "--out", tmp_path / "e.json", env=env)
+    r = run_cli(
+        "eval",
+        ROOT / "exported" / "mnist-dcgan.onnx",
+        "--samples",
+        20,
+        "--no-reference",
+        "--out",
+        tmp_path / "e.json",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e.json").read_text())["generated"]["class_counts"]
     r = run_cli("eval", tmp_path, "--out", tmp_path / "e2.json", env=env)  # a run folder needs torch to export
@@ -418,6 +478,10 @@ def test_running_out_of_memory_is_one_line(image_folder, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", out_of_memory)
     with pytest.raises(GankitError, match="out of memory.*lower --batch-size"):
-        train(tmp_path / "r", ModelConfig(kind="dcgan", size=16, channels=3, width=4),
-              TrainConfig(data=str(image_folder), batch_size=4), max_steps=2)
+        train(
+            tmp_path / "r",
+            ModelConfig(kind="dcgan", size=16, channels=3, width=4),
+            TrainConfig(data=str(image_folder), batch_size=4),
+            max_steps=2,
+        )
     assert not (tmp_path / "r").exists()

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from gankit_runtime.evaluation import metrics as M
 
 

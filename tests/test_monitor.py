@@ -5,14 +5,12 @@ import json
 
 import pytest
 import torch
-
 from gankit.config import ModelConfig, TrainConfig
 from gankit.export import load_generator
 from gankit.monitor import D_FAKE_PATIENCE, FailureWatch
 from gankit.train import train
-from helpers import CONFIGS, trainer
-
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER as CLASSIFIER
+from helpers import CONFIGS, trainer
 
 
 def test_ema_update_follows_its_half_life():
@@ -35,6 +33,7 @@ def test_ema_generator_is_used_for_samples_and_export(tmp_path):
     assert t.G_out is t.G_ema
     assert any(not torch.equal(a, b) for a, b in zip(t.G.parameters(), t.G_ema.parameters()))
     from gankit.checkpoint import save_checkpoint
+
     save_checkpoint(t.state_dict(), tmp_path / "checkpoint.pt")
     g, _, state = load_generator(tmp_path)
     for a, b in zip(g.parameters(), t.G_ema.parameters()):
@@ -79,7 +78,9 @@ def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    assert {"fd", "kid", "precision", "recall", "confident", "class_share_min", "class_entropy"} <= set(evals[0]["eval"])
+    assert {"fd", "kid", "precision", "recall", "confident", "class_share_min", "class_entropy"} <= set(
+        evals[0]["eval"]
+    )
     assert evals[0]["best"] is True
     assert (tmp_path / "r" / "best.pt").is_file() and (tmp_path / "r" / "plot.png").is_file()
     # A conditional generator is also scored on whether each sample is the class it was asked for.
@@ -88,6 +89,7 @@ def test_eval_every_records_figures_keeps_best_and_plots(tmp_path, conditional):
 
 def test_eval_every_needs_mnist(image_folder, tmp_path):
     from gankit_runtime import GankitError
+
     model = ModelConfig(kind="dcgan", size=16, channels=3, width=4)
     with pytest.raises(GankitError, match="needs --data mnist or fashion-mnist"):
         train(tmp_path / "r", model, TrainConfig(data=str(image_folder), batch_size=4, eval_every=2), max_steps=2)

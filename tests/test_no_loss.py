@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, call, expect_error, make_image_folder
 from gankit.checkpoint import save_checkpoint
 from gankit_runtime import GankitError, Generator, contract, plan
@@ -24,8 +23,11 @@ from tiny_models import shape_liar, tiny_generator
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    return {"plain": tiny_generator(d / "plain.onnx"), "cond": tiny_generator(d / "cond.onnx", classes=["cat", "dog"]),
-            "other": tiny_generator(d / "other.onnx", seed=1)}
+    return {
+        "plain": tiny_generator(d / "plain.onnx"),
+        "cond": tiny_generator(d / "cond.onnx", classes=["cat", "dog"]),
+        "other": tiny_generator(d / "other.onnx", seed=1),
+    }
 
 
 @pytest.fixture
@@ -57,16 +59,31 @@ def test_export_never_writes_over_its_checkpoint_nor_over_a_file_it_did_not_make
 
 def test_the_hint_after_training_points_inside_the_run(capsys, tmp_path):
     make_image_folder(tmp_path / "pets", n_per_class=8)
-    rc, out = call(capsys, "train", "--data", tmp_path / "pets", "--image-size", 16, "--width", 4, "--batch-size", 8,
-                   "--steps", 1, "--out", tmp_path / "r")
+    rc, out = call(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "pets",
+        "--image-size",
+        16,
+        "--width",
+        4,
+        "--batch-size",
+        8,
+        "--steps",
+        1,
+        "--out",
+        tmp_path / "r",
+    )
     assert rc == 0 and f"export {tmp_path / 'r'}" in out.out and "exported/" not in out.out
 
 
 def test_generate_never_writes_over_its_model_nor_its_own_files(capsys, models, tmp_path):
     model = models["plain"]
     before = model.read_bytes()
-    expect_error(capsys, ["generate", model, "--seeds", "0-3", "--out", tmp_path / "o", "--grid", model, "--force"],
-                 "the model")
+    expect_error(
+        capsys, ["generate", model, "--seeds", "0-3", "--out", tmp_path / "o", "--grid", model, "--force"], "the model"
+    )
     expect_error(capsys, ["generate", model, "--seeds", "0-3", "--out", model, "--format", "npz"], "the model")
     assert model.read_bytes() == before and not (tmp_path / "o").exists()
     npz = tmp_path / "d.npz"
@@ -76,8 +93,11 @@ def test_generate_never_writes_over_its_model_nor_its_own_files(capsys, models, 
     assert call(capsys, "generate", model, "--seeds", "0-3", "--out", out)[0] == 0
     files = snapshot(out)
     for own in ("000000.png", "metadata.jsonl", "gankit-job.json", "sub/grid.png"):
-        expect_error(capsys, ["generate", model, "--seeds", "0-3", "--out", out, "--grid", out / own, "--force"],
-                     "inside the output folder")
+        expect_error(
+            capsys,
+            ["generate", model, "--seeds", "0-3", "--out", out, "--grid", out / own, "--force"],
+            "inside the output folder",
+        )
     assert snapshot(out) == files
 
 
@@ -162,8 +182,11 @@ def test_two_trainings_into_one_folder_cannot_run_at_once(capsys, tmp_path):
     r.mkdir()
     with open(r / ".gankit-train.lock", "w") as held:  # as another training holds it
         fcntl.flock(held, fcntl.LOCK_EX)
-        expect_error(capsys, ["train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8,
-                              "--steps", 1, "--out", r], "another training is running")
+        expect_error(
+            capsys,
+            ["train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 1, "--out", r],
+            "another training is running",
+        )
     assert not (r / "checkpoint.pt").exists()
 
 
@@ -172,15 +195,19 @@ def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path, late):
     """kill -9 of the launcher: each rank gets SIGTERM from the kernel (then checkpoints and stops), never trains on;
     also when the launcher died while the rank was still starting (late: before it asked for the signal)."""
     marker = tmp_path / "stopped"
-    rank = ("import signal, sys, time\n"
-            f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0)))\n"
-            f"print('ready', flush=True)\ntime.sleep({1.0 if late else 0})\n"
-            "from gankit_cli.rank_guard import stop_with_launcher\n"
-            "stop_with_launcher()\ntime.sleep(60)\n")
-    launcher = ("import os, subprocess, sys\n"
-                "os.environ['GANKIT_LAUNCHER_PID'] = str(os.getpid())\n"
-                f"p = subprocess.Popen([sys.executable, '-c', {rank!r}])\n"
-                "print(p.pid, flush=True)\np.wait()\n")
+    rank = (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0)))\n"
+        f"print('ready', flush=True)\ntime.sleep({1.0 if late else 0})\n"
+        "from gankit_cli.rank_guard import stop_with_launcher\n"
+        "stop_with_launcher()\ntime.sleep(60)\n"
+    )
+    launcher = (
+        "import os, subprocess, sys\n"
+        "os.environ['GANKIT_LAUNCHER_PID'] = str(os.getpid())\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {rank!r}])\n"
+        "print(p.pid, flush=True)\np.wait()\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     assert parent.stdout.readline().strip() == "ready"  # the rank (same stdout) has asked for the signal
@@ -219,8 +246,11 @@ def test_a_model_replaced_while_sessions_start_cannot_mix_two_models(models, tmp
 
 def test_a_model_that_lies_about_its_output_shape_is_refused(capsys, tmp_path):
     liar = shape_liar(tmp_path / "liar.onnx", declared=28, actual=64)
-    for args in (["--out", tmp_path / "o"], ["--out", tmp_path / "d.npz"], ["--out", tmp_path / "o", "--grid",
-                                                                            tmp_path / "g.png"]):
+    for args in (
+        ["--out", tmp_path / "o"],
+        ["--out", tmp_path / "d.npz"],
+        ["--out", tmp_path / "o", "--grid", tmp_path / "g.png"],
+    ):
         expect_error(capsys, ["generate", liar, "--seeds", "0-3", *args], "declares images [4, 1, 28, 28] but made")
     assert sorted(os.listdir(tmp_path)) == ["liar.onnx"]
 
@@ -289,8 +319,12 @@ def test_a_bad_distributed_timeout_is_one_line_and_only_read_under_torchrun(monk
     from gankit.distributed import timeout
 
     monkeypatch.setenv("GANKIT_DIST_TIMEOUT", "abc")
-    r = subprocess.run([sys.executable, "-c", "import gankit.train, gankit.export"], capture_output=True, text=True,
-                       env={**os.environ, "GANKIT_DIST_TIMEOUT": "abc"})
+    r = subprocess.run(
+        [sys.executable, "-c", "import gankit.train, gankit.export"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GANKIT_DIST_TIMEOUT": "abc"},
+    )
     assert r.returncode == 0, r.stderr
     for text in ("abc", "²", "99999999999999999999", "0"):
         monkeypatch.setenv("GANKIT_DIST_TIMEOUT", text)
@@ -313,8 +347,24 @@ def test_training_data_hidden_folders_and_bad_class_names(capsys, tmp_path):
 
 def test_the_limit_that_stops_a_run_is_named(capsys, tmp_path):
     pets = make_image_folder(tmp_path / "pets", n_per_class=8)
-    rc, out = call(capsys, "train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8,
-                   "--epochs", 1, "--steps", 50, "--out", tmp_path / "r")
+    rc, out = call(
+        capsys,
+        "train",
+        "--data",
+        pets,
+        "--image-size",
+        16,
+        "--width",
+        4,
+        "--batch-size",
+        8,
+        "--epochs",
+        1,
+        "--steps",
+        50,
+        "--out",
+        tmp_path / "r",
+    )
     assert rc == 0 and "--epochs 1 (2 steps) stops the run before --steps 50" in out.err and "(--epochs 1)" in out.err
 
 
@@ -333,8 +383,22 @@ def test_progress_without_a_terminal_is_a_plain_line_every_so_often():
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_generate_stopped_by_a_signal_exits_128_plus_it(tmp_path, sig, code):
     out = tmp_path / "o"
-    p = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "generate", ROOT / "exported" / "mnist-dcgan.onnx",
-                          "--seeds", "0-199999", "--threads", "1", "--out", out], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "generate",
+            ROOT / "exported" / "mnist-dcgan.onnx",
+            "--seeds",
+            "0-199999",
+            "--threads",
+            "1",
+            "--out",
+            out,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (out.is_dir() and len(os.listdir(out)) > 20) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -347,8 +411,12 @@ def test_the_cli_without_typer_is_one_line(tmp_path):
     blocker = tmp_path / "blocker" / "typer"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('typer is blocked in this test')\n")
-    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "info", "x.onnx"], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(blocker.parent)})
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "info", "x.onnx"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(blocker.parent)},
+    )
     assert r.returncode == 1 and r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1, r.stderr
 
 
@@ -370,15 +438,23 @@ def test_a_crafted_classifier_is_one_line(capsys, models, tmp_path):
         w = numpy_helper.from_array(np.full((784, 10), fill, np.float32), "w")
         v = numpy_helper.from_array(np.full((784, features), 0.5, np.float32), "v")
         shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "shape")
-        nodes = [helper.make_node("Reshape", ["images", "shape"], ["flat"]),
-                 helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-                 helper.make_node("MatMul", ["flat", "v"], ["features"])]
-        model = helper.make_model(helper.make_graph(nodes, name, [images], [logits, feats], [w, v, shape]),
-                                  opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        nodes = [
+            helper.make_node("Reshape", ["images", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("MatMul", ["flat", "v"], ["features"]),
+        ]
+        model = helper.make_model(
+            helper.make_graph(nodes, name, [images], [logits, feats], [w, v, shape]),
+            opset_imports=[helper.make_opsetid("", 13)],
+            ir_version=8,
+        )
         onnx.save(model, str(tmp_path / f"{name}.onnx"))
         m = tiny_generator(tmp_path / "g.onnx", size=28)
-        expect_error(capsys, ["eval", m, "--samples", 20, "--classifier", tmp_path / f"{name}.onnx", "--out",
-                              tmp_path / "e.json"], "classifier")
+        expect_error(
+            capsys,
+            ["eval", m, "--samples", 20, "--classifier", tmp_path / f"{name}.onnx", "--out", tmp_path / "e.json"],
+            "classifier",
+        )
         assert not (tmp_path / "e.json").exists()
 
 
@@ -390,8 +466,22 @@ def test_a_plot_that_fails_warns_and_training_goes_on(capsys, tmp_path, monkeypa
 
     monkeypatch.setattr(gankit.monitor, "plot_run", broken)
     pets = make_image_folder(tmp_path / "pets", n_per_class=8)
-    rc, out = call(capsys, "train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 2,
-                   "--out", tmp_path / "r")
+    rc, out = call(
+        capsys,
+        "train",
+        "--data",
+        pets,
+        "--image-size",
+        16,
+        "--width",
+        4,
+        "--batch-size",
+        8,
+        "--steps",
+        2,
+        "--out",
+        tmp_path / "r",
+    )
     assert rc == 0 and "warning: could not draw" in out.err and (tmp_path / "r" / "checkpoint.pt").is_file()
 
 

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from gankit.export import to_onnx
 from gankit_runtime import Generator, latents_for_seeds, to_uint8
 from helpers import CONFIGS, trainer
@@ -30,6 +29,7 @@ def exported(tmp_path_factory):
             to_onnx(t.G, CONFIGS[name], path, {"classes": json.dumps(t.data.classes)} if t.data.classes else {})
             cache[name] = (t.G.eval(), path)
         return cache[name]
+
     return get
 
 

@@ -6,9 +6,8 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from gankit_runtime.images import FILTER_FROM, encode_pngs
+from PIL import Image
 
 
 def encode_png(image: np.ndarray, level: int = 1) -> bytes:
@@ -31,12 +30,16 @@ def smooth_rgb(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 1), (9, 1, 3), (28, 28, 1), (5, 3, 3), (64, 64, 3),
-                                   (64, 64, 1), (33, 70, 3)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 1), (1, 7, 1), (9, 1, 3), (28, 28, 1), (5, 3, 3), (64, 64, 3), (64, 64, 1), (33, 70, 3)]
+)
 def test_decodes_to_the_same_pixels(shape):
     rng = np.random.default_rng(sum(shape))
-    for image in (rng.integers(0, 256, shape, dtype=np.uint8), np.zeros(shape, np.uint8),
-                  np.full(shape, 255, np.uint8)):
+    for image in (
+        rng.integers(0, 256, shape, dtype=np.uint8),
+        np.zeros(shape, np.uint8),
+        np.full(shape, 255, np.uint8),
+    ):
         for level in (0, 1, 9):
             np.testing.assert_array_equal(decode(encode_png(image, level)), image)
 
@@ -61,7 +64,7 @@ def test_every_filter_type_round_trips(monkeypatch):
 
 
 def idat_rows(data: bytes) -> bytes:
-    return zlib.decompress(data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8])
+    return zlib.decompress(data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8])
 
 
 def test_rows_are_stable():
@@ -72,8 +75,15 @@ def test_rows_are_stable():
     assert hashlib.sha256(idat_rows(encode_png(smooth_rgb(64, 64, 1)))).hexdigest()[:16] == "7e08dccac13fb82a"
 
 
-@pytest.mark.parametrize("image", [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.float32),
-                                   np.zeros((0, 4, 1), np.uint8), np.zeros((4, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 1), np.uint8),
+        np.zeros((4, 4), np.uint8),
+    ],
+)
 def test_refuses_what_it_cannot_write(image):
     with pytest.raises(ValueError):
         encode_png(image)

@@ -5,19 +5,18 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import assert_one_line_error, child_exit_code, run_cli, torch_blocker
 from gankit_runtime import GankitError, Generator, plan, write_folder, write_npz
+from PIL import Image
 from tiny_models import tiny_generator
-
 
 
 @pytest.fixture(scope="module")
 def small_rgb(tmp_path_factory):
     """A narrow 32x32 RGB DCGAN: cheap to run thousands of times."""
-    return tiny_generator(tmp_path_factory.mktemp("m") / "small.onnx", size=32, channels=3,
-                          metadata={"dataset": "none"})
+    return tiny_generator(
+        tmp_path_factory.mktemp("m") / "small.onnx", size=32, channels=3, metadata={"dataset": "none"}
+    )
 
 
 def test_info_comes_from_the_graph(small_rgb):
@@ -31,8 +30,14 @@ def test_pngs_named_by_seed_hold_the_generated_pixels(small_rgb, tmp_path):
     g = Generator(small_rgb)
     seeds = [5, 0, 123456, 17]
     write_folder(g, plan(g, seeds), tmp_path / "out", batch_size=3, grid=tmp_path / "grid.png")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000005.png", "000017.png",
-                                                                   "123456.png", "gankit-job.json", "metadata.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "000000.png",
+        "000005.png",
+        "000017.png",
+        "123456.png",
+        "gankit-job.json",
+        "metadata.jsonl",
+    ]
     expected = g.generate(seeds)
     for seed, image in zip(seeds, expected):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"{seed:06d}.png")), image)
@@ -71,10 +76,16 @@ def test_npz_streams_images_and_seeds(small_rgb, tmp_path):
 
 def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
     env = torch_blocker(tmp_path)
-    code = ("import sys, gankit_runtime as r; g = r.Generator(sys.argv[1]); x = g.generate([1, 2]);"
-            "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(x.shape)")
-    r = subprocess.run([sys.executable, "-c", code, str(small_rgb)], capture_output=True, text=True,
-                       env={**__import__("os").environ, **env})
+    code = (
+        "import sys, gankit_runtime as r; g = r.Generator(sys.argv[1]); x = g.generate([1, 2]);"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(x.shape)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(small_rgb)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+    )
     assert r.returncode == 0 and "(2, 32, 32, 3)" in r.stdout, r.stderr
     r = run_cli("generate", small_rgb, "--seeds", "0-9", "--out", tmp_path / "o", env=env)
     assert r.returncode == 0, r.stderr
@@ -85,8 +96,7 @@ def test_runtime_and_cli_generate_work_without_torch(small_rgb, tmp_path):
     assert_one_line_error(r.stderr, r.returncode, "needs PyTorch")
 
 
-def test_interrupted_png_write_leaves_whole_files_and_a_rerun_completes_it(small_rgb, tmp_path, full_disk,
-                                                                          monkeypatch):
+def test_interrupted_png_write_leaves_whole_files_and_a_rerun_completes_it(small_rgb, tmp_path, full_disk, monkeypatch):
     g = Generator(small_rgb)
     full_disk(4)  # the job file, then 3 images, then the disk is full
     with pytest.raises(GankitError, match="No space left on device"):
@@ -199,8 +209,12 @@ def test_threads_are_the_total_exactly_and_bounded(small_rgb, monkeypatch):
     assert thread_plan("cpu", 2, 2) == (1, 2)
     assert thread_plan("cpu", None, None) == (5, 4)  # a 64-CPU host: DEFAULT_THREADS in all, not 64
     assert thread_plan("cuda:1", 3, None) == (3, 2)
-    for args, message in [((2, 3), "3 lanes need at least 3 threads"), ((257, None), "threads must be 1 to 256"),
-                          ((0, None), "threads must be 1 to"), ((None, 0), "lanes must be 1 to")]:
+    for args, message in [
+        ((2, 3), "3 lanes need at least 3 threads"),
+        ((257, None), "threads must be 1 to 256"),
+        ((0, None), "threads must be 1 to"),
+        ((None, 0), "lanes must be 1 to"),
+    ]:
         with pytest.raises(GankitError, match=message):
             thread_plan("cpu", *args)
     monkeypatch.undo()

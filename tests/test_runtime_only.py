@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, call, expect_error
 from gankit_runtime import Generator, job_for, write_folder, write_npz
 from gankit_runtime.evaluation.datasets import default_data_dir
@@ -41,8 +40,9 @@ def png_pixels(path: Path) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[-12:] == b"\0\0\0\0IEND\xaeB`\x82"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     start = data.index(b"IDAT") + 4
-    rows = np.frombuffer(zlib.decompress(data[start:start + int.from_bytes(data[start - 8:start - 4], "big")]),
-                         np.uint8).reshape(height, 1 + width)
+    rows = np.frombuffer(
+        zlib.decompress(data[start : start + int.from_bytes(data[start - 8 : start - 4], "big")]), np.uint8
+    ).reshape(height, 1 + width)
     assert (rows[:, 0] == 0).all()
     return rows[:, 1:, None]
 
@@ -51,8 +51,12 @@ def test_data_sets_through_the_api_and_the_cli(tmp_path, capsys):
     c = Generator(CDCGAN, threads=1)
     job = job_for(c, per_class=2, classes="3,7")
     assert write_folder(c, job, tmp_path / "ds", "imagefolder", grid=tmp_path / "grid.png").written == 4
-    assert sorted(p.relative_to(tmp_path / "ds").as_posix() for p in (tmp_path / "ds").rglob("*.png")) == \
-        ["3/000000.png", "3/000001.png", "7/000000.png", "7/000001.png"]
+    assert sorted(p.relative_to(tmp_path / "ds").as_posix() for p in (tmp_path / "ds").rglob("*.png")) == [
+        "3/000000.png",
+        "3/000001.png",
+        "7/000000.png",
+        "7/000001.png",
+    ]
     write_npz(c, job, tmp_path / "ds.npz")
     with np.load(tmp_path / "ds.npz") as f:
         assert f["labels"].tolist() == [3, 3, 7, 7] and f["images"].shape == (4, 28, 28, 1)

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from gankit_runtime import GankitError, SeedRanges, latent_for_seed, latents_for_seeds, parse_seeds
 
 # Recorded once from numpy.random.RandomState(seed).randn(z_dim).astype(float32) (numpy 2.4.6): the formula's
@@ -25,8 +24,9 @@ def test_any_number_of_seeds_is_lazy():
     assert len(seeds.ranges) == 1  # a range, not four billion numbers
 
 
-@pytest.mark.parametrize("text", ["", "a", "1-", "-1", "3-1", "1,,2", "1-2-3", "1.5", "0-4294967296", "1,1",
-                                  "0-10,5", "5-9,0-5"])
+@pytest.mark.parametrize(
+    "text", ["", "a", "1-", "-1", "3-1", "1,,2", "1-2-3", "1.5", "0-4294967296", "1,1", "0-10,5", "5-9,0-5"]
+)
 def test_bad_seeds_are_refused(text):
     with pytest.raises(GankitError):
         parse_seeds(text)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from gankit_runtime import Generator
 

@@ -3,7 +3,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from gankit.config import ModelConfig, TrainConfig
 from gankit.data import Dataset
 from gankit.train import discriminator_loss, generator_loss, train
@@ -14,15 +13,17 @@ from helpers import CONFIGS, trainer
 
 def test_discriminator_loss_is_bce_real_1_fake_0():
     lr, lf = torch.randn(16), torch.randn(16)
-    expected = (F.binary_cross_entropy(torch.sigmoid(lr), torch.ones(16))
-                + F.binary_cross_entropy(torch.sigmoid(lf), torch.zeros(16)))
+    expected = F.binary_cross_entropy(torch.sigmoid(lr), torch.ones(16)) + F.binary_cross_entropy(
+        torch.sigmoid(lf), torch.zeros(16)
+    )
     torch.testing.assert_close(discriminator_loss(lr, lf), expected)
 
 
 def test_one_sided_label_smoothing_targets_real_images_only():
     lr, lf = torch.randn(16), torch.randn(16)
-    expected = (F.binary_cross_entropy(torch.sigmoid(lr), torch.full((16,), 0.9))
-                + F.binary_cross_entropy(torch.sigmoid(lf), torch.zeros(16)))
+    expected = F.binary_cross_entropy(torch.sigmoid(lr), torch.full((16,), 0.9)) + F.binary_cross_entropy(
+        torch.sigmoid(lf), torch.zeros(16)
+    )
     torch.testing.assert_close(discriminator_loss(lr, lf, 0.1), expected)
 
 
@@ -50,25 +51,27 @@ def test_hinge_losses():
 def test_r1_penalty_is_the_squared_slope_at_real_images():
     x = torch.randn(5, 1, 4, 4, requires_grad=True)
     w = torch.arange(16.0).view(1, 1, 4, 4)
-    logits = (w * x).sum(dim=(1, 2, 3)) + (x ** 2).sum(dim=(1, 2, 3))  # grad: w + 2x
+    logits = (w * x).sum(dim=(1, 2, 3)) + (x**2).sum(dim=(1, 2, 3))  # grad: w + 2x
     expected = ((w + 2 * x.detach()) ** 2).sum(dim=(1, 2, 3)).mean()
     torch.testing.assert_close(r1_penalty(logits, x), expected)
 
 
 def test_top_k_share_anneals_to_its_floor():
     assert top_k_share(0.5, 0) == 1.0
-    assert top_k_share(0.5, 3) == pytest.approx(TOP_K_DECAY ** 3) and TOP_K_DECAY ** 3 > 0.5
+    assert top_k_share(0.5, 3) == pytest.approx(TOP_K_DECAY**3) and TOP_K_DECAY**3 > 0.5
     assert top_k_share(0.5, 1000) == 0.5
 
 
 def test_top_k_g_learns_from_the_best_scored_fakes_only(monkeypatch):
     import gankit.trainer as tr
+
     t = trainer(CONFIGS["dcgan28"], steps=0, batch_size=8, top_k=0.5)
     t.step = 100 * t.steps_per_epoch  # past the annealing: half of the fakes
     scores, learned = [], []
     t.D.register_forward_hook(lambda module, args, out: scores.append(out.detach()))
-    monkeypatch.setattr(tr, "generator_loss", lambda logits, *a: learned.append(logits.detach())
-                        or generator_loss(logits, *a))
+    monkeypatch.setattr(
+        tr, "generator_loss", lambda logits, *a: learned.append(logits.detach()) or generator_loss(logits, *a)
+    )
     t.train_step()
     # scores[-1]: D's scores of the G step's 8 fakes; G's loss saw the 4 best of them
     torch.testing.assert_close(learned[0], scores[-1].sort(descending=True).values[:4])
@@ -77,6 +80,7 @@ def test_top_k_g_learns_from_the_best_scored_fakes_only(monkeypatch):
 def test_r1_runs_lazily_and_changes_d(monkeypatch):
     calls = []
     import gankit.trainer as tr
+
     monkeypatch.setattr(tr, "r1_penalty", lambda logits, x: calls.append(1) or r1_penalty(logits, x))
     t = trainer(CONFIGS["dcgan28"], steps=R1_EVERY + 1, batch_size=4, r1=1.0)
     assert len(calls) == 2  # D steps 0 and R1_EVERY
@@ -85,6 +89,7 @@ def test_r1_runs_lazily_and_changes_d(monkeypatch):
 
 def test_r1_is_on_by_default_where_it_was_measured():
     from gankit.config import new_run_configs
+
     assert new_run_configs("dcgan", "mnist")[1].r1 == 1.0  # MNIST DCGAN: measured (docs/benchmarks.md)
     assert new_run_configs("dcgan", "faces", image_size=64)[1].r1 == 0.0  # not measured at 64x64
     assert new_run_configs("vanilla", "mnist")[1].r1 == 0.0
@@ -95,8 +100,10 @@ def test_r1_is_on_by_default_where_it_was_measured():
     assert TrainConfig.from_dict({"epochs": 3}).r1 == 0.0  # a run saved before R1 existed resumes without it
 
 
-@pytest.mark.parametrize("bad", [{"loss": "wasserstein"}, {"loss": "hinge", "g_loss": "minimax"}, {"r1": -1.0},
-                                 {"top_k": 0.0}, {"top_k": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"loss": "wasserstein"}, {"loss": "hinge", "g_loss": "minimax"}, {"r1": -1.0}, {"top_k": 0.0}, {"top_k": 1.5}],
+)
 def test_bad_recipe_options_are_one_line(bad):
     with pytest.raises(GankitError):
         TrainConfig(**bad)
@@ -169,7 +176,10 @@ def test_run_folder_outputs(image_folder, tmp_path):
     assert [r["step"] for r in lines] == [3, 6, 7]  # each epoch end, then the requested stop
     assert {"loss_d", "loss_g", "d_real", "d_fake", "images_per_s"} <= set(lines[0])
     assert sorted(p.name for p in (tmp_path / "r" / "samples").iterdir()) == [
-        "epoch_001.png", "epoch_002.png", "step_0000007.png"]
+        "epoch_001.png",
+        "epoch_002.png",
+        "step_0000007.png",
+    ]
     with pytest.raises(GankitError, match="already holds a run"):
         train(tmp_path / "r", model, cfg, max_steps=8)
 
@@ -178,6 +188,7 @@ def test_too_little_data_is_an_error():
     cfg = CONFIGS["dcgan28"]
     data = Dataset("tiny", torch.zeros(3, 1, 28, 28, dtype=torch.uint8), None, [])
     from gankit.train import Trainer
+
     with pytest.raises(GankitError, match="fewer than one generator step"):
         Trainer(cfg, TrainConfig(batch_size=4), data)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, call
 from gankit_runtime import Generator
 
@@ -24,8 +23,14 @@ HAS_ORT_WEB = (WEB / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_javascript_package_under_node_s_test_runner():
-    r = subprocess.run(["node", "--test", "test/"], cwd=WEB, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "GANKIT_PYTHON": sys.executable})
+    r = subprocess.run(
+        ["node", "--test", "test/"],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GANKIT_PYTHON": sys.executable},
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "# fail 0" in r.stdout and (not HAS_ORT_WEB or "# skipped 0" in r.stdout), r.stdout[-2000:]
 
@@ -58,11 +63,21 @@ def call_cli(*args) -> int:
 def page(site):
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         page.goto(site[0])
         page.wait_for_function("window.gankitDemo && window.gankitDemo.ready", timeout=120_000)
@@ -71,10 +86,13 @@ def page(site):
 
 
 def in_browser(page, model: int, seeds: list[int], labels: list[int] | None = None) -> dict:
-    return page.evaluate("""async ([model, seeds, labels]) => {
+    return page.evaluate(
+        """async ([model, seeds, labels]) => {
         const r = await window.gankitDemo.generateWith(model, seeds, labels);
         return {z: Array.from(new Uint32Array(r.z.buffer)), images: Array.from(r.images), pixels: Array.from(r.pixels)};
-    }""", [model, seeds, labels])
+    }""",
+        [model, seeds, labels],
+    )
 
 
 @pytest.mark.slow  # a real browser
@@ -97,8 +115,10 @@ def test_the_page_makes_python_s_images(page, site, name, capsys):
     assert off.max() <= 1 and (off > 0).mean() <= 1e-3, (off.max(), (off > 0).mean())
     if index == 0:
         with capsys.disabled():
-            print(f"\n[browser] page load to the first grid of 64 digits on screen: "
-                  f"{page.evaluate('window.gankitDemo.firstGridMs'):.0f} ms (headless Chromium, wasm, one thread)")
+            print(
+                f"\n[browser] page load to the first grid of 64 digits on screen: "
+                f"{page.evaluate('window.gankitDemo.firstGridMs'):.0f} ms (headless Chromium, wasm, one thread)"
+            )
 
 
 @pytest.mark.slow  # a real browser

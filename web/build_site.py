@@ -34,23 +34,37 @@ _BUILD = re.compile(r"^\..+\.gankit-build\.(\d+)(\.old)?$")  # a build (or a rep
 def find_ort(given: Path | None, sources: Path = SOURCES) -> Path:
     """onnxruntime-web's dist/ folder: the one given, or node_modules/onnxruntime-web/dist in the working directory
     or beside the page's sources (a checkout's web/ after npm ci)."""
-    candidates = [Path(given)] if given else [Path("node_modules/onnxruntime-web/dist"),
-                                              sources / "node_modules" / "onnxruntime-web" / "dist"]
+    candidates = (
+        [Path(given)]
+        if given
+        else [Path("node_modules/onnxruntime-web/dist"), sources / "node_modules" / "onnxruntime-web" / "dist"]
+    )
     for folder in candidates:
         if all((folder / f).is_file() for f in ORT_FILES):
             return folder
     where = f"{given}" if given else "node_modules/onnxruntime-web/dist (here or in the checkout's web/)"
-    raise GankitError(f"onnxruntime-web not found in {where} (need {', '.join(ORT_FILES)}): npm install "
-                      "onnxruntime-web (or npm ci in web/), or give --ort DIST_FOLDER")
+    raise GankitError(
+        f"onnxruntime-web not found in {where} (need {', '.join(ORT_FILES)}): npm install "
+        "onnxruntime-web (or npm ci in web/), or give --ort DIST_FOLDER"
+    )
 
 
 def model_entry(path: Path, name: str) -> dict:
     """What the page needs to know of a model (the graph's names and shapes, the metadata's classes)."""
     g = Generator(path, threads=1)
     i = g.info
-    return {"name": name, "file": f"models/{name}.onnx", "zDim": i.z_dim, "classes": list(i.classes),
-            "channels": i.channels, "height": i.height, "width": i.width, "outputRange": list(i.output_range),
-            "pixels": i.pixels_name is not None, "sha256": g.sha256}
+    return {
+        "name": name,
+        "file": f"models/{name}.onnx",
+        "zDim": i.z_dim,
+        "classes": list(i.classes),
+        "channels": i.channels,
+        "height": i.height,
+        "width": i.width,
+        "outputRange": list(i.output_range),
+        "pixels": i.pixels_name is not None,
+        "sha256": g.sha256,
+    }
 
 
 def _names(models: list[Path]) -> list[str]:
@@ -63,8 +77,11 @@ def _names(models: list[Path]) -> list[str]:
 def check_out(out: Path, models: list[Path], force: bool) -> None:
     """Refuse an --out whose replacement would lose something: a folder that holds the page's sources, the working
     directory or a model; a folder this command did not build (with --force: one that holds more than a site)."""
-    for what, path in (("the page's sources", SOURCES), ("the working directory", Path.cwd()),
-                       *((f"model {m}", Path(m)) for m in models)):
+    for what, path in (
+        ("the page's sources", SOURCES),
+        ("the working directory", Path.cwd()),
+        *((f"model {m}", Path(m)) for m in models),
+    ):
         if is_inside(path, out):
             raise GankitError(f"--out {out} holds {what}, and --out is replaced: choose a new folder")
     if not os.path.lexists(out):
@@ -75,12 +92,16 @@ def check_out(out: Path, models: list[Path], force: bool) -> None:
     if not entries or MARKER in entries:
         return
     if not force:
-        raise GankitError(f"{out} exists and was not built by gankit web: choose another --out (--force replaces an "
-                          "older site's folder)")
+        raise GankitError(
+            f"{out} exists and was not built by gankit web: choose another --out (--force replaces an "
+            "older site's folder)"
+        )
     if not entries <= SITE_ENTRIES:
         others = sorted(entries - SITE_ENTRIES)[:3]
-        raise GankitError(f"{out} holds more than a site ({', '.join(others)}): it is never replaced, even with "
-                          "--force; choose another --out")
+        raise GankitError(
+            f"{out} holds more than a site ({', '.join(others)}): it is never replaced, even with "
+            "--force; choose another --out"
+        )
 
 
 def remove_stale_builds(folder: Path) -> None:

@@ -306,7 +306,7 @@ function contractOf(session) {
 /** The number of classes from options.classes (names, or a count), or null when the caller did not say. */
 function classCount(options) {
   const { classes = null } = options;
-  if (classes === null) return null;
+  if (classes === null || (Array.isArray(classes) && classes.length === 0)) return null; // [] : unconditional
   const count = Array.isArray(classes) ? classes.length : classes;
   if (!Number.isInteger(count) || count < 1) throw new RangeError("classes must be the class names or their number");
   return count;

@@ -8,7 +8,7 @@ from .rank_guard import stop_with_launcher
 
 stop_with_launcher()
 
-from .app import app, main  # noqa: E402  (after the rank guard, on purpose)
 from . import run_commands, train_commands  # noqa: E402, F401  (they add their commands to app)
+from .app import app, main  # noqa: E402  (after the rank guard, on purpose)
 
 __all__ = ["app", "main"]

@@ -11,7 +11,6 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-
 from gankit_runtime import GankitError, Interrupted, __version__
 from gankit_runtime.generator import THREADS_PER_CPU, usable_cpus
 
@@ -26,8 +25,12 @@ try:
 except ImportError:
     pass
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train GAN generators, export them to ONNX, generate images with onnxruntime.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train GAN generators, export them to ONNX, generate images with onnxruntime.",
+)
 
 
 def _version(value: bool) -> None:
@@ -37,26 +40,56 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.", metavar="")) -> None:
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=""
+    ),
+) -> None:
     """Train GAN generators, export them to ONNX, generate images with onnxruntime."""
 
 
-def _choices(name: str, *values: str) -> type[Enum]:
-    """A str Enum of option values (typer lists them in --help and rejects others in one line); members are
-    the values with '-' as '_'. Spelled out here, not imported from gankit.config: generate and info must run
-    where only the runtime is installed."""
-    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+# The values of choice options: typer lists them in --help and rejects others in one line. Spelled out here, not
+# imported from gankit.config: generate and info must run where only the runtime is installed.
+class ModelKind(str, Enum):
+    vanilla = "vanilla"
+    dcgan = "dcgan"
 
 
-ModelKind = _choices("ModelKind", "vanilla", "dcgan")
-GLoss = _choices("GLoss", "non-saturating", "minimax")
-Loss = _choices("Loss", "bce", "hinge")
-Format = _choices("Format", "png", "imagefolder", "npz")
-DCondition = _choices("DCondition", "projection", "concat")
-DNorm = _choices("DNorm", "batch", "spectral")
-Augment_ = _choices("Augment_", "off", "fixed", "ada")
-DataSet = _choices("DataSet", "mnist", "fashion-mnist")  # eval's and train-classifier's: a shipped classifier each
+class GLoss(str, Enum):
+    non_saturating = "non-saturating"
+    minimax = "minimax"
+
+
+class Loss(str, Enum):
+    bce = "bce"
+    hinge = "hinge"
+
+
+class Format(str, Enum):
+    png = "png"
+    imagefolder = "imagefolder"
+    npz = "npz"
+
+
+class DCondition(str, Enum):
+    projection = "projection"
+    concat = "concat"
+
+
+class DNorm(str, Enum):
+    batch = "batch"
+    spectral = "spectral"
+
+
+class Augment_(str, Enum):
+    off = "off"
+    fixed = "fixed"
+    ada = "ada"
+
+
+class DataSet(str, Enum):  # eval's and train-classifier's: a shipped classifier each
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
 
 
 def _flag(help: str) -> dict:
@@ -66,7 +99,9 @@ def _flag(help: str) -> dict:
 
 def _check_threads(threads: int | None) -> None:  # bounded as the runtime bounds its own threads
     if threads is not None and threads > THREADS_PER_CPU * usable_cpus():
-        raise GankitError(f"--threads {threads} is more than {THREADS_PER_CPU} per CPU this process may use ({usable_cpus()})")
+        raise GankitError(
+            f"--threads {threads} is more than {THREADS_PER_CPU} per CPU this process may use ({usable_cpus()})"
+        )
 
 
 _ARGV: list[str] = []  # the command line main() was given (train --nproc starts the ranks with it)
@@ -75,12 +110,13 @@ _ARGV: list[str] = []  # the command line main() was given (train --nproc starts
 def _training_side():
     """Import the torch side, or say in one line what is missing."""
     try:
-        import torch  # noqa: F401
-
         import gankit.train  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as e:
-        raise GankitError(f"this command needs PyTorch and the gankit package ({e}): pip install torch gankit "
-                          "(from a checkout: pip install torch -e .)") from None
+        raise GankitError(
+            f"this command needs PyTorch and the gankit package ({e}): pip install torch gankit "
+            "(from a checkout: pip install torch -e .)"
+        ) from None
 
 
 def _given(ctx: typer.Context, values: dict) -> dict:
@@ -142,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if isinstance(rc, int) and rc == 130:  # typer turned a KeyboardInterrupt outside our handlers into 130
-        print("error: interrupted (files are written whole or not at all: run the same command again)",
-              file=sys.stderr)
+        print("error: interrupted (files are written whole or not at all: run the same command again)", file=sys.stderr)
         return 128 + int(_RECEIVED[0])
     return rc if isinstance(rc, int) else 0
-

@@ -9,8 +9,8 @@ PLAIN_EVERY = 30.0  # seconds between progress lines without a terminal (tqdm's 
 
 
 class Progress:
-    def __init__(self, stream=sys.stderr, every: float = 0.25, plain_every: float = PLAIN_EVERY):
-        self.stream = stream
+    def __init__(self, stream=None, every: float = 0.25, plain_every: float = PLAIN_EVERY):
+        self.stream = stream = stream or sys.stderr  # the stream of the moment, not the one at import
         self.tty = stream.isatty()
         self.every = every if self.tty else plain_every
         self._last = 0.0 if self.tty else time.perf_counter()

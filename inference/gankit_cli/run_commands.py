@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
-
 from gankit_runtime import GankitError, Generator, write_npz
 from gankit_runtime.files import refuse_overlap
 
+from . import progress
 from .app import DataSet, Format, _flag, _printable, _training_side, app
 from .progress import Progress
 
@@ -22,32 +21,54 @@ FILE_SUFFIXES = (".npz", ".npy", ".png", ".jpg", ".jpeg", ".json", ".onnx")  # w
 @app.command()
 def generate(
     model: Path = typer.Argument(..., help="An exported .onnx generator."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-99,200,300-310; one image per seed (and class). "
-                                                   "Default 0-63."),
-    per_class: Optional[int] = typer.Option(None, min=1, help="Conditional models: N images of each class "
-                                                              "(seeds 0..N-1). Instead of --seeds."),
-    classes: Optional[str] = typer.Option(None, "--classes", "--class", help="Conditional models: the classes, by "
-                                                                             "name or index, e.g. 0,3,7. Default all."),
+    seeds: str | None = typer.Option(
+        None, help="Seeds, e.g. 0-99,200,300-310; one image per seed (and class). Default 0-63."
+    ),
+    per_class: int | None = typer.Option(
+        None, min=1, help="Conditional models: N images of each class (seeds 0..N-1). Instead of --seeds."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", "--class", help="Conditional models: the classes, by name or index, e.g. 0,3,7. Default all."
+    ),
     truncation: float = typer.Option(1.0, help="psi: latents shrink toward the mean, z' = psi * z (1.0 = off)."),
-    out: Optional[Path] = typer.Option(None, help="Folder (png, imagefolder; default out/) or .npz file "
-                                                  "(default out.npz)."),
-    format: Optional[Format] = typer.Option(None, "--format", help="png: out/<seed>.png; imagefolder: "
-                                            "out/<class>/<seed>.png (default for conditional models); npz: one file "
-                                            "of images, labels, seeds. Folders get metadata.jsonl."),
-    shard: Optional[str] = typer.Option(None, help="i/n: this process makes the i-th of n disjoint parts (from 0); "
-                                                   "the n parts together are the single run's files."),
+    out: Path | None = typer.Option(
+        None, help="Folder (png, imagefolder; default out/) or .npz file (default out.npz)."
+    ),
+    format: Format | None = typer.Option(
+        None,
+        "--format",
+        help="png: out/<seed>.png; imagefolder: "
+        "out/<class>/<seed>.png (default for conditional models); npz: one file "
+        "of images, labels, seeds. Folders get metadata.jsonl.",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        help="i/n: this process makes the i-th of n disjoint parts (from 0); "
+        "the n parts together are the single run's files.",
+    ),
     batch_size: int = typer.Option(64, min=1),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (an error if CUDA cannot be used)."),
-    tf32: bool = typer.Option(False, "--tf32", **_flag("CUDA: TF32 convolutions, faster on recent GPUs; pixels then "
-                                                       "differ from the CPU's by several levels.")),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for inference in all, exactly (default: "
-                                                            "the CPUs this process may use, at most 8)."),
-    lanes: Optional[int] = typer.Option(None, min=1, help="Batches in flight at once, sharing the model (CPU default: "
-                                                          "one per thread, at most 4). Images do not depend on it."),
-    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid here: the first 64 images, or 8 per class."),
+    tf32: bool = typer.Option(
+        False,
+        "--tf32",
+        **_flag("CUDA: TF32 convolutions, faster on recent GPUs; pixels then differ from the CPU's by several levels."),
+    ),
+    threads: int | None = typer.Option(
+        None,
+        min=1,
+        help="CPU threads for inference in all, exactly (default: the CPUs this process may use, at most 8).",
+    ),
+    lanes: int | None = typer.Option(
+        None,
+        min=1,
+        help="Batches in flight at once, sharing the model (CPU default: "
+        "one per thread, at most 4). Images do not depend on it.",
+    ),
+    grid: Path | None = typer.Option(None, help="Also write a PNG grid here: the first 64 images, or 8 per class."),
     png_level: int = typer.Option(1, min=0, max=9, help="PNG deflate level, 0-9: 1 makes small files, 0 is fastest."),
-    force: bool = typer.Option(False, "--force", **_flag("Replace an existing npz or grid file that this command "
-                                                         "did not write.")),
+    force: bool = typer.Option(
+        False, "--force", **_flag("Replace an existing npz or grid file that this command did not write.")
+    ),
 ):
     """Generate images from seeds with onnxruntime (no torch needed); labelled data sets from conditional models.
 
@@ -59,31 +80,47 @@ def generate(
     generator = Generator(model, device=device, threads=threads, tf32=tf32, lanes=lanes)
     part = job_for(generator, seeds, per_class, classes, truncation, shard)
     format = format or Format(default_layout(generator))
+    if format != Format.npz and out is not None and out.suffix.lower() in FILE_SUFFIXES:
+        raise GankitError(
+            f"--format {format.value} writes a folder of images; --out {out} names a file (for an npz "
+            "give --format npz, for one picture of them --grid)"
+        )
     out = out or Path("out.npz" if format == Format.npz else "out")
     start = time.perf_counter()
-    bar = Progress()
-    shown = lambda done, total: bar.update(f"images ({done / max(time.perf_counter() - start, 1e-9):.0f}/s)",  # noqa: E731
-                                           done, total)
+    bar = Progress(plain_every=progress.PLAIN_EVERY)
+    shown = lambda done, total: bar.update(
+        f"images ({done / max(time.perf_counter() - start, 1e-9):.0f}/s)",  # noqa: E731
+        done,
+        total,
+    )
     if format == Format.npz:
         result = write_npz(generator, part, out, batch_size=batch_size, grid=grid, force=force, progress=shown)
     else:
-        result = write_folder(generator, part, out, format.value, batch_size=batch_size, grid=grid,
-                              png_level=png_level, force=force, progress=shown)
+        result = write_folder(
+            generator,
+            part,
+            out,
+            format.value,
+            batch_size=batch_size,
+            grid=grid,
+            png_level=png_level,
+            force=force,
+            progress=shown,
+        )
     bar.clear()
     seconds = time.perf_counter() - start
     what = f"shard {part.part[0]}/{part.part[1]}: " if shard is not None else ""
     kept = f", kept {result.skipped} already there" if result.skipped else ""
-    typer.echo(f"{what}wrote {result.written} images to {out}{kept} in {seconds:.1f} s "
-               f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})")
+    typer.echo(
+        f"{what}wrote {result.written} images to {out}{kept} in {seconds:.1f} s "
+        f"({result.written / max(seconds, 1e-9):.0f} images/s, {', '.join(generator.providers)})"
+    )
 
 
 def _check_generate_options(format, out, tf32: bool, device: str, shard, png_level: int):
     """The format asked for (--out x.npz is an npz); options that would be ignored are refused."""
     if format is None and out is not None and out.suffix == ".npz":
         format = Format.npz
-    if format not in (None, Format.npz) and out is not None and out.suffix.lower() in FILE_SUFFIXES:
-        raise GankitError(f"--format {format.value} writes a folder of images; --out {out} names a file (for an npz "
-                          "give --format npz, for one picture of them --grid)")
     if tf32 and not device.startswith("cuda"):
         raise GankitError("--tf32 is for CUDA convolutions: it has no effect on the CPU")
     if shard is not None and format == Format.npz:
@@ -109,10 +146,13 @@ def evaluate(
     model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
     data: DataSet = typer.Option(DataSet.mnist, help="Reference data: its test split and classifier."),
     samples: int = typer.Option(10000, min=10, max=100_000, help="Generated samples (seeds 0..N-1)."),
-    out: Optional[Path] = typer.Option(None, help="JSON file for the figures. Default: <run>/eval.json for a run, "
-                                                  "MODEL.eval.json beside an .onnx."),
-    classifier: Optional[Path] = typer.Option(None, help="Feature extractor. Default: --data's classifier shipped in "
-                                                          "gankit_runtime (models/DATA-classifier.onnx)."),
+    out: Path | None = typer.Option(
+        None, help="JSON file for the figures. Default: <run>/eval.json for a run, MODEL.eval.json beside an .onnx."
+    ),
+    classifier: Path | None = typer.Option(
+        None,
+        help="Feature extractor. Default: --data's classifier shipped in gankit_runtime (models/DATA-classifier.onnx).",
+    ),
     reference: bool = typer.Option(True, help="Also score real training images: the scale."),
     truncation: float = typer.Option(1.0, help="psi of the samples scored (1.0 = off), as generate's."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out that eval did not write.")),
@@ -120,7 +160,8 @@ def evaluate(
     """Score a generator: FD, KID, precision/recall in a classifier's features, confidence, classes."""
     import tempfile
 
-    from gankit_runtime.evaluation.evaluate import evaluate as run_eval, table, write_json
+    from gankit_runtime.evaluation.evaluate import evaluate as run_eval
+    from gankit_runtime.evaluation.evaluate import table, write_json
     from gankit_runtime.files import prepare_output_file
 
     is_run = model.suffix != ".onnx"
@@ -138,8 +179,14 @@ def evaluate(
 
                 with open(os.devnull, "w") as quiet:
                     run_export(model, onnx_path, log=quiet)
-            result = run_eval(Generator(onnx_path), samples=samples, classifier=classifier, data=data.value,
-                              with_reference=reference, truncation=truncation)
+            result = run_eval(
+                Generator(onnx_path),
+                samples=samples,
+                classifier=classifier,
+                data=data.value,
+                with_reference=reference,
+                truncation=truncation,
+            )
         except GankitError as e:  # name the user's run, not the temporary export
             raise GankitError(str(e).replace(str(onnx_path), str(model))) from None
     result["model"] = str(model)
@@ -147,16 +194,24 @@ def evaluate(
     typer.echo(table(result) + f"\nfigures: {out}")
 
 
-
 @app.command()
 def web(
-    models: Optional[list[Path]] = typer.Argument(None, help="Exported .onnx generators. Default, in a checkout: the "
-                                                             "shipped ones."),
+    models: list[Path] | None = typer.Argument(
+        None, help="Exported .onnx generators. Default, in a checkout: the shipped ones."
+    ),
     out: Path = typer.Option(Path("out/web"), help="Folder for the site (replaced if this command built it)."),
-    ort: Optional[Path] = typer.Option(None, help="onnxruntime-web's dist/ folder (ort.wasm.min.mjs, ...). Default: "
-                                                  "node_modules/onnxruntime-web/dist here, or in the checkout's web/."),
-    force: bool = typer.Option(False, "--force", **_flag("Replace --out when it holds a site an older gankit built "
-                                                         "(only a site's files; anything else is refused).")),
+    ort: Path | None = typer.Option(
+        None,
+        help="onnxruntime-web's dist/ folder (ort.wasm.min.mjs, ...). Default: "
+        "node_modules/onnxruntime-web/dist here, or in the checkout's web/.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        **_flag(
+            "Replace --out when it holds a site an older gankit built (only a site's files; anything else is refused)."
+        ),
+    ),
 ):
     """Write a static site that runs the generators in the browser (onnxruntime-web): seeds, classes,
     truncation, a grid and an interpolation. Serve it with any static server, e.g. python -m http.server."""
@@ -168,8 +223,10 @@ def web(
     if not models and not shipped:
         raise GankitError("give the .onnx generators to put on the page (only a checkout has shipped ones)")
     entries = site.write_site(models or shipped, out, ort_dir=site.find_ort(ort, sources), force=force)
-    typer.echo(f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "
-               f"python -m http.server -d {out} 8000, then open http://127.0.0.1:8000")
+    typer.echo(
+        f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "
+        f"python -m http.server -d {out} 8000, then open http://127.0.0.1:8000"
+    )
 
 
 @app.command()
@@ -180,10 +237,11 @@ def info(model: Path = typer.Argument(..., help="An exported .onnx generator."))
     if i.conditional:
         classes = ", ".join(f"{n}={_printable(c)}" for n, c in enumerate(i.classes))
         typer.echo(f"  input  {_printable(i.labels_name)}: int64 [N], class index: {classes}")
-    typer.echo(f"  output {_printable(i.output_name)}: float32 [N, {i.channels}, {i.height}, {i.width}] in "
-               f"{list(i.output_range)}")
+    typer.echo(
+        f"  output {_printable(i.output_name)}: float32 [N, {i.channels}, {i.height}, {i.width}] in "
+        f"{list(i.output_range)}"
+    )
     if i.pixels_name:
         typer.echo(f"  output {_printable(i.pixels_name)}: uint8 [N, {i.height}, {i.width}, {i.channels}]")
     for key, value in sorted(i.metadata.items()):
         typer.echo(f"  {_printable(key)}: {_printable(value)}")
-

@@ -6,15 +6,27 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
-
 from gankit_runtime import GankitError
 from gankit_runtime.files import same_path
 
-from .app import (_ARGV, PROG, Augment_, DataSet, DCondition, DNorm, GLoss, Loss, ModelKind, _check_threads, _flag,
-                  _given, _training_side, app)
+from .app import (
+    _ARGV,
+    PROG,
+    Augment_,
+    DataSet,
+    DCondition,
+    DNorm,
+    GLoss,
+    Loss,
+    ModelKind,
+    _check_threads,
+    _flag,
+    _given,
+    _training_side,
+    app,
+)
 
 
 @app.command()
@@ -22,53 +34,86 @@ def train(
     ctx: typer.Context,
     model: ModelKind = typer.Option(ModelKind.dcgan, help="vanilla (MLP) or dcgan."),
     data: str = typer.Option("mnist", help="mnist, fashion-mnist, or a folder of images (recursive)."),
-    out: Path = typer.Option(None, help="Run folder for checkpoint.pt, metrics.jsonl, samples/. "
-                                        "Default: runs/<data>-<model>."),
+    out: Path = typer.Option(
+        None, help="Run folder for checkpoint.pt, metrics.jsonl, samples/. Default: runs/<data>-<model>."
+    ),
     epochs: int = typer.Option(5, min=1, help="On --resume: the run's own unless given."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many generator steps in all."),
+    steps: int | None = typer.Option(None, min=1, help="Stop after this many generator steps in all."),
     batch_size: int = typer.Option(64, min=1),
-    lr_g: Optional[float] = typer.Option(None, help="Adam learning rate of the generator. Default 1e-3 for dcgan "
-                                                    "below 64x64, else 2e-4 (measured: README, Benchmarks)."),
-    lr_d: Optional[float] = typer.Option(None, help="Adam learning rate of the discriminator. Default as --lr-g's."),
+    lr_g: float | None = typer.Option(
+        None,
+        help="Adam learning rate of the generator. Default 1e-3 for dcgan "
+        "below 64x64, else 2e-4 (measured: README, Benchmarks).",
+    ),
+    lr_d: float | None = typer.Option(None, help="Adam learning rate of the discriminator. Default as --lr-g's."),
     beta1: float = typer.Option(0.5),
     beta2: float = typer.Option(0.999),
     d_steps: int = typer.Option(1, min=1, help="k: discriminator steps per generator step."),
-    g_loss: GLoss = typer.Option(GLoss.non_saturating, help="non-saturating -log D(G(z)), or the "
-                                                             "original minimax log(1 - D(G(z)))."),
+    g_loss: GLoss = typer.Option(
+        GLoss.non_saturating, help="non-saturating -log D(G(z)), or the original minimax log(1 - D(G(z)))."
+    ),
     loss: Loss = typer.Option(Loss.bce, help="bce (cross-entropy, the course's) or hinge (on logits; G maximises D)."),
-    r1: Optional[float] = typer.Option(None, min=0, help="R1 penalty weight, 0 = off. Default 1 for dcgan below 64x64."),
+    r1: float | None = typer.Option(None, min=0, help="R1 penalty weight, 0 = off. Default 1 for dcgan below 64x64."),
     top_k: float = typer.Option(1.0, min=0, max=1, help="G learns from D's best-scored share of fakes; 1 = all."),
-    image_size: Optional[int] = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
-    channels: Optional[int] = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
+    image_size: int | None = typer.Option(None, help="Default 28 for mnist/fashion-mnist, 64 for folders."),
+    channels: int | None = typer.Option(None, help="1 or 3. Default 1 for mnist/fashion-mnist, 3 for folders."),
     z_dim: int = typer.Option(100, min=1),
-    width: Optional[int] = typer.Option(None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 "
-                                                           "(128 at 64x64: the DCGAN paper's 1024)."),
+    width: int | None = typer.Option(
+        None, min=1, help="dcgan: 8*width channels at 4x4. Default 32 (128 at 64x64: the DCGAN paper's 1024)."
+    ),
     label_smoothing: float = typer.Option(0.0, help="One-sided: D's target for real images is 1 - this."),
     d_norm: DNorm = typer.Option(DNorm.batch, help="dcgan: normalisation in D, batch norm or spectral norm."),
-    conditional: bool = typer.Option(False, "--conditional", **_flag("Class-conditional G and D, trained on the data's "
-                                                                   "labels (MNIST's digits, a folder's sub-folders).")),
+    conditional: bool = typer.Option(
+        False,
+        "--conditional",
+        **_flag("Class-conditional G and D, trained on the data's labels (MNIST's digits, a folder's sub-folders)."),
+    ),
     d_condition: DCondition = typer.Option(DCondition.projection, help="--conditional: how D takes the label."),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
-    eval_every: int = typer.Option(0, min=0, help="Eval figures every N generator steps (mnist, fashion-mnist); 0 = never."),
+    eval_every: int = typer.Option(
+        0, min=0, help="Eval figures every N generator steps (mnist, fashion-mnist); 0 = never."
+    ),
     eval_samples: int = typer.Option(5000, min=10, help="Samples per eval during training."),
-    checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N generator steps (besides epoch ends and "
-                                                        "Ctrl-C); 0 = every 5 minutes of training."),
-    augment: Augment_ = typer.Option(Augment_.off, help="Differentiable augmentation of all D sees, for few images: "
-                                                         "fixed (probability --augment-p) or ada (adaptive)."),
+    checkpoint_every: int = typer.Option(
+        0,
+        min=0,
+        help="Checkpoint every N generator steps (besides epoch ends and Ctrl-C); 0 = every 5 minutes of training.",
+    ),
+    augment: Augment_ = typer.Option(
+        Augment_.off,
+        help="Differentiable augmentation of all D sees, for few images: "
+        "fixed (probability --augment-p) or ada (adaptive).",
+    ),
     augment_p: float = typer.Option(1.0, min=0, max=1, help="--augment fixed: probability of each operation."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", **_flag("Under torchrun: batch-norm statistics of the global "
-                                                             "batch (all processes), not of each process's share.")),
-    data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    sync_bn: bool = typer.Option(
+        False,
+        "--sync-bn",
+        **_flag(
+            "Under torchrun: batch-norm statistics of the global batch (all processes), not of each process's share."
+        ),
+    ),
+    data_dir: Path | None = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    nproc: Optional[int] = typer.Option(None, min=1, max=1024, help="Train on N processes of this machine (DDP: "
-                                                                 "torchrun --standalone --nproc-per-node N, in one "
-                                                                 "command: one error line, the ranks' exit code)."),
-    resume: bool = typer.Option(False, "--resume", **_flag("Continue the run in --out with its own settings; "
-                                                           "--epochs, --steps, --eval-every, --eval-samples, "
-                                                           "--checkpoint-every, --device, --threads may change, any "
-                                                           "other setting given must match the run's.")),
+    nproc: int | None = typer.Option(
+        None,
+        min=1,
+        max=1024,
+        help="Train on N processes of this machine (DDP: "
+        "torchrun --standalone --nproc-per-node N, in one "
+        "command: one error line, the ranks' exit code).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        **_flag(
+            "Continue the run in --out with its own settings; "
+            "--epochs, --steps, --eval-every, --eval-samples, "
+            "--checkpoint-every, --device, --threads may change, any "
+            "other setting given must match the run's."
+        ),
+    ),
 ):
     """Train a GAN; writes checkpoints, a sample grid per epoch and metrics.jsonl. Ctrl-C checkpoints and stops."""
     _run_training(ctx, dict(locals()))
@@ -99,14 +144,53 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
     out = o["out"] or Path("runs") / f"{Path(o['data']).name}-{o['model'].value}"
     model_cfg = train_cfg = None
     if not o["resume"]:
-        plain = {k: o[k] for k in ("z_dim", "epochs", "batch_size", "beta1", "beta2", "d_steps", "label_smoothing",
-                                   "seed", "eval_every", "eval_samples", "checkpoint_every", "sync_bn", "augment_p")}
+        plain = {
+            k: o[k]
+            for k in (
+                "z_dim",
+                "epochs",
+                "batch_size",
+                "beta1",
+                "beta2",
+                "d_steps",
+                "label_smoothing",
+                "seed",
+                "eval_every",
+                "eval_samples",
+                "checkpoint_every",
+                "sync_bn",
+                "augment_p",
+            )
+        }
         model_cfg, train_cfg = new_run_configs(
-            o["model"].value, o["data"], o["image_size"], o["channels"], o["width"], o["lr_g"], o["lr_d"],
-            d_norm=o["d_norm"].value, d_condition=o["d_condition"].value, data_dir=str(o["data_dir"] or ""),
-            g_loss=o["g_loss"].value, loss=o["loss"].value, r1=o["r1"], top_k=o["top_k"], ema_kimg=o["ema"], augment=o["augment"].value, **plain)
-    ckpt = run_training(out, model_cfg, train_cfg, resume=o["resume"], given=given, max_steps=o["steps"],
-                        device=o["device"], conditional=o["conditional"])
+            o["model"].value,
+            o["data"],
+            o["image_size"],
+            o["channels"],
+            o["width"],
+            o["lr_g"],
+            o["lr_d"],
+            d_norm=o["d_norm"].value,
+            d_condition=o["d_condition"].value,
+            data_dir=str(o["data_dir"] or ""),
+            g_loss=o["g_loss"].value,
+            loss=o["loss"].value,
+            r1=o["r1"],
+            top_k=o["top_k"],
+            ema_kimg=o["ema"],
+            augment=o["augment"].value,
+            **plain,
+        )
+    ckpt = run_training(
+        out,
+        model_cfg,
+        train_cfg,
+        resume=o["resume"],
+        given=given,
+        max_steps=o["steps"],
+        device=o["device"],
+        conditional=o["conditional"],
+    )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
         typer.echo(f"checkpoint: {ckpt}\nexport it:  {PROG} export {out}   (writes {out / 'generator.onnx'})")
 
@@ -114,13 +198,17 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
 def _refuse_ignored(given: dict, o: dict) -> None:
     """Options given on the command line that this run would ignore: refused, never dropped in silence."""
     if "sync_bn" in given and o["sync_bn"] and int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        raise GankitError("--sync-bn synchronises batch norm across processes: with one process it has no effect "
-                          "(use it with --nproc N or torchrun)")
+        raise GankitError(
+            "--sync-bn synchronises batch norm across processes: with one process it has no effect "
+            "(use it with --nproc N or torchrun)"
+        )
     if o["resume"]:
         return
     if "augment_p" in given and o["augment"] != Augment_.fixed:
-        raise GankitError(f"--augment-p is the probability of --augment fixed; with --augment {o['augment'].value} it "
-                          "would be ignored")
+        raise GankitError(
+            f"--augment-p is the probability of --augment fixed; with --augment {o['augment'].value} it "
+            "would be ignored"
+        )
     if "d_norm" in given and o["model"] == ModelKind.vanilla:
         raise GankitError("--d-norm is for the dcgan's discriminator: the vanilla MLP has no normalisation to choose")
     if "d_condition" in given and not o["conditional"]:
@@ -131,9 +219,10 @@ def _refuse_ignored(given: dict, o: dict) -> None:
 def export(
     run: Path = typer.Argument(..., help="Run folder or checkpoint file (or an older .onnx export, to upgrade)."),
     out: Path = typer.Option(None, help="Output .onnx file. Default: <run>/generator.onnx."),
-    atol: Optional[float] = typer.Option(None, help="Largest |torch - onnxruntime| accepted. Default 1e-4."),
-    force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out (the run's own "
-                                                         "generator.onnx is replaced without it).")),
+    atol: float | None = typer.Option(None, help="Largest |torch - onnxruntime| accepted. Default 1e-4."),
+    force: bool = typer.Option(
+        False, "--force", **_flag("Replace an existing --out (the run's own generator.onnx is replaced without it).")
+    ),
 ):
     """Export a trained generator to one self-contained ONNX file, verified against torch."""
     _training_side()
@@ -146,8 +235,10 @@ def export(
         if out is None:
             raise GankitError("give --out for the upgraded copy of an .onnx (the original is kept)")
         if atol is not None:
-            raise GankitError("--atol bounds torch against onnxruntime: an upgrade has no torch model, and its "
-                              "pixels are checked exactly")
+            raise GankitError(
+                "--atol bounds torch against onnxruntime: an upgrade has no torch model, and its "
+                "pixels are checked exactly"
+            )
         return upgrade(run, out, force=force)
     if atol is None:
         atol = 1e-4
@@ -161,19 +252,22 @@ def export(
 @app.command("train-classifier")
 def train_classifier(
     data: DataSet = typer.Option(DataSet.mnist),
-    out: Optional[Path] = typer.Option(None, help="Output .onnx file. Default runs/DATA-classifier.onnx (the shipped "
-                                                  "ones are in inference/gankit_runtime/models/)."),
+    out: Path | None = typer.Option(
+        None,
+        help="Output .onnx file. Default runs/DATA-classifier.onnx (the shipped "
+        "ones are in inference/gankit_runtime/models/).",
+    ),
     epochs: int = typer.Option(4, min=1),
     seed: int = typer.Option(0, min=0),
-    data_dir: Optional[Path] = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    data_dir: Path | None = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out.")),
 ):
     """Train a classifier that eval uses as its feature space, and export it to ONNX."""
     _training_side()
     import torch
-
-    from gankit.classifier import export_classifier, train_classifier as run
+    from gankit.classifier import export_classifier
+    from gankit.classifier import train_classifier as run
     from gankit_runtime.files import prepare_output_file
 
     out = prepare_output_file(out or Path(f"runs/{data.value}-classifier.onnx"), force=force)
@@ -183,4 +277,3 @@ def train_classifier(
     model, acc = run(data.value, epochs=epochs, seed=seed, data_dir=data_dir)
     export_classifier(model, out, acc, data.value)
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
-

@@ -85,19 +85,25 @@ class ModelInfo:
         want = (n, self.channels, self.height, self.width)
         for name, got, shape in (("images", raw, want), ("pixels", pixels, (n, *want[2:], want[1]))):
             if got is not None and got.shape != shape:
-                raise GankitError(f"{self.path} declares {name} {list(shape)} but made {list(got.shape)}: "
-                                  "the file is not a valid generator")
+                raise GankitError(
+                    f"{self.path} declares {name} {list(shape)} but made {list(got.shape)}: "
+                    "the file is not a valid generator"
+                )
         if not np.isfinite(raw).all():
-            raise GankitError(f"{self.path} gives NaN or infinite values (seeds from {first_seed}): the model is "
-                              "broken, perhaps exported from a diverged run")
+            raise GankitError(
+                f"{self.path} gives NaN or infinite values (seeds from {first_seed}): the model is "
+                "broken, perhaps exported from a diverged run"
+            )
 
 
 def parse_device(device: str) -> tuple[str, int | None]:
     """'cpu', 'cuda' or 'cuda:N' -> (kind, index); anything else is one clear error."""
     m = _DEVICE.match(str(device))
     if not m or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise GankitError(f"bad device {str(device)[:40]!r}: use cpu, cuda or cuda:N (other accelerators such "
-                          "as mps are not supported)")
+        raise GankitError(
+            f"bad device {str(device)[:40]!r}: use cpu, cuda or cuda:N (other accelerators such "
+            "as mps are not supported)"
+        )
     return m.group(1), None if m.group(2) is None else int(m.group(2))
 
 
@@ -105,11 +111,12 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise GankitError("onnxruntime is not installed: pip install './inference[cpu]' "
-                          "(or './inference[gpu]' for CUDA)") from None
-    # Errors only. onnxruntime-gpu logs a warning at every session start ("No registered plugin EP device
+        raise GankitError(
+            "onnxruntime is not installed: pip install './inference[cpu]' (or './inference[gpu]' for CUDA)"
+        ) from None
+    # Fatal only. onnxruntime-gpu logs a warning at every session start ("No registered plugin EP device
     # found ..."); real failures reach the user as exceptions, and a CUDA fallback is checked explicitly.
-    onnxruntime.set_default_logger_severity(3)
+    onnxruntime.set_default_logger_severity(4)
     return onnxruntime
 
 
@@ -118,12 +125,13 @@ def _providers(ort, device: str, tf32: bool = False) -> list:
     if kind == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise GankitError(f"device {device} requested but this onnxruntime has no CUDA provider "
-                          "(install onnxruntime-gpu: pip install './inference[gpu]')")
+        raise GankitError(
+            f"device {device} requested but this onnxruntime has no CUDA provider "
+            "(install onnxruntime-gpu: pip install './inference[gpu]')"
+        )
     # TF32 convolutions are onnxruntime's CUDA default; they move pixels by several levels against the CPU
     # (docs/benchmarks.md). Off unless asked, so that CUDA matches the CPU.
-    return [("CUDAExecutionProvider", {"device_id": index or 0, "use_tf32": 1 if tf32 else 0}),
-            "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": index or 0, "use_tf32": 1 if tf32 else 0}), "CPUExecutionProvider"]
 
 
 def read_model(path: Path) -> bytes:
@@ -144,19 +152,25 @@ def read_model(path: Path) -> bytes:
     return data
 
 
-def open_session(model: Path | bytes, device: str = "cpu", threads: int | None = None, spin: bool = True,
-                 tf32: bool = False, name: Path | str | None = None):
+def open_session(
+    model: Path | bytes,
+    device: str = "cpu",
+    threads: int | None = None,
+    spin: bool = True,
+    tf32: bool = False,
+    name: Path | str | None = None,
+):
     """An onnxruntime session on `device`, from a file or from its bytes (`name` then names it in messages), or
     one clear GankitError: missing or unloadable file, bad device, CUDA asked for but not available, or a
     session that silently fell back to the CPU. tf32: let CUDA convolutions use TF32 (see _providers)."""
     ort = import_onnxruntime()
     data = model if isinstance(model, bytes) else read_model(model)
-    name = name or model
+    name = name or (model if not isinstance(model, bytes) else "model")
     if threads is not None and threads < 1:
         raise GankitError(f"threads must be at least 1, got {threads}")
     providers = _providers(ort, device, tf32)
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only; a CUDA fallback is checked below, not logged
+    options.log_severity_level = 4  # fatal only: a failure reaches the user as our one line, not also as ORT's own
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -167,8 +181,10 @@ def open_session(model: Path | bytes, device: str = "cpu", threads: int | None =
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GankitError(f"{name} is not a loadable ONNX model: {reason[:300]}") from None
     if device != "cpu" and "CUDAExecutionProvider" not in session.get_providers():
-        raise GankitError(f"device {device} requested but onnxruntime fell back to {session.get_providers()} "
-                          "(no visible GPU or CUDA/cuDNN libraries missing)")
+        raise GankitError(
+            f"device {device} requested but onnxruntime fell back to {session.get_providers()} "
+            "(no visible GPU or CUDA/cuDNN libraries missing)"
+        )
     return session
 
 
@@ -180,8 +196,10 @@ def _output_range(path: Path, text: str) -> tuple[float, float]:
     with np.errstate(all="ignore"):
         scale = np.float32(255.0) / np.float32(high - low)  # what to_uint8 computes with
     if not (math.isfinite(low) and math.isfinite(high) and low < high and np.isfinite(scale) and scale > 0):
-        raise GankitError(f"{path}: bad output_range metadata {text[:40]!r} (need finite low < high, a range "
-                          "whose float32 scale is finite and non-zero)")
+        raise GankitError(
+            f"{path}: bad output_range metadata {text[:40]!r} (need finite low < high, a range "
+            "whose float32 scale is finite and non-zero)"
+        )
     return low, high
 
 
@@ -189,12 +207,13 @@ def _classes(path: Path, props: dict) -> tuple[str, ...]:
     """A conditional model's class names: a JSON list of distinct, safe names (they become folder names), as many
     as its config says it has (when it says)."""
     try:
-        classes = json.loads(props.get(CLASSES))
-    except (TypeError, ValueError):
+        classes = json.loads(props[CLASSES])
+    except (KeyError, TypeError, ValueError):
         classes = None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise GankitError(f"{path} is a conditional generator without a valid {CLASSES!r} metadata "
-                          "entry (a JSON list of class names)")
+        raise GankitError(
+            f"{path} is a conditional generator without a valid {CLASSES!r} metadata entry (a JSON list of class names)"
+        )
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise GankitError(f"{path}: metadata {CLASSES!r} must name at least 2 distinct classes")
     for c in classes:
@@ -213,35 +232,59 @@ def _classes(path: Path, props: dict) -> tuple[str, ...]:
 def read_info(session, path: Path) -> ModelInfo:
     """The contract of a loaded model, or one clear error saying what it has instead."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    got = (f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, "
-           f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")
-    labels_ok = len(inputs) == 1 or (len(inputs) == 2 and inputs[1].type == "tensor(int64)"
-                                     and len(inputs[1].shape) == 1)
-    pixels_ok = len(outputs) == 1 or (len(outputs) == 2 and outputs[1].name == "pixels"
-                                      and outputs[1].type == "tensor(uint8)"
-                                      and list(outputs[1].shape[1:]) == [*outputs[0].shape[2:], outputs[0].shape[1]])
-    ok = (labels_ok and pixels_ok
-          and inputs[0].type == "tensor(float)" and len(inputs[0].shape) == 2
-          and isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] > 0
-          and outputs[0].type == "tensor(float)" and len(outputs[0].shape) == 4
-          and all(isinstance(d, int) and d > 0 for d in outputs[0].shape[1:])
-          and outputs[0].shape[1] in (1, 3))
+    got = (
+        f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, outputs {[(o.name, o.type, o.shape) for o in outputs]}"
+    )
+    labels_ok = len(inputs) == 1 or (
+        len(inputs) == 2 and inputs[1].type == "tensor(int64)" and len(inputs[1].shape) == 1
+    )
+    pixels_ok = len(outputs) == 1 or (
+        len(outputs) == 2
+        and outputs[1].name == "pixels"
+        and outputs[1].type == "tensor(uint8)"
+        and list(outputs[1].shape[1:]) == [*outputs[0].shape[2:], outputs[0].shape[1]]
+    )
+    ok = (
+        labels_ok
+        and pixels_ok
+        and inputs[0].type == "tensor(float)"
+        and len(inputs[0].shape) == 2
+        and isinstance(inputs[0].shape[1], int)
+        and inputs[0].shape[1] > 0
+        and outputs[0].type == "tensor(float)"
+        and len(outputs[0].shape) == 4
+        and all(isinstance(d, int) and d > 0 for d in outputs[0].shape[1:])
+        and outputs[0].shape[1] in (1, 3)
+    )
     if not ok:
-        raise GankitError(f"{path} is not a generator (expected input z float32 [N, z_dim], optionally labels "
-                          f"int64 [N]; output images float32 [N, 1|3, H, W], optionally pixels uint8 [N, H, W, C]; "
-                          f"it has {got})"[:600])
+        raise GankitError(
+            f"{path} is not a generator (expected input z float32 [N, z_dim], optionally labels "
+            f"int64 [N]; output images float32 [N, 1|3, H, W], optionally pixels uint8 [N, H, W, C]; "
+            f"it has {got})"[:600]
+        )
     props = dict(session.get_modelmeta().custom_metadata_map)
     z_dim = inputs[0].shape[1]
     channels, height, width = outputs[0].shape[1:]
-    for key, value in ((Z_DIM, z_dim), (CHANNELS, channels), (HEIGHT, height),
-                       (WIDTH, width)):
+    for key, value in ((Z_DIM, z_dim), (CHANNELS, channels), (HEIGHT, height), (WIDTH, width)):
         if key in props and props[key] != str(value):
             raise GankitError(f"{path}: metadata says {key}={props[key][:40]!r} but the graph has {value}")
     low, high = _output_range(path, props.get(OUTPUT_RANGE, "-1,1"))
-    labels_name, classes = None, ()
+    labels_name, classes = None, tuple[str, ...]()
     if len(inputs) == 2:
         labels_name = inputs[1].name
         classes = _classes(path, props)
     pixels_name = outputs[1].name if len(outputs) == 2 else None
-    return ModelInfo(path, inputs[0].name, outputs[0].name, z_dim, channels, height, width,
-                     (low, high), props, labels_name, classes, pixels_name)
+    return ModelInfo(
+        path,
+        inputs[0].name,
+        outputs[0].name,
+        z_dim,
+        channels,
+        height,
+        width,
+        (low, high),
+        props,
+        labels_name,
+        classes,
+        pixels_name,
+    )

@@ -68,7 +68,7 @@ def _write_temporary(path, data: bytes, durable: bool) -> str:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
     except BaseException:
@@ -103,8 +103,10 @@ def _rename_into_place(tmp, path, durable: bool) -> None:
 
 def create_exclusive(path, data: bytes) -> bool:
     """Create `path` holding `data`, whole, unless it exists: True if this call created it, False if it was
-    there. Of two processes racing, exactly one creates it (a hard link cannot replace a file), and
-    nobody ever sees it half-written."""
+    there. Of two processes racing, exactly one creates it (a hard link cannot replace a file), and nobody ever
+    sees it half-written. On a file system without hard links (some network and FUSE mounts) it falls back to
+    O_EXCL and writes in place: exactly one creator still wins, but a reader may meet the file for an instant
+    before its bytes are there (readers of a claim then report it unreadable, and a rerun reads it whole)."""
     path = os.fspath(path)
     tmp = _write_temporary(path, data, durable=True)
     try:
@@ -206,18 +208,21 @@ def _check_replaceable(path: Path, ours, force: bool) -> None:
     if force or not os.path.lexists(path):
         return
     if os.path.islink(path) or not path.is_file() or ours is None or not ours(path):
-        raise GankitError(f"{path} exists and is not a file this command wrote: choose another path, or add "
-                          "--force to replace it")
+        raise GankitError(
+            f"{path} exists and is not a file this command wrote: choose another path, or add --force to replace it"
+        )
 
 
 def starts_with(prefix: bytes):
     """A test for _check_replaceable: the file begins with `prefix` (a format's magic bytes)."""
+
     def test(path) -> bool:
         try:
             with open(path, "rb") as f:
                 return f.read(len(prefix)) == prefix
         except OSError:
             return False
+
     return test
 
 

@@ -10,9 +10,10 @@ import math
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -42,8 +43,10 @@ def thread_plan(device: str, threads: int | None, lanes: int | None) -> tuple[in
     CUDA: CUDA_LANES lanes, `threads` for the session's CPU-side work."""
     cpus = usable_cpus()
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= THREADS_PER_CPU * cpus):
-        raise GankitError(f"threads must be 1 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU this process "
-                          f"may use), got {threads}")
+        raise GankitError(
+            f"threads must be 1 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU this process "
+            f"may use), got {threads}"
+        )
     if lanes is not None and not (isinstance(lanes, int) and 1 <= lanes <= THREADS_PER_CPU * cpus):
         raise GankitError(f"lanes must be 1 to {THREADS_PER_CPU * cpus}, got {lanes}")
     if parse_device(device)[0] != "cpu":
@@ -71,8 +74,15 @@ class Generator:
     Create Generators after os.fork() (sessions do not survive it); close() or a with block frees the session.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, spin: bool = True,
-                 tf32: bool = False, lanes: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        spin: bool = True,
+        tf32: bool = False,
+        lanes: int | None = None,
+    ):
         path = Path(path)
         intra_threads, self.lanes = thread_plan(device, threads, lanes)
         model = read_model(path)  # read once: the session and the hash come from the same bytes
@@ -80,7 +90,8 @@ class Generator:
         self.session = open_session(model, device, intra_threads, spin, tf32, name=path)
         self.providers = self.session.get_providers()
         self.info = read_info(self.session, path)
-        self._pool, self._pid = None, os.getpid()  # the lanes' threads, made at the first job that needs them
+        self._pool: ThreadPoolExecutor | None = None  # the lanes' threads, made at the first job that needs them
+        self._pid = os.getpid()
         if self.info.pixels_name:
             self._probe_pixels()
 
@@ -90,18 +101,21 @@ class Generator:
         was altered (or is not a gankit export) must not pass for one. docs/design.md says what it cannot catch."""
         i = self.info
         z = latents_for_seeds(range(PROBE_IMAGES), i.z_dim)
-        z[PROBE_IMAGES // 2:] *= 4  # far out: images that reach the ends of the range test the clipping
+        z[PROBE_IMAGES // 2 :] *= 4  # far out: images that reach the ends of the range test the clipping
         labels = np.arange(PROBE_IMAGES, dtype=np.int64) % len(i.classes) if i.conditional else None
         images, pixels = self._checked(z, labels, "the probe", pixels=True)
         off = pixels != to_uint8(images, *i.output_range)
         if off.any() and self.providers[0] != "CPUExecutionProvider":
             # another provider may round x * scale + 0.5 once (a fused multiply-add): excused within 1e-3 of a level
             scaled = (images.transpose(0, 2, 3, 1).astype(np.float64) - i.output_range[0]) * (
-                255.0 / (i.output_range[1] - i.output_range[0])) + 0.5
+                255.0 / (i.output_range[1] - i.output_range[0])
+            ) + 0.5
             off &= np.abs(scaled - np.round(scaled)) > 1e-3
         if off.any():
-            raise GankitError(f"{i.path}: its pixels output is not its images converted to uint8 ({off.sum()} of "
-                              f"{off.size} probe pixels differ): the file was altered or is not a gankit export")
+            raise GankitError(
+                f"{i.path}: its pixels output is not its images converted to uint8 ({off.sum()} of "
+                f"{off.size} probe pixels differ): the file was altered or is not a gankit export"
+            )
 
     def close(self) -> None:
         """Free the session and threads now (a closed Generator cannot run again)."""
@@ -109,7 +123,7 @@ class Generator:
             self._pool.shutdown(wait=True)
         self._pool, self.session = None, None
 
-    def __enter__(self) -> "Generator":
+    def __enter__(self) -> Generator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -117,9 +131,11 @@ class Generator:
 
     def _usable(self) -> None:
         if self._pid != os.getpid():
-            raise GankitError("this Generator was made in another process, before os.fork(): onnxruntime sessions "
-                              "do not survive fork; create Generators after forking (gunicorn without --preload, "
-                              "celery's worker_process_init)")
+            raise GankitError(
+                "this Generator was made in another process, before os.fork(): onnxruntime sessions "
+                "do not survive fork; create Generators after forking (gunicorn without --preload, "
+                "celery's worker_process_init)"
+            )
         if self.session is None:
             raise GankitError(f"this Generator of {self.info.path} is closed")
 
@@ -128,13 +144,15 @@ class Generator:
         with _POOL_LOCK:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.lanes, "gankit-lane")
-        return self._pool
+            return self._pool
 
     def __repr__(self) -> str:
         i = self.info
         classes = f", classes={list(i.classes)}" if i.conditional else ""
-        return (f"Generator({str(i.path)!r}, z_dim={i.z_dim}, image={i.channels}x{i.height}x{i.width}{classes}, "
-                f"providers={self.providers})")
+        return (
+            f"Generator({str(i.path)!r}, z_dim={i.z_dim}, image={i.channels}x{i.height}x{i.width}{classes}, "
+            f"providers={self.providers})"
+        )
 
     @property
     def conditional(self) -> bool:
@@ -172,14 +190,19 @@ class Generator:
                 raise GankitError(f"{self.info.path} is unconditional: it takes no labels")
             return None
         if labels is None:
-            raise GankitError(f"{self.info.path} is class-conditional: give one label per image "
-                              f"(classes: {', '.join(self.info.classes)})")
+            raise GankitError(
+                f"{self.info.path} is class-conditional: give one label per image "
+                f"(classes: {', '.join(self.info.classes)})"
+            )
         labels = np.asarray(labels)
         if labels.shape != (n,) or (n and labels.dtype.kind not in "iu"):
-            raise GankitError(f"labels must be {n} integers, one per image, got shape {list(labels.shape)} "
-                              f"of {labels.dtype}")
+            raise GankitError(
+                f"labels must be {n} integers, one per image, got shape {list(labels.shape)} of {labels.dtype}"
+            )
         if n and (labels.min() < 0 or labels.max() >= len(self.info.classes)):
-            raise GankitError(f"labels must lie in [0, {len(self.info.classes) - 1}], got {labels.min()}..{labels.max()}")
+            raise GankitError(
+                f"labels must lie in [0, {len(self.info.classes) - 1}], got {labels.min()}..{labels.max()}"
+            )
         return np.ascontiguousarray(labels, dtype=np.int64)
 
     def run(self, z: np.ndarray, labels: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -195,20 +218,33 @@ class Generator:
             return self._checked(z, labels)
         # one slice per lane, side by side (an image does not depend on the rest of its batch)
         cuts = [len(z) * k // parts for k in range(parts + 1)]
-        runs = [self._threads().submit(self._checked, z[a:b], None if labels is None else labels[a:b])
-                for a, b in zip(cuts, cuts[1:])]
+        runs = [
+            self._threads().submit(self._checked, z[a:b], None if labels is None else labels[a:b])
+            for a, b in zip(cuts, cuts[1:])
+        ]
         return np.concatenate([run.result() for run in runs])
 
-    def _checked(self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?",
-                 pixels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    @overload
+    def _checked(
+        self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?", pixels: Literal[False] = False
+    ) -> np.ndarray: ...
+
+    @overload
+    def _checked(
+        self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?", *, pixels: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _checked(
+        self, z: np.ndarray, labels: np.ndarray | None, first_seed: object = "?", pixels: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """One session run on inputs already checked: images float32 [N, C, H, W] as the contract says, finite
         (with pixels=True, also the graph's pixels), or one clear error (onnxruntime's own failures included: a
         graph that fails at some batch size, out of memory)."""
         i = self.info
         feed = {i.input_name: z}
-        if labels is not None:
+        if labels is not None and i.labels_name is not None:
             feed[i.labels_name] = labels
-        names = [i.output_name, i.pixels_name] if pixels else [i.output_name]
+        names = [i.output_name, i.pixels_name] if pixels and i.pixels_name else [i.output_name]
         try:
             outputs = self.session.run(names, feed)
         except Exception as e:  # onnxruntime's pybind exception types
@@ -218,11 +254,13 @@ class Generator:
         i.check_output(outputs[0], len(z), first_seed, outputs[1] if pixels else None)
         return tuple(outputs) if pixels else outputs[0]
 
-    def iter_images(self, seeds: Iterable[int], batch_size: int = 64, labels: Iterable[int] | None = None,
-                    truncation: float = 1.0) -> Iterator[tuple[list[int], np.ndarray]]:
+    def iter_images(
+        self, seeds: Iterable[int], batch_size: int = 64, labels: Iterable[int] | None = None, truncation: float = 1.0
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Yield (seeds of the batch, uint8 [B, H, W, C]) batch by batch. Seeds (and labels: one class per
         seed, for a conditional generator) are read lazily, so any number of them streams in flat memory.
         A batch with NaN or infinite output is an error, never black or white images."""
+        items: Iterable[tuple[int, int | None]]
         if labels is None:
             self._labels(None, 0)  # a conditional generator needs labels: say so before any work
             items = ((s, None) for s in seeds)
@@ -231,8 +269,9 @@ class Generator:
         for batch, images in self.iter_batches(items, batch_size, truncation):
             yield [item[0] for item in batch], images
 
-    def iter_batches(self, items: Iterable[tuple], batch_size: int = 64,
-                     truncation: float = 1.0) -> Iterator[tuple[list[tuple], np.ndarray]]:
+    def iter_batches(
+        self, items: Iterable[tuple], batch_size: int = 64, truncation: float = 1.0
+    ) -> Iterator[tuple[list[tuple], np.ndarray]]:
         """iter_images over (seed, label or None, anything else...) tuples: yields (the batch's tuples, uint8
         [B, H, W, C]), so a caller's own data (a file name) travels with each image.
 
@@ -244,7 +283,8 @@ class Generator:
         check_truncation(truncation)
         item_iter = iter(items)
         batches = iter(lambda: list(itertools.islice(item_iter, batch_size)), [])
-        k, pending, pool = self.lanes, collections.deque(), self._threads()
+        k, pool = self.lanes, self._threads()
+        pending: collections.deque = collections.deque()
         try:
             for batch in batches:
                 if len(pending) == k:
@@ -271,14 +311,19 @@ class Generator:
             return self._checked(z, labels, batch[0][0], pixels=True)[1]
         return to_uint8(self._checked(z, labels, batch[0][0]), *self.info.output_range)
 
-    def generate(self, seeds: Sequence[int], batch_size: int = 64, labels: Sequence[int] | None = None,
-                 truncation: float = 1.0) -> np.ndarray:
+    def generate(
+        self,
+        seeds: Sequence[int],
+        batch_size: int = 64,
+        labels: Sequence[int] | np.ndarray | None = None,
+        truncation: float = 1.0,
+    ) -> np.ndarray:
         """uint8 [len(seeds), H, W, C]; image i depends on seeds[i] (and labels[i], truncation) alone."""
         i = self.info
         out = np.empty((len(seeds), i.height, i.width, i.channels), dtype=np.uint8)
         n = 0
         for chunk, images in self.iter_images(seeds, batch_size, labels, truncation):
-            out[n:n + len(chunk)] = images
+            out[n : n + len(chunk)] = images
             n += len(chunk)
         return out
 

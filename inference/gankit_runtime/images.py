@@ -34,14 +34,16 @@ def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> n
     for i in range(n):
         r, col = divmod(i, columns)
         y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y:y + h, x:x + w] = images[i]
+        grid[y : y + h, x : x + w] = images[i]
     return grid
 
 
 # PNG, written here rather than through Pillow (faster for small images, and the runtime needs no Pillow): one
 # image is a header, its rows deflated, and a trailer. Writing a data set is a loop over this.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FILTER_FROM = 4096  # bytes of pixels in an image; below it, unfiltered rows deflate smaller (MNIST: 324 against 340 bytes)
+FILTER_FROM = (
+    4096  # bytes of pixels in an image; below it, unfiltered rows deflate smaller (MNIST: 324 against 340 bytes)
+)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -8,9 +8,8 @@ Jobs are lazy: `--seeds 0-4294967295` is a few ranges, never a list of four bill
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 from .errors import GankitError
 from .generator import Generator, check_truncation
@@ -39,7 +38,7 @@ def as_seed_sequence(seeds) -> Sequence[int]:
 class _Column(Sequence):
     """job.seeds or job.labels: one field of the job's (seed, label) pairs, read lazily."""
 
-    def __init__(self, job: "Job", field: int):
+    def __init__(self, job: Job, field: int):
         self.job, self.field = job, field
 
     def __len__(self) -> int:
@@ -104,10 +103,10 @@ class Job:
         return None if self.classes is None else _Column(self, 1)
 
     @property
-    def whole(self) -> "Job":
+    def whole(self) -> Job:
         return replace(self, part=(0, 1))
 
-    def shard(self, index: int, count: int) -> "Job":
+    def shard(self, index: int, count: int) -> Job:
         """Every count-th pair from `index` on: shards are disjoint, cover the job and mix its classes."""
         if self.part != (0, 1):
             raise GankitError("a shard cannot be cut into shards again")
@@ -122,8 +121,10 @@ def plan(generator: Generator, seeds, classes: Sequence[int] | None = None, trun
     seeds = as_seed_sequence(seeds)
     if not generator.conditional:
         if classes is not None:
-            raise GankitError(f"{generator.info.path} is unconditional: --classes, --class and --per-class "
-                              "need a class-conditional generator (train one with --conditional)")
+            raise GankitError(
+                f"{generator.info.path} is unconditional: --classes, --class and --per-class "
+                "need a class-conditional generator (train one with --conditional)"
+            )
         return Job(seeds, None, truncation)
     classes = tuple(range(len(generator.classes))) if classes is None else tuple(int(c) for c in classes)
     if not classes:
@@ -136,9 +137,14 @@ def plan(generator: Generator, seeds, classes: Sequence[int] | None = None, trun
 DEFAULT_SEEDS = "0-63"
 
 
-def job_for(generator: Generator, seeds: str | Sequence[int] | None = None, per_class: int | None = None,
-            classes: str | Sequence[str | int] | None = None, truncation: float = 1.0,
-            shard: str | tuple[int, int] | None = None) -> Job:
+def job_for(
+    generator: Generator,
+    seeds: str | Sequence[int] | None = None,
+    per_class: int | None = None,
+    classes: str | Sequence[str | int] | None = None,
+    truncation: float = 1.0,
+    shard: str | tuple[int, int] | None = None,
+) -> Job:
     """The job `generate` makes, from its options: `seeds` ('0-99,200' or a sequence; default 0-63) or
     `per_class` N (seeds 0..N-1 in each class), in `classes` by name or index ('0,3,7' or a list; default all,
     conditional generators only), and optionally one shard of it ('i/n')."""
@@ -148,9 +154,11 @@ def job_for(generator: Generator, seeds: str | Sequence[int] | None = None, per_
         if not 1 <= per_class <= MAX_SEED + 1:
             raise GankitError(f"--per-class must be 1 to {MAX_SEED + 1} (seeds are 32-bit), got {per_class}")
         if not generator.conditional:
-            raise GankitError(f"{generator.info.path} is unconditional: --per-class needs a class-conditional "
-                              "generator (train one with --conditional)")
-        seed_list = range(per_class)
+            raise GankitError(
+                f"{generator.info.path} is unconditional: --per-class needs a class-conditional "
+                "generator (train one with --conditional)"
+            )
+        seed_list: Sequence[int] = range(per_class)
     elif seeds is None or isinstance(seeds, str):
         seed_list = parse_seeds(DEFAULT_SEEDS if seeds is None else seeds)
     else:

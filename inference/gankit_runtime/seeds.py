@@ -3,8 +3,7 @@
 import bisect
 import itertools
 import re
-from collections.abc import Sequence
-from typing import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -42,8 +41,11 @@ class SeedRanges(Sequence):
         return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
 
     def __repr__(self) -> str:
-        return "SeedRanges(" + ",".join(f"{r.start}-{r.stop - 1}" if len(r) > 1 else str(r.start)
-                                        for r in self.ranges) + ")"
+        return (
+            "SeedRanges("
+            + ",".join(f"{r.start}-{r.stop - 1}" if len(r) > 1 else str(r.start) for r in self.ranges)
+            + ")"
+        )
 
 
 def parse_seeds(text: str) -> SeedRanges:
@@ -56,8 +58,9 @@ def parse_seeds(text: str) -> SeedRanges:
     for term in str(text).replace(" ", "").split(","):
         m = _TERM.match(term)
         if not m:
-            raise GankitError(f"bad seeds {text!r}: {term!r} is not N or A-B with non-negative integers "
-                              "(example: 0-99,200,300-310)")
+            raise GankitError(
+                f"bad seeds {text!r}: {term!r} is not N or A-B with non-negative integers (example: 0-99,200,300-310)"
+            )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:

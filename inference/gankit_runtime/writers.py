@@ -15,21 +15,29 @@ import re
 import stat
 import zipfile
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
+from .contract import class_name_problem
 from .errors import GankitError, Interrupted
-from .files import (atomic_path, atomic_write_bytes, create_exclusive, is_inside, prepare_output_dir,
-                    prepare_output_file, refuse_overlap, remove_stale_temporaries)
+from .files import (
+    atomic_path,
+    atomic_write_bytes,
+    create_exclusive,
+    is_inside,
+    prepare_output_dir,
+    prepare_output_file,
+    refuse_overlap,
+    remove_stale_temporaries,
+)
 from .generator import Generator, check_batch_size
 from .images import encode_pngs, is_marked_png, make_grid, save_png
 from .jobs import Job
-from .contract import class_name_problem
 
 LAYOUTS = ("png", "imagefolder")
 GRID_MAX = 64  # unconditional grids: the first 64 images
@@ -64,7 +72,7 @@ def class_folders(classes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _relative_path(folders: Sequence[str], layout: str, seed: int, label: int | None) -> str:
-    if layout == "imagefolder":
+    if layout == "imagefolder" and label is not None:
         return f"{folders[label]}/{png_name(seed)}"
     return png_name(seed)
 
@@ -74,16 +82,20 @@ def _check_layout(generator: Generator, job: Job, layout: str) -> None:
         raise GankitError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     if layout == "imagefolder":
         if not generator.conditional:
-            raise GankitError(f"the imagefolder layout sorts images by class: {generator.info.path} is unconditional "
-                              "(use --format png or npz)")
+            raise GankitError(
+                f"the imagefolder layout sorts images by class: {generator.info.path} is unconditional "
+                "(use --format png or npz)"
+            )
         # Class names were checked when the model was opened (contract.class_name_problem);
         # checked again here because they become paths: nothing may land outside out_dir.
         bad = [c for c in generator.classes if class_name_problem(c)]
         if bad:
             raise GankitError(f"class names {bad} cannot be folder names")
     elif job.classes is not None and len(job.classes) > 1:
-        raise GankitError("the png layout is one flat folder: with several classes their seeds would collide; "
-                          "use --format imagefolder, or one --class")
+        raise GankitError(
+            "the png layout is one flat folder: with several classes their seeds would collide; "
+            "use --format imagefolder, or one --class"
+        )
 
 
 def _record(generator: Generator, layout: str, seed: int, label: int | None, truncation: float) -> dict:
@@ -91,8 +103,12 @@ def _record(generator: Generator, layout: str, seed: int, label: int | None, tru
     if label is not None:
         # Hugging Face's imagefolder takes "label" from here once a metadata file exists (not from the folders).
         record.update(label=label, class_name=generator.classes[label])
-    record.update(truncation=truncation, model_sha256=generator.sha256, runtime_version=__version__,
-                  provider=generator.providers[0])
+    record.update(
+        truncation=truncation,
+        model_sha256=generator.sha256,
+        runtime_version=__version__,
+        provider=generator.providers[0],
+    )
     return record
 
 
@@ -103,7 +119,9 @@ def _claim(generator: Generator, job: Job, layout: str) -> dict:
         claim["classes"] = [generator.classes[c] for c in job.classes]
     folders = class_folders(generator.classes)
     if layout == "imagefolder" and folders != generator.classes:
-        claim["class_folders"] = list(folders)  # absent where the folders are the class names (before gankit 0.3, always)
+        claim["class_folders"] = list(
+            folders
+        )  # absent where the folders are the class names (before gankit 0.3, always)
     return claim
 
 
@@ -131,8 +149,10 @@ def _claim_folder(generator: Generator, out_dir: Path, layout: str, job: Job) ->
     if not os.path.lexists(path):
         foreign = _foreign_files(generator, out_dir, layout)
         if foreign:
-            raise GankitError(f"{out_dir} holds files no gankit job claimed ({', '.join(foreign)}): they would be "
-                              "taken for generated images or replaced; choose a new or empty --out")
+            raise GankitError(
+                f"{out_dir} holds files no gankit job claimed ({', '.join(foreign)}): they would be "
+                "taken for generated images or replaced; choose a new or empty --out"
+            )
         if create_exclusive(path, (json.dumps(claim, indent=1) + "\n").encode()):
             return True
     try:
@@ -145,12 +165,15 @@ def _claim_folder(generator: Generator, out_dir: Path, layout: str, job: Job) ->
         raise GankitError(f"{path} is unreadable or a link: remove it, or choose another --out") from None
     keys = sorted(set(held) | set(claim))
     if "class_folders" in claim and "class_folders" not in held and held.get("model_sha256") == generator.sha256:
-        raise GankitError(f"{out_dir} was written by an older gankit, with class folders named as the classes: "
-                          "ImageFolder numbers those by sorted name, not as the model does; generate into a new "
-                          "--out (its class folders carry the class index)")
+        raise GankitError(
+            f"{out_dir} was written by an older gankit, with class folders named as the classes: "
+            "ImageFolder numbers those by sorted name, not as the model does; generate into a new "
+            "--out (its class folders carry the class index)"
+        )
     if any(held.get(k) != claim.get(k) for k in keys):
-        diff = ", ".join(f"{k} {held.get(k)!r} there, {claim.get(k)!r} here" for k in keys
-                         if held.get(k) != claim.get(k))
+        diff = ", ".join(
+            f"{k} {held.get(k)!r} there, {claim.get(k)!r} here" for k in keys if held.get(k) != claim.get(k)
+        )
         raise GankitError(f"{out_dir} holds images of another job ({diff})"[:400] + ": choose another --out")
     return False
 
@@ -180,16 +203,19 @@ def _write_metadata(generator: Generator, out_dir: Path, layout: str, job: Job) 
     return count
 
 
-def _save_batch(images: np.ndarray, relative_paths: list[str], out_dir: Path, folders: "_Folders",
-                saved: list, png_level: int) -> None:
+def _save_batch(
+    images: np.ndarray, relative_paths: list[str], out_dir: Path, folders: _Folders, saved: list, png_level: int
+) -> None:
     root = os.fspath(out_dir)
     for data, rel in zip(encode_pngs(images, png_level), relative_paths):
         folders.need(rel)  # a class folder appears with its first image, never empty
         try:
             atomic_write_bytes(os.path.join(root, rel), data)
         except OSError as e:  # a full disk: say where (the temporary's name would mean nothing to the user)
-            raise GankitError(f"cannot write {os.path.join(root, rel)}: {e.strerror or e}; the images written "
-                              "so far are whole: free space and run the same command again") from None
+            raise GankitError(
+                f"cannot write {os.path.join(root, rel)}: {e.strerror or e}; the images written "
+                "so far are whole: free space and run the same command again"
+            ) from None
         saved[0] += 1  # one writer thread: no race
 
 
@@ -198,7 +224,7 @@ def _grid_pairs(job: Job, conditional: bool) -> list[tuple[int, int | None]]:
     if not conditional:
         return list(itertools.islice(iter(job.whole), GRID_MAX))
     seeds = list(itertools.islice(iter(job.per_class_seeds), GRID_COLUMNS))
-    return [(s, c) for c in job.classes[:GRID_ROWS] for s in seeds]
+    return [(s, c) for c in (job.classes or ())[:GRID_ROWS] for s in seeds]
 
 
 def write_grid(generator: Generator, job: Job, path: Path, batch_size: int = 64) -> None:
@@ -207,9 +233,8 @@ def write_grid(generator: Generator, job: Job, path: Path, batch_size: int = 64)
     pairs = _grid_pairs(job, generator.conditional)
     if not pairs:
         return
-    labels = [c for _, c in pairs] if generator.conditional else None
-    images = generator.generate([s for s, _ in pairs], batch_size=batch_size, labels=labels,
-                                truncation=job.truncation)
+    labels = [c for _, c in pairs if c is not None] if generator.conditional else None
+    images = generator.generate([s for s, _ in pairs], batch_size=batch_size, labels=labels, truncation=job.truncation)
     columns = GRID_COLUMNS if generator.conditional else None
     save_png(make_grid(images, columns=columns), path, compress_level=6, marked=True)
 
@@ -219,7 +244,7 @@ class _Folders:
     writer's temporaries first; on failure, remove_unused() takes away what this run made and left empty."""
 
     def __init__(self, root: Path):
-        self.root, self.ready, self.made = root, set(), []
+        self.root, self.ready, self.made = root, set[str](), list[Path]()
 
     def need(self, relative: str) -> None:
         folder = os.path.dirname(relative)
@@ -234,8 +259,10 @@ class _Folders:
             mode = os.lstat(path).st_mode
         if mode is not None and folder and not stat.S_ISDIR(mode):  # the output folder itself may be a link
             what = "a link" if stat.S_ISLNK(mode) else "not a folder"
-            raise GankitError(f"{path} is {what}: gankit never writes through links inside its outputs; "
-                              "remove it, or choose another --out")
+            raise GankitError(
+                f"{path} is {what}: gankit never writes through links inside its outputs; "
+                "remove it, or choose another --out"
+            )
         remove_stale_temporaries(path)
         self.ready.add(folder)
 
@@ -257,7 +284,7 @@ def _pending(generator: Generator, layout: str, out_dir: Path, job: Job, counts:
         yield seed, label, rel
 
 
-def _remove_if_unused(out_dir: Path, folders: "_Folders", claimed: bool, existed: bool) -> None:
+def _remove_if_unused(out_dir: Path, folders: _Folders, claimed: bool, existed: bool) -> None:
     """After a failure: take away what this run made that holds no image (empty class folders, its own claim,
     the output folder itself), so that a failed job leaves no trace."""
     folders.remove_unused()
@@ -275,17 +302,27 @@ def _prepare_grid(grid: Path | None, generator: Generator, force: bool, **output
     refuse_overlap(grid, "--grid", {"the model": generator.info.path, **{f"the {k}": v for k, v in outputs.items()}})
     folder = outputs.get("output folder")
     if folder is not None and is_inside(grid, folder):
-        raise GankitError(f"--grid {grid} lies inside the output folder {folder}: it would join the data set's "
-                          "images; put it elsewhere")
+        raise GankitError(
+            f"--grid {grid} lies inside the output folder {folder}: it would join the data set's "
+            "images; put it elsewhere"
+        )
     return prepare_output_file(grid, ours=is_marked_png, force=force)
 
 
 Progress = Callable[[int, int], None]  # called after each batch with (images done, images of the job or shard)
 
 
-def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "png", batch_size: int = 64,
-                 grid: Path | None = None, png_level: int = 1, force: bool = False,
-                 progress: Progress | None = None) -> WriteResult:
+def write_folder(
+    generator: Generator,
+    job: Job,
+    out_dir: Path,
+    layout: str = "png",
+    batch_size: int = 64,
+    grid: Path | None = None,
+    png_level: int = 1,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> WriteResult:
     """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
     read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
 
@@ -311,8 +348,11 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gankit-writer") as pool:
             try:
                 for batch, images in generator.iter_batches(pending, batch_size, job.truncation):
-                    in_flight.append(pool.submit(_save_batch, images, [rel for _, _, rel in batch], out_dir,
-                                                 folders, saved, png_level))
+                    in_flight.append(
+                        pool.submit(
+                            _save_batch, images, [rel for _, _, rel in batch], out_dir, folders, saved, png_level
+                        )
+                    )
                     while len(in_flight) > 2:
                         in_flight.popleft().result()
                     if progress is not None:
@@ -323,8 +363,10 @@ def write_folder(generator: Generator, job: Job, out_dir: Path, layout: str = "p
         for future in in_flight:
             future.result()  # a writer's error (a full disk) surfaces here
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {saved[0]} images written to {out_dir} by this run, {counts[0]} were there "
-                          "already; run the same command again to make the rest") from None
+        raise Interrupted(
+            f"interrupted: {saved[0]} images written to {out_dir} by this run, {counts[0]} were there "
+            "already; run the same command again to make the rest"
+        ) from None
     except BaseException:
         _remove_if_unused(out_dir, folders, claimed, existed)
         raise
@@ -354,8 +396,15 @@ def _is_our_npz(path: Path) -> bool:
         return False
 
 
-def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
-              grid: Path | None = None, force: bool = False, progress: Progress | None = None) -> WriteResult:
+def write_npz(
+    generator: Generator,
+    job: Job,
+    path: Path,
+    batch_size: int = 64,
+    grid: Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> WriteResult:
     """One .npz, streamed batch by batch: `images` uint8 [N, H, W, C], `seeds` int64 [N], and for a
     conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
     (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
@@ -369,8 +418,12 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
     i = generator.info
     n = len(job)
     header = {"descr": "|u1", "fortran_order": False, "shape": (n, i.height, i.width, i.channels)}
-    meta = {"model_sha256": generator.sha256, "runtime_version": __version__, "provider": generator.providers[0],
-            "truncation": job.truncation}
+    meta = {
+        "model_sha256": generator.sha256,
+        "runtime_version": __version__,
+        "provider": generator.providers[0],
+        "truncation": job.truncation,
+    }
     try:
         with atomic_path(path) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -382,17 +435,21 @@ def write_npz(generator: Generator, job: Job, path: Path, batch_size: int = 64,
                         done += len(images)
                         if progress is not None:
                             progress(done, n)
-                arrays = {"seeds": np.fromiter(job.seeds, dtype=np.int64, count=n),
-                          "metadata": np.asarray(json.dumps(meta))}
+                arrays = {
+                    "seeds": np.fromiter(job.seeds, dtype=np.int64, count=n),
+                    "metadata": np.asarray(json.dumps(meta)),
+                }
                 if job.labels is not None:
-                    arrays.update(labels=np.fromiter(job.labels, dtype=np.int64, count=n),
-                                  classes=np.asarray(generator.classes))
+                    arrays.update(
+                        labels=np.fromiter(job.labels, dtype=np.int64, count=n), classes=np.asarray(generator.classes)
+                    )
                 for name, array in arrays.items():
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                         np.lib.format.write_array(f, array, allow_pickle=False)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: nothing written ({path} is written whole or not at all); "
-                          "run the command again") from None
+        raise Interrupted(
+            f"interrupted: nothing written ({path} is written whole or not at all); run the command again"
+        ) from None
     except OSError as e:
         raise GankitError(f"cannot write {path}: {e.strerror or e}; nothing written") from None
     if grid is not None:

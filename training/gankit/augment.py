@@ -28,8 +28,16 @@ ADA_TARGET = 0.6
 class Augment:
     """augment(x): x [b, C, H, W] in [-1, 1], this process's slice of a global batch -> augmented, same shape."""
 
-    def __init__(self, mode: str, p: float, seed: int, global_batch: int, rows: slice, device, target: float = ADA_TARGET):
-        self.mode, self.device, self.global_batch, self.rows, self.target = mode, torch.device(device), global_batch, rows, target
+    def __init__(
+        self, mode: str, p: float, seed: int, global_batch: int, rows: slice, device, target: float = ADA_TARGET
+    ):
+        self.mode, self.device, self.global_batch, self.rows, self.target = (
+            mode,
+            torch.device(device),
+            global_batch,
+            rows,
+            target,
+        )
         self.p = torch.tensor(p if mode == "fixed" else 0.0, device=self.device)
         self.rng = torch.Generator(self.device).manual_seed(seed)
         self.signs = torch.zeros((), device=self.device)  # sum of sign(D(real)) since the last adjustment
@@ -75,8 +83,14 @@ class Augment:
         self.seen.zero_()
 
     def state_dict(self) -> dict:
-        return {"mode": self.mode, "p": self.p.detach().cpu(), "rng": self.rng.get_state(),
-                "rng_device": self.device.type, "signs": self.signs.cpu(), "seen": self.seen.cpu()}
+        return {
+            "mode": self.mode,
+            "p": self.p.detach().cpu(),
+            "rng": self.rng.get_state(),
+            "rng_device": self.device.type,
+            "signs": self.signs.cpu(),
+            "seen": self.seen.cpu(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.p = state["p"].to(self.device).float()
@@ -85,8 +99,9 @@ class Augment:
         self.signs, self.seen = state["signs"].to(self.device), state["seen"].to(self.device)
 
 
-def colour(x: torch.Tensor, brightness: torch.Tensor, saturation: torch.Tensor, contrast: torch.Tensor,
-           on: torch.Tensor) -> torch.Tensor:
+def colour(
+    x: torch.Tensor, brightness: torch.Tensor, saturation: torch.Tensor, contrast: torch.Tensor, on: torch.Tensor
+) -> torch.Tensor:
     """DiffAugment's colour: brightness + U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5)."""
     keep = on.to(x.dtype)[:, None, None, None]
     y = x + (brightness.to(x.dtype) - 0.5)[:, None, None, None]
@@ -121,5 +136,3 @@ def cutout(x: torch.Tensor, centre: torch.Tensor, on: torch.Tensor, side: int) -
     inside_x = (xs >= (cx - side // 2)[:, None]) & (xs < (cx - side // 2 + side)[:, None])
     hole = inside_y[:, :, None] & inside_x[:, None, :] & on[:, None, None]
     return x * (~hole)[:, None].to(x.dtype)
-
-

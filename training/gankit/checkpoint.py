@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from gankit_runtime import GankitError
 from gankit_runtime.files import atomic_path
 
@@ -62,17 +61,19 @@ def load_checkpoint(path: Path) -> dict:
         text = str(e)
         if "allowed global" in text or "Unsupported global" in text or _names_python_objects(path):
             # torch's refusal goes on to suggest weights_only=False: exactly what must not be done here.
-            raise GankitError(f"{path} is not a gankit checkpoint: it holds Python objects other than tensors and "
-                              "plain values, which could run code when loaded; it was refused unread and may be "
-                              "unsafe") from None
+            raise GankitError(
+                f"{path} is not a gankit checkpoint: it holds Python objects other than tensors and "
+                "plain values, which could run code when loaded; it was refused unread and may be "
+                "unsafe"
+            ) from None
         first = (text.strip().splitlines() or [type(e).__name__])[0]
-        raise GankitError(f"{path} is not a readable checkpoint (corrupt, truncated or not made by "
-                          f"torch.save): {first[:200]}") from None
+        raise GankitError(
+            f"{path} is not a readable checkpoint (corrupt, truncated or not made by torch.save): {first[:200]}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GankitError(f"{path} is not a gankit checkpoint")
     if state.get("version") != VERSION:
-        raise GankitError(f"{path} is a gankit checkpoint of version {state.get('version')}; "
-                          f"this gankit reads version {VERSION}")
+        raise GankitError(
+            f"{path} is a gankit checkpoint of version {state.get('version')}; this gankit reads version {VERSION}"
+        )
     return state
-
-

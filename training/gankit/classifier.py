@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gankit_runtime import GankitError
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.files import atomic_path
 from torch import nn
 
-from gankit_runtime import GankitError
-from gankit_runtime.files import atomic_path
-
 from .config import default_data_dir
-from gankit_runtime.evaluation.datasets import load_mnist_like
 
 FEATURES = 128
 
@@ -29,9 +28,17 @@ class DigitClassifier(nn.Module):
     def __init__(self, classes: int = 10):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),   # 14x14
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURES), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 7x7
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.ReLU(),
         )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURES, classes)
@@ -49,7 +56,7 @@ def _shift(batch: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> tor
     """Random translations of up to max_shift pixels (padding with background): cheap augmentation."""
     pad = F.pad(batch, (max_shift,) * 4, value=-1.0)
     dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=gen).tolist()
-    return pad[:, :, dy:dy + 28, dx:dx + 28]
+    return pad[:, :, dy : dy + 28, dx : dx + 28]
 
 
 def predict(model: nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -58,7 +65,7 @@ def predict(model: nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            logits, _ = model(_scaled(x[i:i + batch]))
+            logits, _ = model(_scaled(x[i : i + batch]))
             out.append(logits.argmax(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
@@ -67,8 +74,7 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) 
     return float((predict(model, x, batch) == y).mean())
 
 
-def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: int = 0,
-        on_epoch=None) -> nn.Module:
+def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: int = 0, on_epoch=None) -> nn.Module:
     """Train a fresh DigitClassifier on uint8 images x [N, 28, 28] and labels y [N] for a fixed number of
     steps (Adam, one-cycle schedule, random 2-pixel shifts); returns it in eval mode.
 
@@ -88,7 +94,7 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: i
         model.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(len(x) // batch_size):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             logits, _ = model(_shift(images[idx], gen))
             loss = F.cross_entropy(logits, labels[idx])
             opt.zero_grad(set_to_none=True)
@@ -104,8 +110,9 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: i
     return model.eval()
 
 
-def train_classifier(data: str = "mnist", epochs: int = 4, batch_size: int = 128, seed: int = 0,
-                     data_dir: Path | None = None, log=None) -> tuple[nn.Module, float]:
+def train_classifier(
+    data: str = "mnist", epochs: int = 4, batch_size: int = 128, seed: int = 0, data_dir: Path | None = None, log=None
+) -> tuple[nn.Module, float]:
     """Train on the 60k training images of `data` (mnist or fashion-mnist); returns (model in eval mode,
     test accuracy)."""
     log = log or sys.stderr
@@ -115,8 +122,11 @@ def train_classifier(data: str = "mnist", epochs: int = 4, batch_size: int = 128
 
     def report(model, epoch, loss):
         acc = accuracy(model, arrays["x_test"], arrays["y_test"])
-        print(f"classifier epoch {epoch}/{epochs}: loss {loss:.4f}, test accuracy {acc:.4f} "
-              f"({time.perf_counter() - started[0]:.0f} s)", file=log)
+        print(
+            f"classifier epoch {epoch}/{epochs}: loss {loss:.4f}, test accuracy {acc:.4f} "
+            f"({time.perf_counter() - started[0]:.0f} s)",
+            file=log,
+        )
         started[0] = time.perf_counter()
 
     model = fit(x, y, epochs * (len(x) // batch_size), batch_size, seed, on_epoch=report)
@@ -127,9 +137,18 @@ def export_classifier(model: nn.Module, out: Path, test_accuracy: float, dataset
     """One self-contained ONNX file with a dynamic batch, outputs logits and features."""
     from .export import onnx_program
 
-    program = onnx_program(model, (torch.zeros(2, 1, 28, 28),), ["images"], ["logits", "features"],
-                           {"gankit.format": "classifier-1", "dataset": dataset,
-                            "test_accuracy": f"{test_accuracy:.4f}", "input_range": "-1,1"})
+    program = onnx_program(
+        model,
+        (torch.zeros(2, 1, 28, 28),),
+        ["images"],
+        ["logits", "features"],
+        {
+            "gankit.format": "classifier-1",
+            "dataset": dataset,
+            "test_accuracy": f"{test_accuracy:.4f}",
+            "input_range": "-1,1",
+        },
+    )
     try:
         with atomic_path(Path(out)) as tmp:
             program.save(str(tmp), external_data=False)

@@ -38,13 +38,13 @@ def _check_types(config) -> None:
         elif want is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif want is tuple:
-            ok = isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                          for v in value)
+            ok = isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         else:
             ok = isinstance(value, want)
         if not ok:
-            raise GankitError(f"config field {f.name!r} must be {want.__name__}, got {type(value).__name__} "
-                              f"{str(value)[:40]!r}")
+            raise GankitError(
+                f"config field {f.name!r} must be {want.__name__}, got {type(value).__name__} {str(value)[:40]!r}"
+            )
         if want is float and not math.isfinite(value):
             raise GankitError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
 
@@ -58,8 +58,10 @@ def resolution_chain(size: int) -> list[int]:
     while chain[-1] > 4:
         chain.append((chain[-1] + 1) // 2)
     if chain[-1] != 4 or size < 8:
-        raise GankitError(f"image size {size} is not reachable from 4x4 by doubling "
-                          "(use 28, 32, 64, 128, ...; sizes s where halving, rounding up, ends at 4)")
+        raise GankitError(
+            f"image size {size} is not reachable from 4x4 by doubling "
+            "(use 28, 32, 64, 128, ...; sizes s where halving, rounding up, ends at 4)"
+        )
     return chain[::-1]
 
 
@@ -101,9 +103,13 @@ class ModelConfig:
             raise GankitError("z_dim, width and hidden sizes must be positive")
         if not 1 <= self.size <= MAX_SIZE:
             raise GankitError(f"image size must lie in [1, {MAX_SIZE}], got {self.size}")
-        for name, value, cap in (("width", self.width, MAX_WIDTH), ("z_dim", self.z_dim, MAX_Z_DIM),
-                                 ("hidden size", max(self.hidden), MAX_HIDDEN),
-                                 ("num_classes", self.num_classes, MAX_CLASSES), ("label_dim", self.label_dim, MAX_Z_DIM)):
+        for name, value, cap in (
+            ("width", self.width, MAX_WIDTH),
+            ("z_dim", self.z_dim, MAX_Z_DIM),
+            ("hidden size", max(self.hidden), MAX_HIDDEN),
+            ("num_classes", self.num_classes, MAX_CLASSES),
+            ("label_dim", self.label_dim, MAX_Z_DIM),
+        ):
             if value > cap:
                 raise GankitError(f"{name} {value} is beyond gankit's limit of {cap}")
         if self.kind == "dcgan":
@@ -119,7 +125,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         if not isinstance(d, dict):
             raise GankitError("model config is not a mapping")
         known = {f.name for f in fields(cls)}
@@ -183,8 +189,10 @@ class TrainConfig:
         if self.loss == "hinge" and self.g_loss != "non-saturating":
             raise GankitError("--g-loss applies to --loss bce: the hinge loss has its own generator loss")
         if self.r1 and self.sync_bn:
-            raise GankitError("--r1 with --sync-bn: R1's double backward does not pass through synchronised batch "
-                              "norm; give --r1 0, or drop --sync-bn")
+            raise GankitError(
+                "--r1 with --sync-bn: R1's double backward does not pass through synchronised batch "
+                "norm; give --r1 0, or drop --sync-bn"
+            )
         if not 0 <= self.r1 <= MAX_R1 or not 0 < self.top_k <= 1:
             raise GankitError(f"r1 must lie in [0, {MAX_R1:g}] and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
         for name in ("epochs", "batch_size", "d_steps"):
@@ -205,7 +213,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         if not isinstance(d, dict):
             raise GankitError("train config is not a mapping")
         unknown = set(d) - {f.name for f in fields(cls)}
@@ -237,9 +245,17 @@ MAX_R1 = 1000.0  # R1 weights in use run from 0.01 to about 100; far beyond, D's
 CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
 
 
-def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int | None = None,
-                    channels: int | None = None, width: int | None = None, lr_g: float | None = None,
-                    lr_d: float | None = None, r1: float | None = None, **settings) -> tuple[ModelConfig, TrainConfig]:
+def new_run_configs(
+    model: str = "dcgan",
+    data: str = "mnist",
+    image_size: int | None = None,
+    channels: int | None = None,
+    width: int | None = None,
+    lr_g: float | None = None,
+    lr_d: float | None = None,
+    r1: float | None = None,
+    **settings,
+) -> tuple[ModelConfig, TrainConfig]:
     """The configs of a new run, with gankit's defaults for what is not given (None): 28x28 grey for
     mnist / fashion-mnist and 64x64 RGB for a folder of images; DCGAN width 32 below 64x64 and 128 from
     64x64 on (the DCGAN paper's 1024 channels at 4x4); learning rates from default_lr, R1 from default_r1. Other keyword
@@ -247,24 +263,62 @@ def new_run_configs(model: str = "dcgan", data: str = "mnist", image_size: int |
     builtin = data in BUILTIN_DATA
     size = (28 if builtin else 64) if image_size is None else image_size
     model_keys = {f.name for f in fields(ModelConfig)}
-    model_cfg = ModelConfig(kind=model, size=size, channels=(1 if builtin else 3) if channels is None else channels,
-                            width=(128 if size >= 64 else 32) if width is None else width,
-                            **{k: v for k, v in settings.items() if k in model_keys})
+    model_cfg = ModelConfig(
+        kind=model,
+        size=size,
+        channels=(1 if builtin else 3) if channels is None else channels,
+        width=(128 if size >= 64 else 32) if width is None else width,
+        **{k: v for k, v in settings.items() if k in model_keys},
+    )
     rate = default_lr(model, size)
-    train_cfg = TrainConfig(data=data, lr_g=rate if lr_g is None else lr_g, lr_d=rate if lr_d is None else lr_d,
-                            r1=(0.0 if settings.get("sync_bn") else default_r1(model, size)) if r1 is None else r1,
-                            **{k: v for k, v in settings.items() if k not in model_keys})
+    train_cfg = TrainConfig(
+        data=data,
+        lr_g=rate if lr_g is None else lr_g,
+        lr_d=rate if lr_d is None else lr_d,
+        r1=(0.0 if settings.get("sync_bn") else default_r1(model, size)) if r1 is None else r1,
+        **{k: v for k, v in settings.items() if k not in model_keys},
+    )
     return model_cfg, train_cfg
 
 
 # train's options that are fields of the run's configs, by option name (as Python spells it) -> config field. A
 # resumed run refuses any of these given with another value than the run's own (gankit.train.resume_configs).
 _RENAMED = {"model": "kind", "image_size": "size", "ema": "ema_kimg"}
-OPTION_FIELDS = {option: _RENAMED.get(option, option) for option in (
-    "model", "data", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "g_loss", "loss", "r1", "top_k",
-    "image_size", "channels", "z_dim", "width", "label_smoothing", "d_norm", "conditional", "d_condition", "seed",
-    "ema", "eval_every",
-    "eval_samples", "epochs", "checkpoint_every", "data_dir", "sync_bn", "augment", "augment_p")}
+OPTION_FIELDS = {
+    option: _RENAMED.get(option, option)
+    for option in (
+        "model",
+        "data",
+        "batch_size",
+        "lr_g",
+        "lr_d",
+        "beta1",
+        "beta2",
+        "d_steps",
+        "g_loss",
+        "loss",
+        "r1",
+        "top_k",
+        "image_size",
+        "channels",
+        "z_dim",
+        "width",
+        "label_smoothing",
+        "d_norm",
+        "conditional",
+        "d_condition",
+        "seed",
+        "ema",
+        "eval_every",
+        "eval_samples",
+        "epochs",
+        "checkpoint_every",
+        "data_dir",
+        "sync_bn",
+        "augment",
+        "augment_p",
+    )
+}
 
 
 def option_name(field: str) -> str:

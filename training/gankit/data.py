@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-
 from gankit_runtime import GankitError
-
-from gankit_runtime.evaluation.datasets import CLASSES, load_mnist_like
 from gankit_runtime.contract import class_name_problem
+from gankit_runtime.evaluation.datasets import CLASSES, load_mnist_like
+from PIL import Image, UnidentifiedImageError
 
 BUILTIN = ("mnist", "fashion-mnist")
 
@@ -46,8 +44,10 @@ def check_fits_in_memory(n: int, channels: int, size: int, what: str) -> None:
     except (ValueError, OSError, AttributeError):  # not on every platform
         return
     if need > total // 2:
-        raise GankitError(f"{what}: {n} images of {channels}x{size}x{size} need {need / 1e9:.1f} GB in memory, more "
-                          f"than half of this machine's {total / 1e9:.1f} GB; use a smaller --image-size")
+        raise GankitError(
+            f"{what}: {n} images of {channels}x{size}x{size} need {need / 1e9:.1f} GB in memory, more "
+            f"than half of this machine's {total / 1e9:.1f} GB; use a smaller --image-size"
+        )
 
 
 def load_dataset(data: str, size: int, channels: int, data_dir: Path) -> Dataset:
@@ -70,8 +70,7 @@ def _fit(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     if images.shape[-1] != size:
         resized = []
         for part in images.split(4096):  # bounded memory for the float copy
-            x = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             resized.append(x.round_().clamp_(0, 255).to(torch.uint8))
         images = torch.cat(resized)
     if channels == 3 and images.shape[1] == 1:
@@ -97,8 +96,11 @@ def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
     """Every file Pillow can read under `folder` (recursive). Classes: the first-level sub-folders,
     when every image lies in one of them."""
     try:  # hidden files and folders (.ipynb_checkpoints, .DS_Store) are not data
-        files = sorted(p for p in folder.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
     except OSError as e:
         raise GankitError(f"cannot read image folder {folder}: {e.strerror or e}") from None
     if not files:
@@ -111,8 +113,10 @@ def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
     if not kept:
         raise GankitError(f"image folder {folder} holds {len(files)} files but none is an image Pillow can read")
     if len(kept) < len(files):
-        print(f"note: skipped {len(files) - len(kept)} of {len(files)} files in {folder} that are not readable "
-              "images", file=sys.stderr)
+        print(
+            f"note: skipped {len(files) - len(kept)} of {len(files)} files in {folder} that are not readable images",
+            file=sys.stderr,
+        )
     images = torch.from_numpy(np.stack([a for _, a in kept])).permute(0, 3, 1, 2).contiguous()
     rel = [f.relative_to(folder).parts for f, _ in kept]
     labels, classes = None, []

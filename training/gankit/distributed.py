@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
-
 from gankit_cli.rank_guard import stop_with_launcher
 from gankit_runtime import GankitError
+from torch import nn
 
 
 def timeout() -> datetime.timedelta:
@@ -69,8 +68,10 @@ def world_from_env(device: str) -> tuple[World, str]:
     cuda = str(device).startswith("cuda")
     if cuda:
         if local >= torch.cuda.device_count():
-            raise GankitError(f"rank {rank}: LOCAL_RANK {local} but torch sees {torch.cuda.device_count()} CUDA GPU(s)"
-                              " (--nproc_per_node must not exceed the GPUs of a machine)")
+            raise GankitError(
+                f"rank {rank}: LOCAL_RANK {local} but torch sees {torch.cuda.device_count()} CUDA GPU(s)"
+                " (--nproc_per_node must not exceed the GPUs of a machine)"
+            )
         device = f"cuda:{local}"
         torch.cuda.set_device(device)
     backend = "nccl" if cuda else "gloo"
@@ -78,8 +79,9 @@ def world_from_env(device: str) -> tuple[World, str]:
         try:
             dist.init_process_group(backend, timeout=wait)
         except Exception as e:
-            raise GankitError(f"rank {rank}: could not join the process group ({backend}): "
-                              f"{str(e).splitlines()[0][:200]}") from None
+            raise GankitError(
+                f"rank {rank}: could not join the process group ({backend}): {str(e).splitlines()[0][:200]}"
+            ) from None
     return World(rank, local, size, backend), device
 
 
@@ -153,8 +155,9 @@ def sync_batch_norm(module: nn.Module) -> nn.Module:
     """Every BatchNorm2d in `module` made a SyncBatchNorm2d, with its parameters and buffers."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            sync = SyncBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats).to(next(child.buffers()).device)
+            sync = SyncBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            ).to(next(child.buffers()).device)
             sync.load_state_dict(child.state_dict())
             setattr(module, name, sync)
         else:

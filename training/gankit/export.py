@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
 from gankit_runtime import contract as meta
 from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap
+from torch import nn
 
 from . import __version__
 from .checkpoint import checkpoint_file, load_checkpoint
@@ -51,14 +50,19 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig, dict]:
     return g.eval(), cfg, state
 
 
-def onnx_program(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
-                 output_names: list[str], metadata: dict[str, str]):
+def onnx_program(
+    model: nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    metadata: dict[str, str],
+):
     """torch's dynamo exporter with one dynamic batch dimension shared by all inputs, metadata set, quietly.
 
     The exporter logs progress and unrelated registry warnings (torchvision ops); they stay out of
     the user's terminal. `examples` have a batch of 2: a dynamic dimension cannot come from a size-1 one.
     """
-    args = list(inspect.signature(model.forward).parameters)[:len(examples)]
+    args = list(inspect.signature(model.forward).parameters)[: len(examples)]
     batch = torch.export.Dim("batch")
     quiet = io.StringIO()
     logger = logging.getLogger("torch.onnx")
@@ -67,9 +71,15 @@ def onnx_program(model: nn.Module, examples: tuple[torch.Tensor, ...], input_nam
         warnings.simplefilter("ignore")
         logger.setLevel(logging.ERROR)
         try:
-            program = torch.onnx.export(model.eval(), tuple(examples), dynamo=True, input_names=input_names,
-                                        output_names=output_names, verbose=False,
-                                        dynamic_shapes={arg: {0: batch} for arg in args})
+            program = torch.onnx.export(
+                model.eval(),
+                tuple(examples),
+                dynamo=True,
+                input_names=input_names,
+                output_names=output_names,
+                verbose=False,
+                dynamic_shapes={arg: {0: batch} for arg in args},
+            )
         except Exception as e:
             cause = e
             while cause is not None:  # torch wraps a Ctrl-C inside the exporter into its own error
@@ -88,8 +98,9 @@ def to_onnx(g: nn.Module, cfg: ModelConfig, path: Path, metadata: dict[str, str]
     """The generator as one file (weights inside): input z [N, z_dim] (and labels int64 [N] when
     conditional), outputs images [N, C, H, W] and (pixels=True) pixels uint8 [N, H, W, C]."""
     if cfg.conditional:
-        program = onnx_program(g, (torch.zeros(2, cfg.z_dim), torch.tensor([0, 1])), ["z", "labels"], ["images"],
-                               metadata)
+        program = onnx_program(
+            g, (torch.zeros(2, cfg.z_dim), torch.tensor([0, 1])), ["z", "labels"], ["images"], metadata
+        )
     else:
         program = onnx_program(g, (torch.zeros(2, cfg.z_dim),), ["z"], ["images"], metadata)
     program.save(str(path), external_data=False)
@@ -110,22 +121,33 @@ def add_pixels(model, low: float = -1.0, high: float = 1.0) -> None:
     graph = model.graph
     images = graph.output[0]  # the contract's first output, whatever its name (checked by the runtime on load)
     dims = images.type.tensor_type.shape.dim
-    consts = {"gankit_low": low, "gankit_scale": 255.0 / (high - low), "gankit_half": 0.5, "gankit_zero": 0.0,
-              "gankit_max": 255.0}
+    consts = {
+        "gankit_low": low,
+        "gankit_scale": 255.0 / (high - low),
+        "gankit_half": 0.5,
+        "gankit_zero": 0.0,
+        "gankit_max": 255.0,
+    }
     graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items())
-    graph.node.extend([
-        helper.make_node("Sub", [images.name, "gankit_low"], ["gankit_shifted"], name="pixels_shift"),
-        helper.make_node("Mul", ["gankit_shifted", "gankit_scale"], ["gankit_scaled"], name="pixels_scale"),
-        helper.make_node("Add", ["gankit_scaled", "gankit_half"], ["gankit_rounded"], name="pixels_half"),
-        helper.make_node("Clip", ["gankit_rounded", "gankit_zero", "gankit_max"], ["gankit_clipped"],
-                         name="pixels_clip"),
-        helper.make_node("Floor", ["gankit_clipped"], ["gankit_floor"], name="pixels_floor"),
-        helper.make_node("Cast", ["gankit_floor"], ["gankit_bytes"], to=TensorProto.UINT8, name="pixels_cast"),
-        helper.make_node("Transpose", ["gankit_bytes"], ["pixels"], perm=[0, 2, 3, 1], name="pixels_nhwc"),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node("Sub", [images.name, "gankit_low"], ["gankit_shifted"], name="pixels_shift"),
+            helper.make_node("Mul", ["gankit_shifted", "gankit_scale"], ["gankit_scaled"], name="pixels_scale"),
+            helper.make_node("Add", ["gankit_scaled", "gankit_half"], ["gankit_rounded"], name="pixels_half"),
+            helper.make_node(
+                "Clip", ["gankit_rounded", "gankit_zero", "gankit_max"], ["gankit_clipped"], name="pixels_clip"
+            ),
+            helper.make_node("Floor", ["gankit_clipped"], ["gankit_floor"], name="pixels_floor"),
+            helper.make_node("Cast", ["gankit_floor"], ["gankit_bytes"], to=TensorProto.UINT8, name="pixels_cast"),
+            helper.make_node("Transpose", ["gankit_bytes"], ["pixels"], perm=[0, 2, 3, 1], name="pixels_nhwc"),
+        ]
+    )
     batch = dims[0].dim_param or "batch"
-    graph.output.append(helper.make_tensor_value_info(
-        "pixels", TensorProto.UINT8, [batch, dims[2].dim_value, dims[3].dim_value, dims[1].dim_value]))
+    graph.output.append(
+        helper.make_tensor_value_info(
+            "pixels", TensorProto.UINT8, [batch, dims[2].dim_value, dims[3].dim_value, dims[1].dim_value]
+        )
+    )
     meta_props = {p.key: p for p in model.metadata_props}
     if meta.FORMAT in meta_props:
         meta_props[meta.FORMAT].value = meta.FORMAT_VERSION
@@ -143,8 +165,9 @@ class ParityReport:
         return max(self.max_abs.values())
 
 
-def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: str = "cpu",
-           first_seed: int = 0) -> ParityReport:
+def parity(
+    g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: str = "cpu", first_seed: int = 0
+) -> ParityReport:
     """torch eager (eval mode) against the runtime on the same seeds, at each batch size."""
     try:
         runtime = Generator(onnx_path, device=device)
@@ -162,8 +185,9 @@ def parity(g: nn.Module, onnx_path: Path, batch_sizes=PARITY_BATCHES, device: st
         if runtime.info.pixels_name:  # the graph's pixels are the runtime's conversion of its images, byte for byte
             images, pixels = runtime._checked(z, labels, pixels=True)
             if not np.array_equal(pixels, to_uint8(images)):
-                raise GankitError("the exported pixels output differs from the runtime's conversion of images: "
-                                  "nothing exported")
+                raise GankitError(
+                    "the exported pixels output differs from the runtime's conversion of images: nothing exported"
+                )
         report.max_abs[n] = float(np.abs(got - ref).max())
         diff = np.abs(to_uint8(got).astype(np.int16) - to_uint8(ref).astype(np.int16))
         report.pixels_off[n] = int((diff > 0).sum())
@@ -182,8 +206,9 @@ def check_graph(path: Path) -> None:
         raise GankitError(f"exported model fails onnx.checker: {str(e).splitlines()[0][:300]}") from None
     random_ops = {n.op_type for n in model.graph.node} & RANDOM_OPS
     if random_ops:
-        raise GankitError(f"exported model has random operators {sorted(random_ops)}: its output would not "
-                          "depend on z alone")
+        raise GankitError(
+            f"exported model has random operators {sorted(random_ops)}: its output would not depend on z alone"
+        )
 
 
 def upgrade(model_path: Path, out: Path, log=None, force: bool = True) -> None:
@@ -195,8 +220,9 @@ def upgrade(model_path: Path, out: Path, log=None, force: bool = True) -> None:
     refuse_overlap(out, "--out", {"the model this command reads": model_path})
     old = Generator(model_path)
     if old.info.pixels_name:
-        raise GankitError(f"{model_path} already has a pixels output (gankit.format "
-                          f"{old.info.metadata.get(meta.FORMAT, '?')})")
+        raise GankitError(
+            f"{model_path} already has a pixels output (gankit.format {old.info.metadata.get(meta.FORMAT, '?')})"
+        )
     out = prepare_output_file(Path(out), force=force)
     try:
         model = onnx.load(str(model_path))
@@ -215,8 +241,10 @@ def upgrade(model_path: Path, out: Path, log=None, force: bool = True) -> None:
             z = old.latents(range(256))
             labels = np.arange(256) % len(old.classes) if old.conditional else None
             images, pixels = new._checked(z, None if labels is None else labels.astype(np.int64), pixels=True)
-            if not (np.array_equal(images, old.run(z, labels))
-                    and np.array_equal(pixels, to_uint8(images, *old.info.output_range))):
+            if not (
+                np.array_equal(images, old.run(z, labels))
+                and np.array_equal(pixels, to_uint8(images, *old.info.output_range))
+            ):
                 raise GankitError("the upgraded model does not reproduce the original: nothing written")
     except OSError as e:  # a full disk
         raise GankitError(f"cannot write {out}: {e.strerror or e}; nothing written") from None
@@ -233,11 +261,18 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
     out = prepare_output_file(Path(out), force=force)
     g, cfg, state = load_generator(run)
     metadata = {
-        meta.FORMAT: meta.FORMAT_VERSION, meta.MODEL_KIND: cfg.kind, meta.Z_DIM: str(cfg.z_dim),
-        meta.CHANNELS: str(cfg.channels), meta.HEIGHT: str(cfg.size), meta.WIDTH: str(cfg.size),
-        meta.OUTPUT_RANGE: "-1,1", meta.LATENT: meta.LATENT_FORMULA,
-        meta.DATASET: str(state.get("dataset", "")), meta.TRAINING_STEPS: str(state.get("step", 0)),
-        meta.PACKAGE_VERSION: __version__, meta.CHECKPOINT_SHA256: _sha256_of(checkpoint_file(run)),
+        meta.FORMAT: meta.FORMAT_VERSION,
+        meta.MODEL_KIND: cfg.kind,
+        meta.Z_DIM: str(cfg.z_dim),
+        meta.CHANNELS: str(cfg.channels),
+        meta.HEIGHT: str(cfg.size),
+        meta.WIDTH: str(cfg.size),
+        meta.OUTPUT_RANGE: "-1,1",
+        meta.LATENT: meta.LATENT_FORMULA,
+        meta.DATASET: str(state.get("dataset", "")),
+        meta.TRAINING_STEPS: str(state.get("step", 0)),
+        meta.PACKAGE_VERSION: __version__,
+        meta.CHECKPOINT_SHA256: _sha256_of(checkpoint_file(run)),
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
         "ema": "true" if "generator_ema" in state else "false",
     }
@@ -256,16 +291,24 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
             check_graph(tmp)
             report = parity(g, tmp)
             for n in PARITY_BATCHES:
-                print(f"parity batch {n:>3}: max |torch - onnxruntime| = {report.max_abs[n]:.2e}, "
-                      f"uint8 pixels off: {report.pixels_off[n]} of {report.pixels[n]}", file=log)
+                print(
+                    f"parity batch {n:>3}: max |torch - onnxruntime| = {report.max_abs[n]:.2e}, "
+                    f"uint8 pixels off: {report.pixels_off[n]} of {report.pixels[n]}",
+                    file=log,
+                )
             if not report.worst <= atol:  # written so that NaN fails too
-                raise GankitError(f"export rejected: torch and onnxruntime differ by {report.worst:.2e} "
-                                  f"> atol {atol:g}; nothing written")
+                raise GankitError(
+                    f"export rejected: torch and onnxruntime differ by {report.worst:.2e} "
+                    f"> atol {atol:g}; nothing written"
+                )
     except OSError as e:
         raise GankitError(f"could not write {out}: {e.strerror or e}") from None
     kind = f"conditional {cfg.kind}, {cfg.num_classes} classes" if cfg.conditional else cfg.kind
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
-          f"step {state.get('step', 0)})", file=log)
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
+        f"step {state.get('step', 0)})",
+        file=log,
+    )
     return report
 
 

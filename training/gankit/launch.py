@@ -48,6 +48,7 @@ def ranks_exit_code(failures: dict) -> tuple[int, int, int | None]:
     """(local rank, exit code, signal or None) of the failure that stopped the run ({local rank: failure with .exitcode}). The first
     rank to fail makes torchrun stop the others with SIGTERM, so a rank's own error wins, then a rank killed by
     another signal (kill -9, a crash), then the lowest rank."""
+
     def rank_order(item):
         sig = _signal_of(item[1].exitcode)
         return (sig is not None, sig in STOP_SIGNALS, item[0])
@@ -65,8 +66,9 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its warnings and failure reports
     os.environ[LAUNCHER_PID] = str(os.getpid())  # inherited by the ranks: see gankit_cli.rank_guard
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "gankit_cli",
-                                         *without_nproc(argv)])
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "--module", "gankit_cli", *without_nproc(argv)]
+    )
     try:
         run(args)
     except ChildFailedError as e:

@@ -131,8 +131,11 @@ class DCGANGenerator(nn.Module):
         for i in range(len(depths)):
             k = _kernel(chain[i], chain[i + 1])
             if i + 1 < len(depths):
-                blocks += [nn.ConvTranspose2d(depths[i], depths[i + 1], k, 2, 1, bias=False),
-                           nn.BatchNorm2d(depths[i + 1]), nn.ReLU(True)]
+                blocks += [
+                    nn.ConvTranspose2d(depths[i], depths[i + 1], k, 2, 1, bias=False),
+                    nn.BatchNorm2d(depths[i + 1]),
+                    nn.ReLU(True),
+                ]
             else:
                 blocks += [nn.ConvTranspose2d(depths[i], cfg.channels, k, 2, 1), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
@@ -181,13 +184,11 @@ def _dcgan_init(m: nn.Module) -> None:
 
 
 @torch.no_grad()
-def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500, labels=None,
-                 truncation: float = 1.0):
+def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500, labels=None, truncation: float = 1.0):
     """uint8 [N, H, W, C] images of seeds (and labels, for a conditional G) from a torch generator in
     eval mode: what the runtime gives for the same seeds after export (same seed formula, same pixels;
     truncation psi as the runtime's, z' = psi * z)."""
     import numpy as np
-
     from gankit_runtime import latents_for_seeds, to_uint8
 
     was_training = g.training
@@ -195,8 +196,14 @@ def sample_uint8(g: nn.Module, seeds, z_dim: int, device, batch_size: int = 500,
     seeds = list(seeds)
     out = []
     for start in range(0, len(seeds), batch_size):
-        z = torch.from_numpy(latents_for_seeds(seeds[start:start + batch_size], z_dim) * np.float32(truncation)).to(device)
-        y = None if labels is None else torch.as_tensor(labels[start:start + batch_size], dtype=torch.int64, device=device)
+        z = torch.from_numpy(latents_for_seeds(seeds[start : start + batch_size], z_dim) * np.float32(truncation)).to(
+            device
+        )
+        y = (
+            None
+            if labels is None
+            else torch.as_tensor(labels[start : start + batch_size], dtype=torch.int64, device=device)
+        )
         out.append(to_uint8(g(z, y).float().cpu().numpy()))
     g.train(was_training)
     return np.concatenate(out)

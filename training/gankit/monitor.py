@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import torch
-
+from gankit_runtime.evaluation.datasets import load_mnist_like
+from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
 from gankit_runtime.files import atomic_path
 
 from .config import ModelConfig
-from gankit_runtime.evaluation.datasets import load_mnist_like
-from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
 from .models import sample_uint8
 
 D_FAKE_FLOOR = 0.02  # D(G(z)) below this for long: D wins outright, G's gradient carries nothing
@@ -33,14 +32,20 @@ class FailureWatch:
         self.low_d_fake_steps = self.low_d_fake_steps + 1 if d_fake < D_FAKE_FLOOR else 0
         if self.low_d_fake_steps == D_FAKE_PATIENCE:
             advice = "--g-loss non-saturating" if self.g_loss == "minimax" else "--r1 1 (an R1 penalty on D)"
-            self.warn("d_wins", f"warning: D(G(z)) has stayed below {D_FAKE_FLOOR} for {D_FAKE_PATIENCE} steps: "
-                                "the discriminator wins outright and the generator learns nothing "
-                                f"(try a lower --lr-d, or {advice})")
+            self.warn(
+                "d_wins",
+                f"warning: D(G(z)) has stayed below {D_FAKE_FLOOR} for {D_FAKE_PATIENCE} steps: "
+                "the discriminator wins outright and the generator learns nothing "
+                f"(try a lower --lr-d, or {advice})",
+            )
 
     def classes(self, figures: dict) -> None:
         if figures["class_share_max"] > COLLAPSE_SHARE:
-            self.warn("collapse", f"warning: {figures['class_share_max']:.0%} of samples are one class "
-                                  f"(counts {figures['class_counts']}): the generator is collapsing to few modes")
+            self.warn(
+                "collapse",
+                f"warning: {figures['class_share_max']:.0%} of samples are one class "
+                f"(counts {figures['class_counts']}): the generator is collapsing to few modes",
+            )
 
     def warn(self, key: str, text: str) -> None:
         if key not in self.warned:
@@ -71,8 +76,14 @@ class Monitor:
         self.watch = FailureWatch(log)
         # A resumed run keeps its best so far, so best.pt is never replaced by a worse generator.
         past = read_metrics(out)
-        self.best_fd = min((r["eval"]["fd"] for r in past if isinstance(r.get("eval"), dict)
-                            and isinstance(r["eval"].get("fd"), (int, float))), default=float("inf"))
+        self.best_fd = min(
+            (
+                r["eval"]["fd"]
+                for r in past
+                if isinstance(r.get("eval"), dict) and isinstance(r["eval"].get("fd"), (int, float))
+            ),
+            default=float("inf"),
+        )
 
     def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
         result = self.scorer.evaluate(g, cfg, device)
@@ -118,10 +129,11 @@ def plot_run(run: Path) -> None:
     panels = 3 if evals else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
     steps = [r["step"] for r in train]
-    axes[0].plot(steps, [r["loss_d"] for r in train], label="loss D")
-    axes[0].plot(steps, [r["loss_g"] for r in train], label="loss G")
-    axes[1].plot(steps, [r["d_real"] for r in train], label="D(x)")
-    axes[1].plot(steps, [r["d_fake"] for r in train], label="D(G(z))")
+    dots = {"marker": "o"} if len(steps) < 20 else {}  # a short run has a few records: a line alone would not show
+    axes[0].plot(steps, [r["loss_d"] for r in train], label="loss D", **dots)
+    axes[0].plot(steps, [r["loss_g"] for r in train], label="loss G", **dots)
+    axes[1].plot(steps, [r["d_real"] for r in train], label="D(x)", **dots)
+    axes[1].plot(steps, [r["d_fake"] for r in train], label="D(G(z))", **dots)
     axes[1].set_ylim(0, 1)
     if evals:
         es = [r["step"] for r in evals]

@@ -42,8 +42,9 @@ def refuse_links(out: Path, names) -> None:
     """Files and folders of a run are never written through a link: a link there could point anywhere."""
     for name in names:
         if (out / name).is_symlink():
-            raise GankitError(f"{out / name} is a link: gankit never writes through links inside a run folder; "
-                              "remove it")
+            raise GankitError(
+                f"{out / name} is a link: gankit never writes through links inside a run folder; remove it"
+            )
 
 
 def append_metrics(run: Path, record: dict) -> None:
@@ -61,5 +62,7 @@ def plot(run: Path) -> None:
     try:
         plot_run(run)
     except Exception as e:  # noqa: BLE001 - a plot is a convenience: training goes on without it
-        print(f"warning: could not draw {run / 'plot.png'}: {(str(e).splitlines() or [repr(e)])[0][:200]}",
-              file=sys.stderr)
+        print(
+            f"warning: could not draw {run / 'plot.png'}: {(str(e).splitlines() or [repr(e)])[0][:200]}",
+            file=sys.stderr,
+        )

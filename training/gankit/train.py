@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-
+from gankit_cli.progress import Progress
 from gankit_runtime import GankitError, Interrupted
 from gankit_runtime.contract import parse_device
 from gankit_runtime.files import atomic_path
@@ -27,9 +27,9 @@ from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_d
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
-from gankit_cli.progress import Progress
 from .runfolder import append_metrics, claim_run_folder, plot, refuse_links, release_run_folder
 from .trainer import Trainer, discriminator_loss, epoch_order, generator_loss  # noqa: F401  (gankit.train's API)
+
 
 def resume_configs(state: dict, given: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
     """A resumed run's configs: its own, with the changes the user asked for. `given` maps config field
@@ -43,13 +43,20 @@ def resume_configs(state: dict, given: dict | None = None) -> tuple[ModelConfig,
         if key in TrainConfig.CHANGEABLE_ON_RESUME:
             changes[key] = value
             continue
-        saved = model_cfg.conditional if key == "conditional" else \
-            getattr(model_cfg, key) if hasattr(model_cfg, key) else getattr(train_cfg, key)
+        saved = (
+            model_cfg.conditional
+            if key == "conditional"
+            else getattr(model_cfg, key)
+            if hasattr(model_cfg, key)
+            else getattr(train_cfg, key)
+        )
         if value != saved:
             allowed = ", ".join(f"--{k.replace('_', '-')}" for k in TrainConfig.CHANGEABLE_ON_RESUME)
-            raise GankitError(f"--{option_name(key)} {value} differs from the run's {saved}: a resumed run keeps "
-                              f"its settings (it may change {allowed}, --steps, --device, --threads); "
-                              "to change it, start a new run with another --out")
+            raise GankitError(
+                f"--{option_name(key)} {value} differs from the run's {saved}: a resumed run keeps "
+                f"its settings (it may change {allowed}, --steps, --device, --threads); "
+                "to change it, start a new run with another --out"
+            )
     return model_cfg, replace(train_cfg, **changes)
 
 
@@ -87,9 +94,18 @@ class StopSignal:
         return False
 
 
-def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | None, *, resume: bool = False,
-          given: dict | None = None, max_steps: int | None = None, device: str = "cpu",
-          conditional: bool = False, log=None) -> Path:
+def train(
+    out: Path,
+    model_cfg: ModelConfig | None,
+    train_cfg: TrainConfig | None,
+    *,
+    resume: bool = False,
+    given: dict | None = None,
+    max_steps: int | None = None,
+    device: str = "cpu",
+    conditional: bool = False,
+    log=None,
+) -> Path:
     """Train into run folder `out` (checkpoint.pt, metrics.jsonl, samples/); returns the checkpoint path.
 
     resume: continue the run in `out` with its own configs (model_cfg and train_cfg are ignored); `given`
@@ -111,15 +127,19 @@ def train(out: Path, model_cfg: ModelConfig | None, train_cfg: TrainConfig | Non
         together = True
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError):
-        raise GankitError(f"out of {'GPU ' if str(device).startswith('cuda') else ''}memory training this model: lower "
-                          "--batch-size (or --width, --image-size); checkpoints written so far are kept") from None
+        raise GankitError(
+            f"out of {'GPU ' if str(device).startswith('cuda') else ''}memory training this model: lower "
+            "--batch-size (or --width, --image-size); checkpoints written so far are kept"
+        ) from None
     except RuntimeError as e:  # a collective failed: another rank stopped or its machine went away
         if not world.active:
             raise
         reason = " ".join(str(e).split())
         reason = reason if len(reason) <= 160 else reason[:160].rsplit(" ", 1)[0] + " ..."
-        raise GankitError(f"rank {world.rank}: lost the other processes ({reason}); the last checkpoint in {out} "
-                          "is whole: run the same command with --resume") from None
+        raise GankitError(
+            f"rank {world.rank}: lost the other processes ({reason}); the last checkpoint in {out} "
+            "is whole: run the same command with --resume"
+        ) from None
     finally:
         release_run_folder(out)
         leave(world, together)
@@ -144,8 +164,10 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:
-            raise GankitError(f"--conditional needs labelled data: {train_cfg.data} has no classes (give an image "
-                              "folder with one sub-folder per class, at least two)")
+            raise GankitError(
+                f"--conditional needs labelled data: {train_cfg.data} has no classes (give an image "
+                "folder with one sub-folder per class, at least two)"
+            )
         model_cfg = replace(model_cfg, num_classes=len(data.classes))
     trainer = Trainer(model_cfg, train_cfg, data, device, world)
     if state is not None:
@@ -174,13 +196,21 @@ def _last_step(trainer: Trainer, max_steps: int | None, out: Path, log) -> tuple
     last = cfg.epochs * spe if max_steps is None else min(max_steps, cfg.epochs * spe)
     limit = f"--steps {max_steps}" if last == max_steps else f"--epochs {cfg.epochs}"
     if max_steps is not None and max_steps > last:
-        print(f"note: --epochs {cfg.epochs} ({last} steps) stops the run before --steps {max_steps}: "
-              "give a larger --epochs to go further", file=log)
+        print(
+            f"note: --epochs {cfg.epochs} ({last} steps) stops the run before --steps {max_steps}: "
+            "give a larger --epochs to go further",
+            file=log,
+        )
     if last <= trainer.step:
-        asked = f"--steps {max_steps}" if max_steps is not None and max_steps <= cfg.epochs * spe \
+        asked = (
+            f"--steps {max_steps}"
+            if max_steps is not None and max_steps <= cfg.epochs * spe
             else f"{cfg.epochs} epochs ({cfg.epochs * spe} steps)"
-        raise GankitError(f"the run in {out} is already at step {trainer.step}, {asked} asks for no more: "
-                          "give a larger --epochs or --steps to continue it")
+        )
+        raise GankitError(
+            f"the run in {out} is already at step {trainer.step}, {asked} asks for no more: "
+            "give a larger --epochs or --steps to continue it"
+        )
     return last, limit
 
 
@@ -190,8 +220,9 @@ def _monitor(trainer: Trainer, out: Path, data_dir: Path, log):
     if not cfg.eval_every:
         return None
     if trainer.data.name not in ("mnist", "fashion-mnist") or (model_cfg.channels, model_cfg.size) != (1, 28):
-        raise GankitError("--eval-every scores samples with a shipped classifier: it needs --data mnist or "
-                          "fashion-mnist at 28x28x1")
+        raise GankitError(
+            "--eval-every scores samples with a shipped classifier: it needs --data mnist or fashion-mnist at 28x28x1"
+        )
     if not trainer.world.is_main:
         return None
     from .monitor import Monitor
@@ -211,14 +242,22 @@ def _prepare_run_folder(out: Path) -> None:
 
 def _announce(trainer: Trainer, last: int, limit: str, device: str, log) -> None:
     world, cfg, model_cfg, data = trainer.world, trainer.cfg, trainer.model_cfg, trainer.data
-    kind = f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)" if model_cfg.conditional else model_cfg.kind
+    kind = (
+        f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)" if model_cfg.conditional else model_cfg.kind
+    )
     if world.active:
-        print(f"torchrun: {world.size} processes, backend {world.backend}, global batch {cfg.batch_size} "
-              f"({cfg.batch_size // world.size} per process), batch norm "
-              f"{'synchronised (--sync-bn)' if cfg.sync_bn else 'per process'}; rank 0 writes", file=log)
-    print(f"training {kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
-          f"{trainer.steps_per_epoch} steps per epoch, step {trainer.step} -> {last} ({limit}), device {device}, "
-          f"{torch.get_num_threads()} threads", file=log)
+        print(
+            f"torchrun: {world.size} processes, backend {world.backend}, global batch {cfg.batch_size} "
+            f"({cfg.batch_size // world.size} per process), batch norm "
+            f"{'synchronised (--sync-bn)' if cfg.sync_bn else 'per process'}; rank 0 writes",
+            file=log,
+        )
+    print(
+        f"training {kind} on {data.name}: {len(data)} images {tuple(data.images.shape[1:])}, "
+        f"{trainer.steps_per_epoch} steps per epoch, step {trainer.step} -> {last} ({limit}), device {device}, "
+        f"{torch.get_num_threads()} threads",
+        file=log,
+    )
 
 
 def _load_data(train_cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path, world: World) -> Dataset:
@@ -308,8 +347,11 @@ class _Loop:
             if stop_now:
                 self._save()
                 self.progress.end("")
-                raise Interrupted(f"interrupted at step {t.step}: checkpoint saved in {self.out}; continue with "
-                                  f"python cli.py train --out {self.out} --resume", stop.received or signal.SIGTERM)
+                raise Interrupted(
+                    f"interrupted at step {t.step}: checkpoint saved in {self.out}; continue with "
+                    f"python cli.py train --out {self.out} --resume",
+                    stop.received or signal.SIGTERM,
+                )
 
     def _read_stats(self) -> None:
         """Fold the steps' statistics into the window: one wait for the device per group of steps (every
@@ -318,13 +360,18 @@ class _Loop:
         values = average(torch.stack(self.pending).to(self.t.device), self.t.world).cpu().numpy()
         first = self.t.step - len(values) + 1
         self.pending = []
-        for k, (loss_d, loss_g, d_real, d_fake) in enumerate(values):
+        for k, (loss_d, loss_g, _d_real, d_fake) in enumerate(values):
             if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
                 self.progress.end("")
-                kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step \
+                kept = (
+                    f"the last good checkpoint (step {self.saved_step}) is kept"
+                    if self.saved_step
                     else "no checkpoint was written"
-                raise Diverged(f"training diverged at step {first + k}: loss_D {loss_d} loss_G {loss_g} are not "
-                                  f"finite; {kept}. Lower the learning rates (--lr-g, --lr-d) and start a new run")
+                )
+                raise Diverged(
+                    f"training diverged at step {first + k}: loss_D {loss_d} loss_G {loss_g} are not "
+                    f"finite; {kept}. Lower the learning rates (--lr-g, --lr-d) and start a new run"
+                )
             self.watch.step(float(d_fake))
         self.sums += values.sum(axis=0)
         self.count += len(values)
@@ -335,8 +382,7 @@ class _Loop:
     def _figures(self) -> str:
         mean = self.sums / max(self.count, 1)
         rate = self.count * self.images_per_step / max(time.perf_counter() - self.started, 1e-9)
-        return (f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} "
-                f"{rate:.0f} img/s")
+        return f"loss_D {mean[0]:.3f} loss_G {mean[1]:.3f} D(x) {mean[2]:.3f} D(G(z)) {mean[3]:.3f} {rate:.0f} img/s"
 
     def _save(self) -> None:
         if self.t.world.is_main:
@@ -354,11 +400,21 @@ class _Loop:
         save_png(t.sample_grid(), self.out / "samples" / name, compress_level=6)
         seconds = time.perf_counter() - self.started
         mean = self.sums / max(self.count, 1)
-        append_metrics(self.out, {"step": t.step, "epoch": t.step / spe, "loss_d": mean[0], "loss_g": mean[1],
-                           "d_real": mean[2], "d_fake": mean[3],
-                           **({"augment_p": float(t.augment.p)} if t.augment.active else {}),
-                           "images_per_s": self.count * self.images_per_step / seconds,
-                           "seconds": seconds, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        append_metrics(
+            self.out,
+            {
+                "step": t.step,
+                "epoch": t.step / spe,
+                "loss_d": mean[0],
+                "loss_g": mean[1],
+                "d_real": mean[2],
+                "d_fake": mean[3],
+                **({"augment_p": float(t.augment.p)} if t.augment.active else {}),
+                "images_per_s": self.count * self.images_per_step / seconds,
+                "seconds": seconds,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
         plot(self.out)
         self.progress.end(f"step {t.step} (epoch {t.step / spe:.2f}) {self._figures()}")
         self._reset_window()
@@ -372,8 +428,12 @@ def _evaluate(trainer: Trainer, monitor, out: Path, progress: Progress) -> None:
     if best:
         with atomic_path(out / "best.pt") as tmp:
             shutil.copyfile(out / FILENAME, tmp)
-    append_metrics(out, {"step": trainer.step, "epoch": trainer.step / trainer.steps_per_epoch, "eval": f, "best": best})
+    append_metrics(
+        out, {"step": trainer.step, "epoch": trainer.step / trainer.steps_per_epoch, "eval": f, "best": best}
+    )
     accuracy = f" label accuracy {f['label_accuracy']:.2%}" if "label_accuracy" in f else ""
-    progress.end(f"step {trainer.step} eval: FD {f['fd']:.3f} confident {f['confident']:.1%} recall {f['recall']:.3f} "
-                 f"classes {f['class_share_min']:.1%}-{f['class_share_max']:.1%}{accuracy}{' (best)' if best else ''}")
+    progress.end(
+        f"step {trainer.step} eval: FD {f['fd']:.3f} confident {f['confident']:.1%} recall {f['recall']:.3f} "
+        f"classes {f['class_share_min']:.1%}-{f['class_share_max']:.1%}{accuracy}{' (best)' if best else ''}"
+    )
     plot(out)

