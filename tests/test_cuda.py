@@ -48,7 +48,7 @@ def test_cuda_sessions_run_without_tf32_unless_asked(fake_cuda):
     (cuda_1, cpu), (cuda_0, _) = FakeSession.asked
     assert cuda_1 == ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0}) and cpu == "CPUExecutionProvider"
     assert cuda_0 == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 1})
-    assert fake_cuda and set(fake_cuda) == {3}  # onnxruntime's own log: errors only (no per-session warnings)
+    assert fake_cuda and set(fake_cuda) == {4}  # onnxruntime's own log: fatal only (our one line says the rest)
 
 
 def test_a_silent_fallback_to_the_cpu_is_an_error(fake_cuda):

@@ -88,11 +88,10 @@ def generate(
     out = out or Path("out.npz" if format == Format.npz else "out")
     start = time.perf_counter()
     bar = Progress(plain_every=progress.PLAIN_EVERY)
-    shown = lambda done, total: bar.update(
-        f"images ({done / max(time.perf_counter() - start, 1e-9):.0f}/s)",  # noqa: E731
-        done,
-        total,
-    )
+
+    def shown(done: int, total: int) -> None:
+        bar.update(f"images ({done / max(time.perf_counter() - start, 1e-9):.0f}/s)", done, total)
+
     if format == Format.npz:
         result = write_npz(generator, part, out, batch_size=batch_size, grid=grid, force=force, progress=shown)
     else:

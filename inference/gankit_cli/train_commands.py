@@ -110,7 +110,7 @@ def train(
         **_flag(
             "Continue the run in --out with its own settings; "
             "--epochs, --steps, --eval-every, --eval-samples, "
-            "--checkpoint-every, --device, --threads may change, any "
+            "--checkpoint-every, --device, --threads, --sync-bn, --data-dir may change, any "
             "other setting given must match the run's."
         ),
     ),

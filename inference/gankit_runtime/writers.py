@@ -326,8 +326,9 @@ def write_folder(
     """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
     read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
 
-    metadata.jsonl then lists the images of the whole job (all shards, when `job` is one) present in out_dir,
-    and the grid shows the whole job's first images. Ctrl-C raises Interrupted after the batches in flight
+    metadata.jsonl then lists the job's images present in out_dir; a shard writes only its own records
+    (gankit-shard-I-of-N.jsonl), and the same command without --shard writes the whole metadata.jsonl. The grid
+    shows the whole job's first images. Ctrl-C raises Interrupted after the batches in flight
     are written whole.
     """
     _check_layout(generator, job, layout)

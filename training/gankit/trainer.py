@@ -122,8 +122,8 @@ class Trainer:
                 "(an image folder's classes are its sub-folders)"
             )
         torch.manual_seed(train_cfg.seed)
-        # Convolutions run 34% faster in channels_last on a 2-core Zen 3 (DCGAN-28: 619 against 462 img/s; torch.compile
-        # gained 13% alone and nothing on top of it, so it is not used). The MLP has no use for it.
+        # Convolutions run faster in channels_last, and torch.compile added nothing on top of it (docs/benchmarks.md,
+        # "channels_last"). The MLP has no use for it.
         self.memory_format = torch.channels_last if model_cfg.kind == "dcgan" else torch.contiguous_format
         self.G, self.D = (m.to(self.device, memory_format=self.memory_format) for m in build_models(model_cfg))
         if world.active and train_cfg.sync_bn:  # batch statistics of the global batch, not of each rank's slice
