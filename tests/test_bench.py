@@ -48,6 +48,19 @@ CASES = {
         "0.8",
         *MNIST,
     ],
+    "longtail": [
+        "bench/longtail.py",
+        "--seeds",
+        "0",
+        "--head",
+        "30",
+        "--tail",
+        "3",
+        "--gan-steps",
+        "2",
+        "--clf-steps",
+        "2",
+    ],
 }
 
 

@@ -42,7 +42,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The demo site of both shipped models, served on 127.0.0.1."""
+    """The demo site of the shipped models, served on 127.0.0.1."""
     if not HAS_ORT_WEB:
         pytest.skip("onnxruntime-web is not installed (npm ci in web/)")
     out = tmp_path_factory.mktemp("site") / "site"

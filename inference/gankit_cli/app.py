@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except GankitError as e:  # Interrupted too: its message says what was kept
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
             print(f"error: {e}", file=sys.stderr)
-        return 128 + int(_RECEIVED[0]) if isinstance(e, Interrupted) else e.exit_code
+        if isinstance(e, Interrupted) and e.exit_code == 128 + signal.SIGINT:  # it saw a KeyboardInterrupt: which
+            return 128 + int(_RECEIVED[0])  # signal made it is known here (training names its own signal)
+        return e.exit_code
     except OSError as e:  # disk full, permission denied, ... while writing
         where = f" ({e.filename})" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)

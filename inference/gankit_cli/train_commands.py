@@ -86,6 +86,14 @@ def train(
         "fixed (probability --augment-p) or ada (adaptive).",
     ),
     augment_p: float = typer.Option(1.0, min=0, max=1, help="--augment fixed: probability of each operation."),
+    balance_classes: bool = typer.Option(
+        False,
+        "--balance-classes",
+        **_flag(
+            "--conditional on imbalanced data: D and G see every class equally often (a rare class's images "
+            "repeat); with --augment ada for classes of a few dozen images."
+        ),
+    ),
     sync_bn: bool = typer.Option(
         False,
         "--sync-bn",
@@ -160,6 +168,7 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
                 "checkpoint_every",
                 "sync_bn",
                 "augment_p",
+                "balance_classes",
             )
         }
         model_cfg, train_cfg = new_run_configs(
@@ -277,3 +286,40 @@ def train_classifier(
     model, acc = run(data.value, epochs=epochs, seed=seed, data_dir=data_dir)
     export_classifier(model, out, acc, data.value)
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
+
+
+@app.command("check-augmentation")
+def check_augmentation(
+    real: Path = typer.Option(..., help="Your labelled images: one sub-folder per class."),
+    generated: Path = typer.Option(
+        ...,
+        help="The generated set: the imagefolder gankit generate wrote, or any folder "
+        "of class sub-folders (classes among the real ones).",
+    ),
+    holdout: float = typer.Option(0.2, help="Share of each real class held out to measure on."),
+    runs: int = typer.Option(3, min=1, max=20, help="Classifier seeds: the gain's spread comes from them."),
+    steps: int = typer.Option(500, min=1, help="Classifier steps (batches of 64), the same for every training set."),
+    seed: int = typer.Option(0, min=0, help="Seed of the held-out split (runs use seed, seed + 1, ...)."),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+    out: Path | None = typer.Option(None, help="Also write the figures to this JSON file."),
+):
+    """Does a generated set help a classifier of your images? Trains the fixed small classifier on your real images
+    alone, with the generated set, and on the generated set alone; measures each on held-out real images."""
+    _training_side()
+    import torch
+    from gankit.augcheck import check, read_labelled_folder, table
+    from gankit_runtime.files import atomic_write_bytes, prepare_output_file
+
+    _check_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
+    if out is not None:
+        out = prepare_output_file(out, force=False)
+    real_set = read_labelled_folder(real, "--real")
+    generated_set = read_labelled_folder(generated, "--generated")
+    result = check(real_set, generated_set, holdout=holdout, runs=runs, steps=steps, seed=seed)
+    typer.echo(table(result))
+    if out is not None:
+        import json
+
+        atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())

@@ -25,10 +25,13 @@ FEATURES = 128
 
 
 class DigitClassifier(nn.Module):
-    def __init__(self, classes: int = 10):
+    """Two conv blocks and a 128-feature layer: eval's feature space on 28x28 grey (the defaults), and the fixed
+    classifier that bench/ and check-augmentation train on other sizes (height size, width width) and channels."""
+
+    def __init__(self, classes: int = 10, channels: int = 1, size: int = 28, width: int | None = None):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
+            nn.Conv2d(channels, 32, 3, padding=1),
             nn.BatchNorm2d(32),
             nn.ReLU(),
             nn.MaxPool2d(2),  # 14x14
@@ -37,7 +40,7 @@ class DigitClassifier(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(2),  # 7x7
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, FEATURES),
+            nn.Linear(64 * (size // 4) * ((width or size) // 4), FEATURES),
             nn.ReLU(),
         )
         self.dropout = nn.Dropout(0.3)
@@ -49,18 +52,22 @@ class DigitClassifier(nn.Module):
 
 
 def _scaled(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(x).unsqueeze(1).float().div_(127.5).sub_(1.0)
+    """uint8 [N, H, W] (grey) or [N, H, W, C] -> float32 [N, C, H, W] in [-1, 1]."""
+    t = torch.from_numpy(x)
+    t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    return t.float().div_(127.5).sub_(1.0).contiguous()
 
 
 def _shift(batch: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Random translations of up to max_shift pixels (padding with background): cheap augmentation."""
+    h, w = batch.shape[-2:]
     pad = F.pad(batch, (max_shift,) * 4, value=-1.0)
     dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=gen).tolist()
-    return pad[:, :, dy : dy + 28, dx : dx + 28]
+    return pad[:, :, dy : dy + h, dx : dx + w]
 
 
 def predict(model: nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """The class of each uint8 image x [N, 28, 28]: int64 [N]."""
+    """The class of each uint8 image x [N, H, W] or [N, H, W, C]: int64 [N]."""
     model.eval()
     out = []
     with torch.no_grad():
@@ -74,21 +81,32 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000) 
     return float((predict(model, x, batch) == y).mean())
 
 
-def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: int = 0, on_epoch=None) -> nn.Module:
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    on_epoch=None,
+    class_weight: np.ndarray | None = None,
+    classes: int = 10,
+) -> nn.Module:
     """Train a fresh DigitClassifier on uint8 images x [N, 28, 28] and labels y [N] for a fixed number of
     steps (Adam, one-cycle schedule, random 2-pixel shifts); returns it in eval mode.
 
     A fixed step budget, whatever N: what the augmentation benchmark compares data sets with.
-    on_epoch(model, epoch, loss) is called after each pass over the data.
+    on_epoch(model, epoch, loss) is called after each pass over the data. class_weight [classes]: weights of
+    the cross-entropy per class (the usual remedy for imbalance, to compare generated data with).
     """
     if len(x) < batch_size:
         raise GankitError(f"{len(x)} training images are fewer than one batch of {batch_size}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = DigitClassifier()
+    model = DigitClassifier(classes, channels=1 if x.ndim == 3 else x.shape[3], size=x.shape[1], width=x.shape[2])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     images, labels = _scaled(x), torch.from_numpy(y.astype(np.int64))
+    weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
     step, epoch = 0, 0
     while step < steps:
         model.train()
@@ -96,7 +114,7 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, batch_size: int = 128, seed: i
         for i in range(len(x) // batch_size):
             idx = order[i * batch_size : (i + 1) * batch_size]
             logits, _ = model(_shift(images[idx], gen))
-            loss = F.cross_entropy(logits, labels[idx])
+            loss = F.cross_entropy(logits, labels[idx], weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

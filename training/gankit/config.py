@@ -172,6 +172,9 @@ class TrainConfig:
     # operation; DiffAugment is 1.0) or ada (p adapted to D's overfitting, starting at 0).
     augment: str = "off"
     augment_p: float = 1.0
+    # Conditional models on imbalanced data: every epoch draws the classes uniformly (a rare class's images repeat),
+    # so D and G see each class equally often (gankit.trainer.epoch_order).
+    balance_classes: bool = False
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
     CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir", "sync_bn")
@@ -223,7 +226,7 @@ class TrainConfig:
 
 
 def default_lr(kind: str, size: int) -> float:
-    """The Adam learning rate (G and D) `cli.py train` uses unless told otherwise.
+    """The Adam learning rate (G and D) `gankit train` uses unless told otherwise.
 
     DCGAN below 64x64 (the width-32 model): 1e-3, measured against the DCGAN paper's 2e-4 with
     bench/time_to_quality.py on MNIST: FD 25 instead of 60 after the images of 10 CPU-minutes, still
@@ -234,7 +237,7 @@ def default_lr(kind: str, size: int) -> float:
 
 
 def default_r1(kind: str, size: int) -> float:
-    """The R1 weight `cli.py train` uses unless told otherwise: 1 for DCGANs below 64x64, measured with
+    """The R1 weight `gankit train` uses unless told otherwise: 1 for DCGANs below 64x64, measured with
     bench/time_to_quality.py on MNIST (docs/benchmarks.md: at the images of 10 minutes, FD 16.6 against 25.4 and
     84.0% confident against 80.7%, at no measurable cost per step); 0 (off) where it was not measured."""
     return 1.0 if kind == "dcgan" and size < 64 else 0.0
@@ -317,6 +320,7 @@ OPTION_FIELDS = {
         "sync_bn",
         "augment",
         "augment_p",
+        "balance_classes",
     )
 }
 

@@ -1,6 +1,6 @@
 """Training on several processes: torch DistributedDataParallel, launched by torchrun.
 
-    torchrun --nproc_per_node 4 cli.py train ...     # one process per GPU (LOCAL_RANK), or per CPU share
+    torchrun --nproc_per_node 4 -m gankit_cli train ...   # one process per GPU (LOCAL_RANK), or per CPU share
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; gloo carries the CPU case, NCCL the CUDA one. The run is the
 same run as on one process: --batch-size is the global batch, every rank walks the same seeded epoch order

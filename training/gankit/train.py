@@ -349,7 +349,7 @@ class _Loop:
                 self.progress.end("")
                 raise Interrupted(
                     f"interrupted at step {t.step}: checkpoint saved in {self.out}; continue with "
-                    f"python cli.py train --out {self.out} --resume",
+                    f"gankit train --out {self.out} --resume",
                     stop.received or signal.SIGTERM,
                 )
 

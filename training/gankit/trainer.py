@@ -97,8 +97,21 @@ def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, images_seen: int, bat
         torch._foreach_copy_(buffers, list(G.buffers()))
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
+def epoch_order(seed: int, epoch: int, n: int, labels: np.ndarray | None = None) -> torch.Tensor:
+    """The order in which an epoch visits the n training images: a seeded permutation. With `labels` (--balance-classes)
+    each position draws a class uniformly and then one of its images, with replacement: every class is seen equally
+    often whatever its count (a rare class's images repeat), by D's real batches and so by G's labels."""
+    rng = np.random.default_rng([seed, epoch])
+    if labels is None:
+        return torch.from_numpy(rng.permutation(n))
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    classes = rng.integers(0, len(members), n)
+    picks = rng.random(n)
+    order = np.empty(n, np.int64)
+    for c, m in enumerate(members):
+        at = classes == c
+        order[at] = m[(picks[at] * len(m)).astype(np.int64)]
+    return torch.from_numpy(order)
 
 
 class Trainer:
@@ -176,6 +189,9 @@ class Trainer:
                 f"(batch size {train_cfg.batch_size} x {train_cfg.d_steps} D steps)"
             )
         self._order: tuple[int, torch.Tensor] | None = None
+        if train_cfg.balance_classes and (data.labels is None or not model_cfg.conditional):
+            raise GankitError("--balance-classes samples the classes equally: it needs --conditional and labelled data")
+        self._label_array = None if data.labels is None else data.labels.cpu().numpy()
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -223,7 +239,8 @@ class Trainer:
         """The index-th batch of the current epoch's order: images, and labels for a conditional model."""
         epoch = self.step // self.steps_per_epoch
         if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data)))
+            balanced = self._label_array if self.cfg.balance_classes else None
+            self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data), balanced))
         b = self.cfg.batch_size
         idx = self._order[1][index * b : (index + 1) * b][self.world.slice(b)]
         if self._staging is None:  # CPU, or the data set on the GPU
