@@ -118,7 +118,20 @@ def test_cuda_images_do_not_depend_on_batch_size(path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_training_with_bf16_autocast_and_pinned_staging(image_folder, tmp_path):
+@pytest.mark.parametrize("staged", [False, True], ids=["data-on-gpu", "pinned-staging"])
+def test_cuda_training_with_bf16_autocast_and_pinned_staging(image_folder, tmp_path, monkeypatch, staged):
+    import gankit.trainer
+
+    if staged:  # the data set counts as too large for the GPU: batches go through the pinned staging buffer
+        monkeypatch.setattr(gankit.trainer, "GPU_DATA_SHARE", 0.0)
+        real_init = gankit.trainer.Trainer.__init__
+        made = []
+
+        def init(self, *args, **kwargs):
+            real_init(self, *args, **kwargs)
+            made.append(self._staging is not None)
+
+        monkeypatch.setattr(gankit.trainer.Trainer, "__init__", init)
     model = ModelConfig(kind="dcgan", size=16, channels=3, width=8)
     cfg = TrainConfig(data=str(image_folder), batch_size=4, epochs=3, ema_kimg=0.05)
     ckpt = train(tmp_path / "r", model, cfg, max_steps=8, device="cuda")
@@ -127,3 +140,5 @@ def test_cuda_training_with_bf16_autocast_and_pinned_staging(image_folder, tmp_p
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert all(0 < json.loads(line)["d_real"] < 1 for line in lines)
+    if staged:
+        assert made == [True]

@@ -1,14 +1,15 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from gankit.config import ModelConfig, TrainConfig
 from gankit.data import Dataset
 from gankit.train import discriminator_loss, generator_loss, train
-from gankit.trainer import R1_EVERY, TOP_K_DECAY, r1_penalty, top_k_share
+from gankit.trainer import R1_EVERY, TOP_K_DECAY, Trainer, r1_penalty, top_k_share
 from gankit_runtime import GankitError
-from helpers import CONFIGS, trainer
+from helpers import CONFIGS, synthetic_data, trainer
 
 
 def test_discriminator_loss_is_bce_real_1_fake_0():
@@ -202,3 +203,24 @@ def test_spectral_norm_discriminator_bounds_every_layer():
         sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
         assert 0.5 < sigma < 1.2, sigma
     assert [m for m in t.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # G keeps its batch norm
+
+
+def test_balance_classes_shows_every_class_equally_often_whatever_its_count():
+    from gankit.trainer import epoch_order
+
+    labels = np.array([0] * 1000 + [1] * 20 + [2] * 5)
+    order = epoch_order(0, 3, len(labels), labels).numpy()
+    counts = np.bincount(labels[order], minlength=3)
+    assert len(order) == len(labels) and abs(counts - len(labels) / 3).max() < 60, counts
+    assert set(order[labels[order] == 2]) == set(range(1020, 1025))  # the rare images repeat, all of them
+    plain = epoch_order(0, 3, len(labels)).numpy()
+    assert sorted(plain) == list(range(len(labels)))  # without labels: a permutation, as before
+    np.testing.assert_array_equal(order, epoch_order(0, 3, len(labels), labels).numpy())  # seeded
+
+
+def test_balance_classes_needs_a_conditional_model():
+    cfg = CONFIGS["dcgan28"]
+    with pytest.raises(GankitError, match="--balance-classes"):
+        Trainer(cfg, TrainConfig(batch_size=8, balance_classes=True), synthetic_data(cfg, n=32))
+    t = trainer(CONFIGS["dcgan28-cond"], steps=1, balance_classes=True)
+    assert t.step == 1

@@ -82,7 +82,7 @@ function request() {
 async function generateWith(modelIndex, seeds, labels = null, truncation = 1.0) {
   const model = models[modelIndex];
   const z = latents(seeds, model.zDim, truncation);
-  return run(await session(model), z, seeds.length, { ort, labels });
+  return run(await session(model), z, seeds.length, { ort, labels, classes: model.classes });
 }
 
 async function showGrid(event) {
@@ -120,7 +120,7 @@ async function showInterpolation(event) {
       for (let i = 0; i < model.zDim; i++) z[f * model.zDim + i] = wa * za[i] + wb * zb[i];
     }
     const frameLabels = labels ? Array(frames).fill(labels[0]) : null;
-    const result = await run(await session(model), z, frames, { ort, labels: frameLabels });
+    const result = await run(await session(model), z, frames, { ort, labels: frameLabels, classes: model.classes });
     draw($("strip"), result, frames);
     status(`seed ${a} to seed ${b} in ${frames} frames (${model.name})`);
   } catch (e) {

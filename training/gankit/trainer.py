@@ -97,6 +97,9 @@ def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, images_seen: int, bat
         torch._foreach_copy_(buffers, list(G.buffers()))
 
 
+GPU_DATA_SHARE = 0.25  # a data set up to this share of the GPU's memory lives on it; a larger one is staged
+
+
 def epoch_order(seed: int, epoch: int, n: int, labels: np.ndarray | None = None) -> torch.Tensor:
     """The order in which an epoch visits the n training images: a seeded permutation. With `labels` (--balance-classes)
     each position draws a class uniformly and then one of its images, with replacement: every class is seen equally
@@ -161,7 +164,7 @@ class Trainer:
         self._staging = self._copied = None
         self.images, self.labels = data.images, data.labels
         if self.cuda:
-            if data.images.numel() <= torch.cuda.get_device_properties(self.device).total_memory // 4:
+            if data.images.numel() <= torch.cuda.get_device_properties(self.device).total_memory * GPU_DATA_SHARE:
                 self.images = data.images.to(self.device)
                 self.labels = None if data.labels is None else data.labels.to(self.device)
             else:

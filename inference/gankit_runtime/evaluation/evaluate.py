@@ -31,7 +31,7 @@ class FeatureExtractor:
 
     def __init__(self, path: Path = DEFAULT_CLASSIFIER):
         if not Path(path).is_file():
-            raise GankitError(f"classifier {path} not found (train one with python cli.py train-classifier)")
+            raise GankitError(f"classifier {path} not found (train one with gankit train-classifier)")
         self.path = Path(path)
         self.session = open_session(self.path)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
