@@ -66,6 +66,22 @@ def train_gan(x: np.ndarray, y: np.ndarray, data: str, steps: int, seed: int, lo
     return t
 
 
+def copy_ratio(synth, synth_labels, xs, ys, x_test, y_test, rare, per_class: int = 200) -> float:
+    """How close generated tail images lie to the tail's few training images, against how close real unseen images
+    of the same class lie to them: the mean pixel distance to the nearest training image, generated over real.
+    Near 1: the generator varies as the class does; well below 1: it mostly replays its training images."""
+    ratios = []
+    for c in rare:
+        train = xs[ys == c].reshape(-1, 784).astype(np.float32)
+
+        def nearest(images):
+            d = ((images.reshape(-1, 784).astype(np.float32)[:, None] - train[None]) ** 2).sum(-1)
+            return np.sqrt(d.min(1)).mean()
+
+        ratios.append(nearest(synth[synth_labels == c][:per_class]) / nearest(x_test[y_test == c][:per_class]))
+    return float(np.mean(ratios))
+
+
 def recalls(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     pred = predict(model, x)
     return np.array([(pred[y == c] == c).mean() for c in range(10)])
@@ -99,7 +115,14 @@ def main() -> None:
         flush=True,
     )
     results: dict = {case: [] for case in CASES}
-    extra: dict = {"tail_classes": [], "gan_minutes": [], "kept_share": [], "gan_test_tail": [], "final_p": []}
+    extra: dict = {
+        "tail_classes": [],
+        "gan_minutes": [],
+        "kept_share": [],
+        "gan_test_tail": [],
+        "final_p": [],
+        "copy_ratio": [],
+    }
     judge = FeatureExtractor(CLASSIFIERS[args.data])  # the shipped classifier, trained on all 60,000 images
     for seed in seeds:
         pick, rare = long_tail_subset(y_train, args.head, args.tail, args.tails, seed)
@@ -114,6 +137,7 @@ def main() -> None:
         seeds_ = np.tile(np.arange(need * args.candidates), len(rare))
         synth = sample_uint8(t.G_out, seeds_, 100, t.device, labels=labels, truncation=args.truncation)[..., 0]
         first = np.tile(np.arange(need * args.candidates) < need, len(rare))
+        extra["copy_ratio"].append(copy_ratio(synth[first], labels[first], xs, ys, x_test, y_test, rare))
         _, probs = judge(synth[first][..., None])
         extra["gan_test_tail"].append(float((probs.argmax(1) == labels[first]).mean()))
         extra["final_p"].append(float(t.augment.p))
