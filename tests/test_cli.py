@@ -188,13 +188,13 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     result = json.loads((tmp_path / "e.json").read_text())
     g = result["generated"]
     assert sum(g["class_counts"]) == 300 and 0 <= g["precision"] <= 1 and g["fd"] > 0 and "real_train" not in result
-    monkeypatch.chdir(tmp_path)  # default output of an .onnx: the working directory, never beside the model
+    monkeypatch.chdir(tmp_path)  # default output of an .onnx: beside the model, never the working directory
     rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference")
-    assert rc == 0 and (tmp_path / "g.eval.json").is_file() and not list(good.glob("*.json"))
+    assert rc == 0 and (good / "g.eval.json").is_file() and [p.name for p in tmp_path.glob("*.json")] == ["e.json"]
     rc, _ = call(capsys, "eval", good, "--samples", 300, "--no-reference")  # a run folder: exported on the fly
     assert rc == 0 and (good / "eval.json").is_file()  # the run's own figures, in the run: no name shared
     rc, _ = call(capsys, "eval", good / "g.onnx", "--samples", 300, "--no-reference", "--truncation", 0.5)
-    truncated = json.loads((tmp_path / "g.eval.json").read_text())  # a rerun replaces its own figures
+    truncated = json.loads((good / "g.eval.json").read_text())  # a rerun replaces its own figures
     assert rc == 0 and truncated["truncation"] == 0.5 and truncated["generated"]["fd"] != g["fd"]
     (tmp_path / "notes.json").write_text("{}")  # ... but nothing else
     expect_error(capsys, ["eval", good / "g.onnx", "--out", tmp_path / "notes.json"], "--force")
