@@ -143,7 +143,8 @@ def main() -> None:
         extra["final_p"].append(float(t.augment.p))
         print(
             f"seed {seed}: tail classes {rare.tolist()}, GAN {extra['gan_minutes'][-1]:.1f} min, GAN-test on the tail "
-            f"{extra['gan_test_tail'][-1]:.2%} (the shipped classifier reads the class asked for)",
+            f"{extra['gan_test_tail'][-1]:.2%} (the shipped classifier reads the class asked for), copy ratio "
+            f"{extra['copy_ratio'][-1]:.2f}",
             flush=True,
         )
 
