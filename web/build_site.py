@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import is_inside
+from gankit_runtime.files import _alive, is_inside
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
@@ -111,16 +111,6 @@ def remove_stale_builds(folder: Path) -> None:
             m = _BUILD.match(name)
             if m and not _alive(int(m.group(1))) and (folder / name).is_dir() and not (folder / name).is_symlink():
                 shutil.rmtree(folder / name, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False) -> list[dict]:

@@ -308,7 +308,8 @@ def check_augmentation(
     _training_side()
     import torch
     from gankit.augcheck import check, read_labelled_folder, table
-    from gankit_runtime.files import atomic_write_bytes, prepare_output_file
+    from gankit_runtime.evaluation.evaluate import write_json
+    from gankit_runtime.files import prepare_output_file
 
     _check_threads(threads)
     if threads:
@@ -320,6 +321,4 @@ def check_augmentation(
     result = check(real_set, generated_set, holdout=holdout, runs=runs, steps=steps, seed=seed)
     typer.echo(table(result))
     if out is not None:
-        import json
-
-        atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
+        write_json(result, out)  # eval's writer: whole or not at all, a full disk named in one line

@@ -148,6 +148,7 @@ def remove_stale_temporaries(folder) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (temporaries and web's build folders are named for it)."""
     if pid == os.getpid():
         return True
     try:
