@@ -74,6 +74,8 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--top-k", type=float, default=1.0, help="share of fakes G learns from (1: all)")
     ap.add_argument("--conditional", action="store_true", help="class-conditional G and D (the data's labels)")
     ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
+    ap.add_argument("--modes", type=int, default=0, help="discrete modes from z (unconditional; 0: none)")
+    ap.add_argument("--mode-learning", choices=["infogan", "self-conditioned"], default="infogan")
     return ap.parse_args()
 
 
@@ -88,6 +90,8 @@ def main():
         d_norm=args.d_norm,
         num_classes=10 if args.conditional else 0,
         d_condition=args.d_condition,
+        modes=args.modes,
+        mode_learning=args.mode_learning,
         **({"width": args.width} if args.width else {}),
     )
     lr = default_lr(model_cfg.kind, model_cfg.size)

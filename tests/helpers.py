@@ -14,6 +14,9 @@ CONFIGS = {
     "vanilla-cond": ModelConfig(kind="vanilla", num_classes=10, d_condition="concat"),
     "dcgan28-cond": ModelConfig(kind="dcgan", size=28, channels=1, width=32, num_classes=10),
     "dcgan28-concat": ModelConfig(kind="dcgan", size=28, channels=1, width=8, num_classes=10, d_condition="concat"),
+    # Unconditional with modes read from z (argmax of z[:modes]): the model still takes z alone.
+    "dcgan28-infogan": ModelConfig(kind="dcgan", size=28, channels=1, width=8, modes=10),
+    "vanilla-selfcond": ModelConfig(kind="vanilla", hidden=(64, 128, 256), modes=4, mode_learning="self-conditioned"),
 }
 
 

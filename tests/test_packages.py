@@ -84,7 +84,9 @@ def test_the_npm_tarball_installs_into_an_empty_folder_and_gives_python_s_pixels
     )
     assert r.returncode == 0, r.stderr
     os.symlink(ORT_WEB, app / "node_modules" / "onnxruntime-web")  # the peer dependency the user brings
-    models = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx"]
+    # The shipped models, and a model with modes: its mode is an ArgMax over z inside the graph
+    moded = tiny_generator(tmp_path / "moded.onnx", modes=4)
+    models = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx", moded]
     r = node(PIXELS % "gankit-web", app, *models)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)

@@ -238,6 +238,8 @@ def test_an_onnxruntime_failure_is_one_line_on_the_real_stderr(capfd, tmp_path):
         (["--model", "vanilla", "--d-norm", "spectral"], "--d-norm"),
         (["--d-condition", "concat"], "--conditional"),
         (["--r1", "1e300"], "r1 must lie"),
+        (["--mode-learning", "self-conditioned"], "--modes N"),
+        (["--modes", "10", "--conditional"], "no --conditional"),
     ],
 )
 def test_options_that_would_be_ignored_or_absurd_are_refused(capsys, tmp_path, args, fragment):

@@ -19,12 +19,14 @@ def tiny_generator(
     classes=None,
     metadata: dict | None = None,
     seed: int = 0,
+    modes: int = 0,
 ) -> Path:
     """An exported DCGAN with random weights (every seed, and class, still gives its own image); `classes`
-    (names) makes it class-conditional. Metadata entries given replace the exporter's."""
+    (names) makes it class-conditional, `modes` gives it modes read from z. Metadata entries given replace the
+    exporter's."""
     import onnx
 
-    key = (size, channels, width, tuple(classes) if classes else None, seed)
+    key = (size, channels, width, tuple(classes) if classes else None, seed, modes)
     if key not in _EXPORTS:
         import torch
         from gankit.config import ModelConfig
@@ -33,7 +35,12 @@ def tiny_generator(
 
         torch.manual_seed(seed)
         cfg = ModelConfig(
-            kind="dcgan", size=size, channels=channels, width=width, num_classes=len(classes) if classes else 0
+            kind="dcgan",
+            size=size,
+            channels=channels,
+            width=width,
+            num_classes=len(classes) if classes else 0,
+            modes=modes,
         )
         g, _ = build_models(cfg)
         to_onnx(g.eval(), cfg, path, {"classes": json.dumps(list(classes))} if classes else {})

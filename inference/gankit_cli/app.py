@@ -76,6 +76,11 @@ class DCondition(str, Enum):
     concat = "concat"
 
 
+class ModeLearning(str, Enum):
+    infogan = "infogan"
+    self_conditioned = "self-conditioned"
+
+
 class DNorm(str, Enum):
     batch = "batch"
     spectral = "spectral"

@@ -20,6 +20,7 @@ from .app import (
     DNorm,
     GLoss,
     Loss,
+    ModeLearning,
     ModelKind,
     _check_threads,
     _flag,
@@ -69,6 +70,17 @@ def train(
         **_flag("Class-conditional G and D, trained on the data's labels (MNIST's digits, a folder's sub-folders)."),
     ),
     d_condition: DCondition = typer.Option(DCondition.projection, help="--conditional: how D takes the label."),
+    modes: int = typer.Option(
+        0,
+        min=0,
+        help="Unconditional: give G this many discrete modes, chosen from z (argmax of its first N coordinates), "
+        "learned without labels; 0 = none. The model still takes z alone.",
+    ),
+    mode_learning: ModeLearning = typer.Option(
+        ModeLearning.infogan,
+        help="--modes: how G learns them: infogan (a head on D predicts the mode) or self-conditioned "
+        "(D conditioned on clusters of its features).",
+    ),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(
@@ -181,6 +193,8 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
             o["lr_d"],
             d_norm=o["d_norm"].value,
             d_condition=o["d_condition"].value,
+            modes=o["modes"],
+            mode_learning=o["mode_learning"].value,
             data_dir=str(o["data_dir"] or ""),
             g_loss=o["g_loss"].value,
             loss=o["loss"].value,
@@ -222,6 +236,8 @@ def _refuse_ignored(given: dict, o: dict) -> None:
         raise GankitError("--d-norm is for the dcgan's discriminator: the vanilla MLP has no normalisation to choose")
     if "d_condition" in given and not o["conditional"]:
         raise GankitError("--d-condition is how D takes the label of a --conditional model: add --conditional")
+    if "mode_learning" in given and not o["modes"]:
+        raise GankitError("--mode-learning is how a model learns its --modes: add --modes N (10 for MNIST's digits)")
 
 
 @app.command()

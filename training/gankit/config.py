@@ -15,6 +15,7 @@ G_LOSSES = ("non-saturating", "minimax")
 LOSSES = ("bce", "hinge")
 BUILTIN_DATA = ("mnist", "fashion-mnist")
 AUGMENT_MODES = ("off", "fixed", "ada")
+MODE_LEARNING = ("infogan", "self-conditioned")
 
 # Bounds on what a config may ask for. Configs come from the command line and from checkpoints, which may
 # be crafted: a width of 10**9 must be one clear line, not an attempt to allocate petabytes.
@@ -85,6 +86,14 @@ class ModelConfig:
     num_classes: int = 0
     label_dim: int = 32
     d_condition: str = "projection"
+    # Unconditional models with discrete modes (modes > 0): G joins an embedding of the mode
+    # c = argmax(z[:modes]) to z, so the mode comes from z inside the graph (uniform over the modes for a normal z)
+    # and the model's only input stays z. How G learns to use c (mode_learning): "infogan", a head Q on D's
+    # features that predicts c from G(z), trained on both sides (Chen et al. 2016); or "self-conditioned", D
+    # projection-conditioned on c for fakes and on a k-means cluster of its own features for real images,
+    # re-clustered every epoch (Liu et al. 2020).
+    modes: int = 0
+    mode_learning: str = "infogan"
 
     def __post_init__(self):
         _check_types(self)
@@ -97,6 +106,13 @@ class ModelConfig:
             raise GankitError(f"unknown D conditioning {self.d_condition!r}: choose one of {', '.join(D_CONDITIONS)}")
         if self.num_classes < 0 or self.num_classes == 1 or self.label_dim < 1:
             raise GankitError(f"a conditional model needs at least 2 classes, got {self.num_classes}")
+        if self.mode_learning not in MODE_LEARNING:
+            raise GankitError(f"unknown mode learning {self.mode_learning!r}: choose one of {', '.join(MODE_LEARNING)}")
+        if self.modes and (self.conditional or not 2 <= self.modes <= self.z_dim):
+            raise GankitError(
+                "--modes gives an unconditional model discrete modes chosen from z: it needs 2 to z-dim "
+                f"({self.z_dim}) modes and no --conditional, got {self.modes}"
+            )
         if self.channels not in (1, 3):
             raise GankitError(f"channels must be 1 or 3, got {self.channels}")
         if self.z_dim < 1 or self.width < 1 or not self.hidden or min(self.hidden) < 1:
@@ -310,6 +326,8 @@ OPTION_FIELDS = {
         "d_norm",
         "conditional",
         "d_condition",
+        "modes",
+        "mode_learning",
         "seed",
         "ema",
         "eval_every",

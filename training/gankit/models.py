@@ -4,6 +4,9 @@ Every discriminator returns one logit per image (no sigmoid): the loss uses BCE 
 which is the same objective as BCE on D's probability but numerically stable.
 Conditional models take `labels` (int64 [N]) as a second argument: G joins a label embedding to z;
 D uses projection or concatenation (ModelConfig.d_condition).
+Unconditional models with discrete modes (ModelConfig.modes) take z alone: G reads its mode from z (mode_of) and
+joins that mode's embedding; D takes the mode as a label when self-conditioned, and has a head Q that predicts the
+mode (`D(x, code=True)`) under InfoGAN.
 """
 
 from __future__ import annotations
@@ -18,17 +21,42 @@ from .config import ModelConfig, resolution_chain
 
 
 # ---------------------------------------------------------------- conditioning
+def mode_of(z: torch.Tensor, modes: int) -> torch.Tensor:
+    """The discrete mode of each latent: the index of the largest of its first `modes` coordinates. For a standard
+    normal z every mode is equally likely; truncation (psi * z) keeps it; ONNX has it as one ArgMax."""
+    return z[:, :modes].argmax(dim=1)
+
+
+def label_classes(cfg: ModelConfig) -> int:
+    """How many labels G embeds: the classes of a conditional model, the modes of a moded one, else 0."""
+    return cfg.num_classes or cfg.modes
+
+
+def d_label_classes(cfg: ModelConfig) -> int:
+    """How many labels D is conditioned on: the classes, or the modes of a self-conditioned model, else 0."""
+    return cfg.num_classes or (cfg.modes if cfg.mode_learning == "self-conditioned" else 0)
+
+
+def code_head(cfg: ModelConfig, make) -> nn.Module | None:
+    """InfoGAN's Q on D's last features (the layer `make()` builds), or None for models without it."""
+    return make() if cfg.modes and cfg.mode_learning == "infogan" else None
+
+
 class LabelJoin(nn.Module):
-    """G's input: z alone, or z joined to a learned embedding of the label."""
+    """G's input: z alone, or z joined to a learned embedding of the label (or of z's own mode)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.embed = nn.Embedding(cfg.num_classes, cfg.label_dim) if cfg.conditional else None
-        self.width = cfg.z_dim + (cfg.label_dim if cfg.conditional else 0)
+        classes = label_classes(cfg)
+        self.modes = cfg.modes
+        self.embed = nn.Embedding(classes, cfg.label_dim) if classes else None
+        self.width = cfg.z_dim + (cfg.label_dim if classes else 0)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.embed is None:
             return z
+        if self.modes:
+            labels = mode_of(z, self.modes)
         return torch.cat([z, self.embed(labels)], dim=1)
 
 
@@ -48,22 +76,33 @@ class LabelPlanes(nn.Module):
 
 
 class ConditionalHead(nn.Module):
-    """The last layer of D, plus the projection term <embed(y), features> when D is projection-conditioned."""
+    """The last layer of D, plus the projection term <embed(y), features> when D is projection-conditioned (a
+    self-conditioned model's D always is), plus InfoGAN's Q (`code`) when there is one."""
 
-    def __init__(self, last: nn.Module, cfg: ModelConfig, features: int):
+    def __init__(self, last: nn.Module, cfg: ModelConfig, features: int, code: nn.Module | None = None):
         super().__init__()
-        self.last = last
-        project = cfg.conditional and cfg.d_condition == "projection"
-        self.embed = nn.Embedding(cfg.num_classes, features) if project else None
+        self.last, self.code = last, code
+        project = d_label_classes(cfg) and (cfg.d_condition == "projection" or not cfg.conditional)
+        self.embed = nn.Embedding(d_label_classes(cfg), features) if project else None
         if self.embed is not None:  # starts near 0: the projection term grows from nothing next to the logit
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, labels: torch.Tensor | None, code: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logit = self.last(h).view(-1)
         if self.embed is not None:
-            pooled = h.sum(dim=(2, 3)) if h.dim() == 4 else h  # conv features are summed over space
-            logit = logit + (self.embed(labels) * pooled).sum(dim=1)
-        return logit
+            logit = logit + (self.embed(labels) * pooled(h)).sum(dim=1)
+        if not code:
+            return logit
+        if self.code is None:
+            raise ValueError("this discriminator has no code head")
+        return logit, self.code(h).flatten(1)
+
+
+def pooled(h: torch.Tensor) -> torch.Tensor:
+    """D's last features as one vector per image: conv features summed over space."""
+    return h.sum(dim=(2, 3)) if h.dim() == 4 else h
 
 
 # ---------------------------------------------------------------- vanilla GAN (course project 01)
@@ -93,10 +132,15 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         self.net = nn.Sequential(*layers)
-        self.head = ConditionalHead(nn.Linear(width, 1), cfg, width)
+        self.head = ConditionalHead(
+            nn.Linear(width, 1), cfg, width, code_head(cfg, lambda: nn.Linear(width, cfg.modes))
+        )
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.net(self.planes(x, labels)), labels)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):
+        return self.head(self.net(self.planes(x, labels)), labels, code)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return pooled(self.net(x))
 
 
 # ---------------------------------------------------------------- DCGAN (course projects 02 and 03)
@@ -162,10 +206,16 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
             cin = cout
         self.net = nn.Sequential(*layers)
-        self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin)  # 4x4 -> 1x1: the logit
+        # 4x4 -> 1x1: the logit; Q reads the same 4x4 features (a conv over all of them: a linear map, as InfoGAN's)
+        code = code_head(cfg, lambda: nn.Conv2d(cin, cfg.modes, 4, 1, 0))
+        self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin, code)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.net(self.planes(x, labels)), labels)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):
+        return self.head(self.net(self.planes(x, labels)), labels, code)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """D's last features, pooled: what a self-conditioned run clusters the real images by."""
+        return pooled(self.net(x))
 
 
 def _dcgan_init(m: nn.Module) -> None:

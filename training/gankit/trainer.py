@@ -25,7 +25,8 @@ from .augment import Augment
 from .config import ModelConfig, TrainConfig
 from .data import Dataset, to_model_range
 from .distributed import World, sync_batch_norm
-from .models import build_models, sample_uint8
+from .models import build_models, mode_of, sample_uint8
+from .modes import info_loss, kmeans, real_features
 
 EMA_RAMPUP = 0.05  # the EMA half-life is at most 5% of the images seen so far (StyleGAN's ramp-up)
 SAMPLE_SEEDS = range(64)  # the sample grid shows seeds 0-63: the same images `generate --seeds 0-63` gives
@@ -195,6 +196,11 @@ class Trainer:
         if train_cfg.balance_classes and (data.labels is None or not model_cfg.conditional):
             raise GankitError("--balance-classes samples the classes equally: it needs --conditional and labelled data")
         self._label_array = None if data.labels is None else data.labels.cpu().numpy()
+        self.infogan = model_cfg.modes > 0 and model_cfg.mode_learning == "infogan"
+        self.self_conditioned = model_cfg.modes > 0 and model_cfg.mode_learning == "self-conditioned"
+        # Self-conditioned: each real image's cluster (its label for D), made at the start of epoch _clusters_epoch.
+        self.clusters: torch.Tensor | None = None
+        self._clusters_epoch = -1
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -210,6 +216,11 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch,
             "rng": {"noise": self.noise.get_state(), "noise_device": self.device.type, "torch": torch.get_rng_state()},
             **({"augment": self.augment.state_dict()} if self.augment.active else {}),
+            **(
+                {"clusters": {"epoch": self._clusters_epoch, "labels": self.clusters.cpu()}}
+                if self.clusters is not None
+                else {}
+            ),
             "dataset": self.data.name,
             "classes": list(self.data.classes),
             "package_version": __version__,
@@ -231,6 +242,14 @@ class Trainer:
             torch.set_rng_state(state["rng"]["torch"])
             if self.augment.active:
                 self.augment.load_state_dict(state["augment"])
+            if self.self_conditioned and "clusters" in state:  # none yet: the run stopped before its first step
+                clusters = torch.as_tensor(state["clusters"]["labels"], dtype=torch.int64)
+                if clusters.shape != (len(self.data),) or not 0 <= int(clusters.min()) <= int(clusters.max()) < (
+                    self.model_cfg.modes
+                ):
+                    raise ValueError(f"clusters of {tuple(clusters.shape)} do not fit {len(self.data)} images")
+                self.clusters = clusters.to(self.images.device)
+                self._clusters_epoch = int(state["clusters"]["epoch"])
             self.step = int(state["step"])
             if self.step < 0:
                 raise ValueError(f"negative step {self.step}")
@@ -246,13 +265,15 @@ class Trainer:
             self._order = (epoch, epoch_order(self.cfg.seed, epoch, len(self.data), balanced))
         b = self.cfg.batch_size
         idx = self._order[1][index * b : (index + 1) * b][self.world.slice(b)]
+        # D's label for a real image: its class, or its cluster (self-conditioned), or none
+        source = self.clusters if self.self_conditioned else self.labels if self.model_cfg.conditional else None
         if self._staging is None:  # CPU, or the data set on the GPU
             if self.images.device != idx.device:
                 idx = idx.to(self.images.device, non_blocking=True)
-            labels = self.labels[idx] if self.model_cfg.conditional else None
+            labels = None if source is None else source[idx]
             return to_model_range(self.images[idx]).contiguous(memory_format=self.memory_format), labels
         # CUDA with the data in host memory: gather into pinned memory, copy asynchronously, scale on the GPU
-        labels = self.labels[idx].to(self.device) if self.model_cfg.conditional else None
+        labels = None if source is None else source[idx].to(self.device)
         self._copied.synchronize()  # the previous copy out of the staging buffer is done
         torch.index_select(self.images, 0, idx, out=self._staging)
         batch = self._staging.to(self.device, non_blocking=True)
@@ -270,21 +291,32 @@ class Trainer:
 
         Conditional models: the fakes take the labels of the real batch beside them, so D sees the same
         label distribution on both sides and only the images tell them apart; the G step reuses the last ones.
+        Models with modes: a fake's mode is its z's (gankit.modes says how G learns to use it).
         """
         k = self.cfg.d_steps
         first = (self.step % self.steps_per_epoch) * k
+        if self.self_conditioned and self._clusters_epoch != self.step // self.steps_per_epoch:
+            self._recluster()
         for j in range(k):
             real, labels = self._real_batch(first + j)
+            z = self._z()
+            modes = mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
             with torch.no_grad(), self._autocast():
-                fake = self.G(self._z(), labels)
+                fake = self.G(z, labels)
             r1_now = self.cfg.r1 and (self.step * k + j) % R1_EVERY == 0
             if r1_now:
                 real.requires_grad_(True)
             with self._autocast():  # D sees real and fake through the same augmentation (none unless --augment)
                 logits_real = self.D_train(self.augment(real), labels).float()
-                logits_fake = self.D_train(self.augment(fake), labels).float()
+                if self.infogan:
+                    logits_fake, code = self.D_train(self.augment(fake), None, code=True)
+                else:
+                    logits_fake = self.D_train(self.augment(fake), modes if self.self_conditioned else labels)
+                logits_fake = logits_fake.float()
             self.augment.observe(logits_real)
             loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing, self.cfg.loss)
+            if self.infogan:
+                loss_d = loss_d + info_loss(code, modes)
             if r1_now:
                 loss_d = loss_d + self.cfg.r1 / 2 * R1_EVERY * r1_penalty(logits_real, real)
             self.opt_d.zero_grad(set_to_none=True)
@@ -292,12 +324,21 @@ class Trainer:
             self.opt_d.step()
 
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
+        z = self._z()
+        modes = mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
         with self._autocast():
-            logits = self.D(self.augment(self.G_train(self._z(), labels)), labels).float()
+            fake = self.augment(self.G_train(z, labels))
+            if self.infogan:
+                logits, code = self.D(fake, None, code=True)
+            else:
+                logits = self.D(fake, modes if self.self_conditioned else labels)
+            logits = logits.float()
         if self.cfg.top_k < 1:  # G learns from the fakes D finds most real (a share of the batch)
             share = top_k_share(self.cfg.top_k, self.step // self.steps_per_epoch)
             logits = logits.topk(max(1, round(share * len(logits))), dim=0).values
         loss_g = generator_loss(logits, self.cfg.g_loss, self.cfg.loss)
+        if self.infogan:
+            loss_g = loss_g + info_loss(code, modes)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -312,6 +353,16 @@ class Trainer:
             torch.sigmoid(logits_real.detach()).mean(),
             torch.sigmoid(logits_fake.detach()).mean(),
         )
+
+    def _recluster(self) -> None:
+        """Self-conditioned: cluster the real images by D's features, at the start of every epoch."""
+        epoch = self.step // self.steps_per_epoch
+        features = real_features(self.D, self.images, self.device, self.memory_format)
+        previous = None if self.clusters is None else self.clusters.to(features.device)
+        clusters = kmeans(features, self.model_cfg.modes, previous, self.cfg.seed + 1000003 * epoch)
+        if self.world.active:  # batch-norm statistics are each rank's own: every rank takes rank 0's clusters
+            dist.broadcast(clusters, 0)
+        self.clusters, self._clusters_epoch = clusters.to(self.images.device), epoch
 
     @staticmethod
     def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
