@@ -242,7 +242,7 @@ def test_train_conditional_on_class_folders_export_and_generate(tmp_path):
     assert "conditional dcgan (2 classes)" in r.stderr
     assert Image.open(run / "samples" / "step_0000003.png").size == (2 + 8 * 18, 2 + 2 * 18)  # a row per class
     r = run_cli("export", run, "--out", tmp_path / "c.onnx")
-    assert r.returncode == 0 and "conditional dcgan, 2 classes" in r.stderr, r.stderr
+    assert r.returncode == 0 and "conditional dcgan (2 classes) 3x16x16" in r.stderr, r.stderr
     r = run_cli("info", tmp_path / "c.onnx")
     assert "labels: int64 [N], class index: 0=cats, 1=dogs" in r.stdout
     r = run_cli("generate", tmp_path / "c.onnx", "--per-class", 3, "--out", tmp_path / "synth")

@@ -131,3 +131,12 @@ def test_runtime_images_depend_on_the_seed_alone_for_a_model_with_modes(tmp_path
     whole = g.generate(range(20))
     np.testing.assert_array_equal(g.generate([7, 3])[0], whole[7])
     assert g.info.z_dim == 100 and not g.conditional
+
+
+@pytest.mark.parametrize("labels", [torch.zeros(5, dtype=torch.int64), torch.full((32,), 4), "not clusters"])
+def test_a_checkpoint_s_clusters_are_checked_before_use(labels):
+    t = trainer(CONFIGS["vanilla-selfcond"], steps=1, batch_size=8)  # 32 images, 4 modes
+    state = t.state_dict()
+    state["clusters"]["labels"] = labels
+    with pytest.raises(GankitError, match="checkpoint does not fit"):
+        trainer(CONFIGS["vanilla-selfcond"], batch_size=8).load_state_dict(state)

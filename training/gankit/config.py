@@ -135,6 +135,23 @@ class ModelConfig:
     def conditional(self) -> bool:
         return self.num_classes > 0
 
+    @property
+    def infogan(self) -> bool:
+        return self.modes > 0 and self.mode_learning == "infogan"
+
+    @property
+    def self_conditioned(self) -> bool:
+        return self.modes > 0 and self.mode_learning == "self-conditioned"
+
+    @property
+    def description(self) -> str:
+        """The model in a few words, as train and export name it: "conditional dcgan (10 classes)"."""
+        if self.conditional:
+            return f"conditional {self.kind} ({self.num_classes} classes)"
+        if self.modes:
+            return f"{self.kind} ({self.modes} modes, {self.mode_learning})"
+        return self.kind
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)

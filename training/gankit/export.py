@@ -303,15 +303,8 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
                 )
     except OSError as e:
         raise GankitError(f"could not write {out}: {e.strerror or e}") from None
-    kind = (
-        f"conditional {cfg.kind}, {cfg.num_classes} classes"
-        if cfg.conditional
-        else f"{cfg.kind}, {cfg.modes} {cfg.mode_learning} modes"
-        if cfg.modes
-        else cfg.kind
-    )
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {kind} {cfg.channels}x{cfg.size}x{cfg.size}, "
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {cfg.description} {cfg.channels}x{cfg.size}x{cfg.size}, "
         f"step {state.get('step', 0)})",
         file=log,
     )

@@ -27,19 +27,9 @@ def mode_of(z: torch.Tensor, modes: int) -> torch.Tensor:
     return z[:, :modes].argmax(dim=1)
 
 
-def label_classes(cfg: ModelConfig) -> int:
-    """How many labels G embeds: the classes of a conditional model, the modes of a moded one, else 0."""
-    return cfg.num_classes or cfg.modes
-
-
 def d_label_classes(cfg: ModelConfig) -> int:
     """How many labels D is conditioned on: the classes, or the modes of a self-conditioned model, else 0."""
-    return cfg.num_classes or (cfg.modes if cfg.mode_learning == "self-conditioned" else 0)
-
-
-def code_head(cfg: ModelConfig, make) -> nn.Module | None:
-    """InfoGAN's Q on D's last features (the layer `make()` builds), or None for models without it."""
-    return make() if cfg.modes and cfg.mode_learning == "infogan" else None
+    return cfg.num_classes or (cfg.modes if cfg.self_conditioned else 0)
 
 
 class LabelJoin(nn.Module):
@@ -47,7 +37,7 @@ class LabelJoin(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        classes = label_classes(cfg)
+        classes = cfg.num_classes or cfg.modes  # a conditional model's classes, or a moded one's modes
         self.modes = cfg.modes
         self.embed = nn.Embedding(classes, cfg.label_dim) if classes else None
         self.width = cfg.z_dim + (cfg.label_dim if classes else 0)
@@ -132,9 +122,8 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         self.net = nn.Sequential(*layers)
-        self.head = ConditionalHead(
-            nn.Linear(width, 1), cfg, width, code_head(cfg, lambda: nn.Linear(width, cfg.modes))
-        )
+        code = nn.Linear(width, cfg.modes) if cfg.infogan else None
+        self.head = ConditionalHead(nn.Linear(width, 1), cfg, width, code)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):
         return self.head(self.net(self.planes(x, labels)), labels, code)
@@ -207,7 +196,7 @@ class DCGANDiscriminator(nn.Module):
             cin = cout
         self.net = nn.Sequential(*layers)
         # 4x4 -> 1x1: the logit; Q reads the same 4x4 features (a conv over all of them: a linear map, as InfoGAN's)
-        code = code_head(cfg, lambda: nn.Conv2d(cin, cfg.modes, 4, 1, 0))
+        code = nn.Conv2d(cin, cfg.modes, 4, 1, 0) if cfg.infogan else None
         self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin, code)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):

@@ -31,7 +31,7 @@ def info_loss(code_logits: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def real_features(D, images: torch.Tensor, device, memory_format) -> torch.Tensor:
-    """D's pooled last features of every training image (uint8 [N, H, W, C]), L2-normalised, in eval mode (its
+    """D's pooled last features of every training image (uint8 [N, C, H, W]), L2-normalised, in eval mode (its
     running batch-norm statistics): float32 [N, F] on the device."""
     was_training = D.training
     D.eval()

@@ -242,13 +242,7 @@ def _prepare_run_folder(out: Path) -> None:
 
 def _announce(trainer: Trainer, last: int, limit: str, device: str, log) -> None:
     world, cfg, model_cfg, data = trainer.world, trainer.cfg, trainer.model_cfg, trainer.data
-    kind = (
-        f"conditional {model_cfg.kind} ({model_cfg.num_classes} classes)"
-        if model_cfg.conditional
-        else f"{model_cfg.kind} ({model_cfg.modes} modes, {model_cfg.mode_learning})"
-        if model_cfg.modes
-        else model_cfg.kind
-    )
+    kind = model_cfg.description
     if world.active:
         print(
             f"torchrun: {world.size} processes, backend {world.backend}, global batch {cfg.batch_size} "

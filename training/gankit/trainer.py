@@ -196,8 +196,6 @@ class Trainer:
         if train_cfg.balance_classes and (data.labels is None or not model_cfg.conditional):
             raise GankitError("--balance-classes samples the classes equally: it needs --conditional and labelled data")
         self._label_array = None if data.labels is None else data.labels.cpu().numpy()
-        self.infogan = model_cfg.modes > 0 and model_cfg.mode_learning == "infogan"
-        self.self_conditioned = model_cfg.modes > 0 and model_cfg.mode_learning == "self-conditioned"
         # Self-conditioned: each real image's cluster (its label for D), made at the start of epoch _clusters_epoch.
         self.clusters: torch.Tensor | None = None
         self._clusters_epoch = -1
@@ -242,11 +240,10 @@ class Trainer:
             torch.set_rng_state(state["rng"]["torch"])
             if self.augment.active:
                 self.augment.load_state_dict(state["augment"])
-            if self.self_conditioned and "clusters" in state:  # none yet: the run stopped before its first step
+            if self.model_cfg.self_conditioned and "clusters" in state:  # none yet: stopped before its first step
                 clusters = torch.as_tensor(state["clusters"]["labels"], dtype=torch.int64)
-                if clusters.shape != (len(self.data),) or not 0 <= int(clusters.min()) <= int(clusters.max()) < (
-                    self.model_cfg.modes
-                ):
+                low, high = (int(clusters.min()), int(clusters.max())) if clusters.numel() else (-1, -1)
+                if clusters.shape != (len(self.data),) or not 0 <= low <= high < self.model_cfg.modes:
                     raise ValueError(f"clusters of {tuple(clusters.shape)} do not fit {len(self.data)} images")
                 self.clusters = clusters.to(self.images.device)
                 self._clusters_epoch = int(state["clusters"]["epoch"])
@@ -266,7 +263,9 @@ class Trainer:
         b = self.cfg.batch_size
         idx = self._order[1][index * b : (index + 1) * b][self.world.slice(b)]
         # D's label for a real image: its class, or its cluster (self-conditioned), or none
-        source = self.clusters if self.self_conditioned else self.labels if self.model_cfg.conditional else None
+        source = (
+            self.clusters if self.model_cfg.self_conditioned else self.labels if self.model_cfg.conditional else None
+        )
         if self._staging is None:  # CPU, or the data set on the GPU
             if self.images.device != idx.device:
                 idx = idx.to(self.images.device, non_blocking=True)
@@ -280,11 +279,21 @@ class Trainer:
         self._copied.record()
         return to_model_range(batch).contiguous(memory_format=self.memory_format), labels
 
-    def _z(self) -> torch.Tensor:
+    def _z(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of noise, and its modes for a model with modes (else None)."""
         # Drawn on the device by the run's own generator (its state is in the checkpoint).
         # Every rank draws the whole global batch's noise and keeps its slice: the noise of one process's run.
         z = torch.randn(self.cfg.batch_size, self.model_cfg.z_dim, generator=self.noise, device=self.device)
-        return z[self.world.slice(self.cfg.batch_size)] if self.world.active else z
+        z = z[self.world.slice(self.cfg.batch_size)] if self.world.active else z
+        return z, mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
+
+    def _judge_fakes(self, D, fakes, labels, modes) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits for fakes, and InfoGAN's loss on them (None for other models). A fake's label for D: the real
+        batch's labels (conditional), its mode (self-conditioned), or none."""
+        if self.model_cfg.infogan:
+            logits, code = D(fakes, None, code=True)
+            return logits.float(), info_loss(code, modes)
+        return D(fakes, modes if self.model_cfg.self_conditioned else labels).float(), None
 
     def train_step(self) -> StepStats:
         """k discriminator steps with G frozen, then one generator step with D frozen.
@@ -295,12 +304,11 @@ class Trainer:
         """
         k = self.cfg.d_steps
         first = (self.step % self.steps_per_epoch) * k
-        if self.self_conditioned and self._clusters_epoch != self.step // self.steps_per_epoch:
+        if self.model_cfg.self_conditioned and self._clusters_epoch != self.step // self.steps_per_epoch:
             self._recluster()
         for j in range(k):
             real, labels = self._real_batch(first + j)
-            z = self._z()
-            modes = mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
+            z, modes = self._z()
             with torch.no_grad(), self._autocast():
                 fake = self.G(z, labels)
             r1_now = self.cfg.r1 and (self.step * k + j) % R1_EVERY == 0
@@ -308,15 +316,11 @@ class Trainer:
                 real.requires_grad_(True)
             with self._autocast():  # D sees real and fake through the same augmentation (none unless --augment)
                 logits_real = self.D_train(self.augment(real), labels).float()
-                if self.infogan:
-                    logits_fake, code = self.D_train(self.augment(fake), None, code=True)
-                else:
-                    logits_fake = self.D_train(self.augment(fake), modes if self.self_conditioned else labels)
-                logits_fake = logits_fake.float()
+                logits_fake, info = self._judge_fakes(self.D_train, self.augment(fake), labels, modes)
             self.augment.observe(logits_real)
             loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing, self.cfg.loss)
-            if self.infogan:
-                loss_d = loss_d + info_loss(code, modes)
+            if info is not None:
+                loss_d = loss_d + info
             if r1_now:
                 loss_d = loss_d + self.cfg.r1 / 2 * R1_EVERY * r1_penalty(logits_real, real)
             self.opt_d.zero_grad(set_to_none=True)
@@ -324,21 +328,15 @@ class Trainer:
             self.opt_d.step()
 
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
-        z = self._z()
-        modes = mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
+        z, modes = self._z()
         with self._autocast():
-            fake = self.augment(self.G_train(z, labels))
-            if self.infogan:
-                logits, code = self.D(fake, None, code=True)
-            else:
-                logits = self.D(fake, modes if self.self_conditioned else labels)
-            logits = logits.float()
+            logits, info = self._judge_fakes(self.D, self.augment(self.G_train(z, labels)), labels, modes)
         if self.cfg.top_k < 1:  # G learns from the fakes D finds most real (a share of the batch)
             share = top_k_share(self.cfg.top_k, self.step // self.steps_per_epoch)
             logits = logits.topk(max(1, round(share * len(logits))), dim=0).values
         loss_g = generator_loss(logits, self.cfg.g_loss, self.cfg.loss)
-        if self.infogan:
-            loss_g = loss_g + info_loss(code, modes)
+        if info is not None:
+            loss_g = loss_g + info
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
