@@ -99,8 +99,12 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--candidates", type=int, default=2, help="(e): generated candidates per image kept")
     ap.add_argument("--truncation", type=float, default=1.0, help="psi of the generated images")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--test", type=int, default=10000, help="score on the first N test images (a quick look)")
     ap.add_argument("--out", default=None, help="JSON file for the results")
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.test < 100:
+        raise SystemExit(f"--test takes at least 100 test images, not {args.test}")
+    return args
 
 
 def main() -> None:
@@ -109,6 +113,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     arrays = load_mnist_like(args.data, default_data_dir())
     x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+    x_test, y_test = x_test[: args.test], y_test[: args.test]
     print(
         f"{args.data}: {10 - args.tails} head classes x {args.head}, {args.tails} tail classes x {args.tail}; GAN "
         f"{args.gan_steps} steps x 64 (ada, balanced classes); classifier {args.clf_steps} steps x 128; seeds {seeds}",

@@ -64,6 +64,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--clf-steps", type=int, default=2000, help="classifier budget, batches of 128")
     ap.add_argument("--samples", type=int, default=5000, help="samples for FD and GAN-test")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--test", type=int, default=10000, help="score on the first N test images (a quick look)")
     ap.add_argument(
         "--uses",
         default="plain",
@@ -75,6 +76,8 @@ def arguments() -> argparse.Namespace:
     args = ap.parse_args()
     if not set(args.uses.split(",")) <= {"plain", "filtered"}:
         raise SystemExit(f"--uses takes plain and/or filtered, not {args.uses}")
+    if args.test < 100:
+        raise SystemExit(f"--test takes at least 100 test images, not {args.test}")
     return args
 
 
@@ -114,6 +117,7 @@ def main():
     seeds, modes = [int(s) for s in args.seeds.split(",")], args.modes.split(",")
     arrays = load_mnist_like(args.data, default_data_dir())
     x_train, y_train, x_test, y_test = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+    x_test, y_test = x_test[: args.test], y_test[: args.test]
     scorer = make_scorer(args, x_train, y_train, x_test, y_test)
     per_class = args.n // 10
     print(

@@ -34,7 +34,7 @@ CASES = {
         "--modes",
         "10",
         "--mode-learning",
-        "self-conditioned",
+        "infogan",
         *MNIST,
     ],
     "modes": ["bench/modes.py", str(ROOT / "exported" / "mnist-dcgan.onnx"), "--samples", "200"],
@@ -57,6 +57,8 @@ CASES = {
         "plain,filtered",
         "--truncation",
         "0.8",
+        "--test",
+        "1000",
         *MNIST,
     ],
     "longtail": [
@@ -71,6 +73,8 @@ CASES = {
         "2",
         "--clf-steps",
         "2",
+        "--test",
+        "1000",
     ],
 }
 

@@ -70,11 +70,10 @@ def max_difference(a, b) -> float:
     [
         ["--model", "vanilla"],
         ["--model", "dcgan", "--sync-bn"],
-        ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5"],
-        ["--model", "vanilla", "--modes", "2"],
+        ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5", "--modes", "2"],  # two options, one run
         ["--model", "vanilla", "--modes", "2", "--mode-learning", "self-conditioned"],
     ],
-    ids=["vanilla", "dcgan", "vanilla-augmented", "vanilla-infogan", "vanilla-self-conditioned"],
+    ids=["vanilla", "dcgan", "vanilla-augmented-infogan", "vanilla-self-conditioned"],
 )
 def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
     alone = one_process(model)
