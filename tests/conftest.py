@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # cli.py lives at the top of the repository
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: N test processes share the cores, so each computes on one
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # thread (torch reads it when imported; its subprocesses inherit it)
-sys.path.insert(0, str(ROOT))  # cli.py lives at the top of the repository
 
 
 def make_image_folder(folder: Path, n_per_class: int = 12, classes=("cats", "dogs"), size=(40, 30)) -> Path:
