@@ -6,6 +6,7 @@ other's timings. Every figure is printed next to an anchor measured in the same 
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -16,10 +17,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# tests/test_bench.py runs every benchmark to see that it runs, not to measure: one call per timing then.
+SMOKE = os.environ.get("GANKIT_BENCH_SMOKE") == "1"
 
 
 def best_seconds(fn, repeats: int = 5, min_time: float = 0.3, stat=statistics.median) -> float:
     """`stat` (median by default) over `repeats` of the mean time per call, each sample lasting at least min_time."""
+    if SMOKE:
+        repeats, min_time = 1, 0.0
     fn()  # warm-up
     samples = []
     for _ in range(repeats):

@@ -5,6 +5,7 @@ minutes of training (eval time not counted).
     python bench/time_to_quality.py --model dcgan --kimg 168.1,340.2 --loss hinge --d-norm spectral   # a probe
     python bench/time_to_quality.py --data fashion-mnist --conditional --kimg 300,600
     python bench/time_to_quality.py --resume runs/X --kimg 2116.4,3174.6 --save runs/X   # continue a --save run
+    python bench/time_to_quality.py --resume runs/X --info-weight 0.1 --kimg 1400 --save runs/Y   # InfoGAN: lower lambda
 
 --kimg puts the marks at thousands of training images instead of minutes: a recipe probe that does not
 change the cost of a step (learning rate, label smoothing) then compares with the default at the image
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -76,6 +78,13 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--d-condition", choices=["projection", "concat"], default="projection")
     ap.add_argument("--modes", type=int, default=0, help="discrete modes from z (unconditional; 0: none)")
     ap.add_argument("--mode-learning", choices=["infogan", "self-conditioned"], default="infogan")
+    ap.add_argument(
+        "--info-weight",
+        type=float,
+        default=None,
+        help="InfoGAN's lambda (default: the CLI's); with --resume, the run continues with this one instead of its "
+        "own (a probe of lowering it once the modes have formed)",
+    )
     return ap.parse_args()
 
 
@@ -105,10 +114,13 @@ def main():
         loss=args.loss,
         top_k=args.top_k,
         r1=default_r1(model_cfg.kind, model_cfg.size) if args.r1 is None else args.r1,
+        **({"info_weight": args.info_weight} if args.info_weight is not None else {}),
     )
     state = load_checkpoint(Path(args.resume) / FILENAME) if args.resume else None
     if state is not None:
         model_cfg, train_cfg = resume_configs(state)
+        if args.info_weight is not None:
+            train_cfg = dataclasses.replace(train_cfg, info_weight=args.info_weight)
     data_dir = default_data_dir()
     data = load_dataset(train_cfg.data, 28, 1, data_dir)
     trainer = Trainer(model_cfg, train_cfg, data)

@@ -32,19 +32,20 @@ def test_the_generator_joins_the_embedding_of_its_z_s_mode():
 def test_infogan_d_predicts_the_mode_and_both_steps_minimise_the_info_loss(monkeypatch):
     import gankit.trainer
 
-    calls, weights = [], []
+    calls, grads = [], []
     real_info_loss = gankit.trainer.info_loss
 
-    def spy(code, modes):
-        calls.append((code.shape, modes.shape))
-        loss = real_info_loss(code, modes)
-        loss.register_hook(lambda grad: weights.append(float(grad)))  # how much of it reaches the backward
+    def spy(code, modes, weight):
+        calls.append((code.shape, modes.shape, weight))
+        loss = real_info_loss(code, modes, weight)
+        assert torch.allclose(loss, weight * torch.nn.functional.cross_entropy(code, modes))
+        loss.register_hook(lambda grad: grads.append(float(grad)))  # how much of it reaches the backward
         return loss
 
     monkeypatch.setattr(gankit.trainer, "info_loss", spy)
-    t = trainer(CONFIGS["dcgan28-infogan"], steps=2, batch_size=8, d_steps=2)
-    assert calls == [((8, 10), (8,))] * 6  # per step: 2 D steps and the G step
-    assert weights == [1.0] * 6  # each is added to its step's loss whole
+    t = trainer(CONFIGS["dcgan28-infogan"], steps=2, batch_size=8, d_steps=2, info_weight=0.25)
+    assert calls == [((8, 10), (8,), 0.25)] * 6  # per step: 2 D steps and the G step, each with the run's lambda
+    assert grads == [1.0] * 6  # each is added to its step's loss whole
     logit, code = t.D(torch.zeros(3, 1, 28, 28), code=True)
     assert logit.shape == (3,) and code.shape == (3, 10)
     with pytest.raises(ValueError, match="no code head"):
@@ -121,6 +122,18 @@ def test_a_resumed_run_with_modes_ends_with_the_same_weights(image_folder, tmp_p
 def test_bad_modes_are_one_line(bad, message):
     with pytest.raises(GankitError, match=message):
         ModelConfig(**bad)
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, 101.0])
+def test_an_info_weight_outside_its_range_is_one_line(weight):
+    with pytest.raises(GankitError, match="info-weight must lie in"):
+        TrainConfig(info_weight=weight)
+
+
+@pytest.mark.parametrize("modes", [{}, {"modes": 10, "mode_learning": "self-conditioned"}])
+def test_an_info_weight_for_a_model_without_infogan_is_refused(modes):
+    with pytest.raises(GankitError, match="--info-weight weighs InfoGAN"):
+        trainer(ModelConfig(kind="dcgan", size=28, channels=1, width=8, **modes), info_weight=0.5)
 
 
 def test_runtime_images_depend_on_the_seed_alone_for_a_model_with_modes(tmp_path):

@@ -240,6 +240,9 @@ def test_an_onnxruntime_failure_is_one_line_on_the_real_stderr(capfd, tmp_path):
         (["--r1", "1e300"], "r1 must lie"),
         (["--mode-learning", "self-conditioned"], "--modes N"),
         (["--modes", "10", "--conditional"], "no --conditional"),
+        (["--info-weight", "0.5"], "--info-weight weighs InfoGAN"),
+        (["--modes", "4", "--mode-learning", "self-conditioned", "--info-weight", "2"], "--info-weight weighs"),
+        (["--modes", "4", "--info-weight", "0"], "info-weight must lie"),
     ],
 )
 def test_options_that_would_be_ignored_or_absurd_are_refused(capsys, tmp_path, args, fragment):

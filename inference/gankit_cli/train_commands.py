@@ -81,6 +81,9 @@ def train(
         help="--modes: how G learns them: infogan (a head on D predicts the mode) or self-conditioned "
         "(D conditioned on clusters of its features).",
     ),
+    info_weight: float = typer.Option(
+        1.0, help="--mode-learning infogan: weight of the mode-prediction loss beside the GAN loss (InfoGAN's lambda)."
+    ),
     seed: int = typer.Option(0, min=0),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(
@@ -181,6 +184,7 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
                 "sync_bn",
                 "augment_p",
                 "balance_classes",
+                "info_weight",
             )
         }
         model_cfg, train_cfg = new_run_configs(

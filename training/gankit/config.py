@@ -208,6 +208,9 @@ class TrainConfig:
     # Conditional models on imbalanced data: every epoch draws the classes uniformly (a rare class's images repeat),
     # so D and G see each class equally often (gankit.trainer.epoch_order).
     balance_classes: bool = False
+    # InfoGAN's lambda (models with --modes learned by infogan): the weight of the mode-prediction loss beside the
+    # GAN losses of D and G. 1 is the paper's value for a discrete code.
+    info_weight: float = 1.0
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
     CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir", "sync_bn")
@@ -242,6 +245,8 @@ class TrainConfig:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
         if not 0 <= self.label_smoothing < 0.5:
             raise GankitError(f"label smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+        if not 0 < self.info_weight <= MAX_INFO_WEIGHT:
+            raise GankitError(f"info-weight must lie in (0, {MAX_INFO_WEIGHT:g}], got {self.info_weight:g}")
         if self.ema_kimg < 0 or self.eval_every < 0 or self.eval_samples < 10 or self.checkpoint_every < 0:
             raise GankitError("ema must be >= 0, eval-every >= 0, eval-samples >= 10 and checkpoint-every >= 0")
 
@@ -277,6 +282,7 @@ def default_r1(kind: str, size: int) -> float:
 
 
 MAX_R1 = 1000.0  # R1 weights in use run from 0.01 to about 100; far beyond, D's loss is the penalty alone
+MAX_INFO_WEIGHT = 100.0  # InfoGAN's lambda: 1 in the paper; far beyond, the mode loss drowns the GAN's
 
 CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
 
@@ -315,6 +321,12 @@ def new_run_configs(
         **{k: v for k, v in settings.items() if k not in model_keys},
     )
     return model_cfg, train_cfg
+
+
+def check_together(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """What neither config can check alone: a training setting that the model would ignore is refused."""
+    if train_cfg.info_weight != 1.0 and not model_cfg.infogan:
+        raise GankitError("--info-weight weighs InfoGAN's mode loss: it needs --modes N with --mode-learning infogan")
 
 
 # train's options that are fields of the run's configs, by option name (as Python spells it) -> config field. A
@@ -356,6 +368,7 @@ OPTION_FIELDS = {
         "augment",
         "augment_p",
         "balance_classes",
+        "info_weight",
     )
 }
 

@@ -4,7 +4,8 @@ G's mode is c = argmax(z[:modes]) (models.mode_of): it comes from z inside the g
 still takes z alone, and an image still depends on its seed alone. How G learns to make the modes distinct:
 
 - InfoGAN (Chen et al. 2016): D carries a head Q that predicts c from an image; D (with Q) and G both minimise
-  INFO_WEIGHT * cross-entropy(Q(G(z)), c), a lower bound on the mutual information between c and G(z).
+  lambda * cross-entropy(Q(G(z)), c), a lower bound on the mutual information between c and G(z)
+  (lambda: TrainConfig.info_weight).
 - Self-conditioned (Liu et al. 2020): D is conditioned on a label, as in a conditional GAN: a fake's label is its
   c, a real image's is its cluster among k-means clusters of D's own features, recomputed every epoch. Each new
   clustering starts from the centroids of the last one's clusters (in D's new features), so cluster i stays
@@ -19,14 +20,13 @@ import torch.nn.functional as F
 
 from .data import to_model_range
 
-INFO_WEIGHT = 1.0  # lambda of InfoGAN for a discrete code (the paper's value)
 KMEANS_ITERATIONS = 20
 FEATURE_BATCH = 1000
 
 
-def info_loss(code_logits: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
-    """INFO_WEIGHT * cross-entropy of Q's prediction against the mode G was given."""
-    return INFO_WEIGHT * F.cross_entropy(code_logits.float(), modes)
+def info_loss(code_logits: torch.Tensor, modes: torch.Tensor, weight: float) -> torch.Tensor:
+    """weight * cross-entropy of Q's prediction against the mode G was given."""
+    return weight * F.cross_entropy(code_logits.float(), modes)
 
 
 @torch.no_grad()

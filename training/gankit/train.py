@@ -23,7 +23,7 @@ from gankit_runtime.files import atomic_path
 from gankit_runtime.images import save_png
 
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, default_data_dir, option_name
+from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, check_together, default_data_dir, option_name
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
@@ -161,6 +161,7 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     data_dir = Path(train_cfg.data_dir) if train_cfg.data_dir else default_data_dir()
     if data_dir.exists() and not data_dir.is_dir():
         raise GankitError(f"the data cache {data_dir} (--data-dir or GANKIT_DATA) is a file; give a folder")
+    check_together(model_cfg, train_cfg)  # before the data set loads
     data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
 from .augment import Augment
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, check_together
 from .data import Dataset, to_model_range
 from .distributed import World, sync_batch_norm
 from .models import build_models, mode_of, sample_uint8
@@ -193,6 +193,7 @@ class Trainer:
                 f"(batch size {train_cfg.batch_size} x {train_cfg.d_steps} D steps)"
             )
         self._order: tuple[int, torch.Tensor] | None = None
+        check_together(model_cfg, train_cfg)
         if train_cfg.balance_classes and (data.labels is None or not model_cfg.conditional):
             raise GankitError("--balance-classes samples the classes equally: it needs --conditional and labelled data")
         self._label_array = None if data.labels is None else data.labels.cpu().numpy()
@@ -292,7 +293,7 @@ class Trainer:
         batch's labels (conditional), its mode (self-conditioned), or none."""
         if self.model_cfg.infogan:
             logits, code = D(fakes, None, code=True)
-            return logits.float(), info_loss(code, modes)
+            return logits.float(), info_loss(code, modes, self.cfg.info_weight)
         return D(fakes, modes if self.model_cfg.self_conditioned else labels).float(), None
 
     def train_step(self) -> StepStats:
