@@ -110,6 +110,18 @@ def test_a_resumed_run_with_modes_ends_with_the_same_weights(image_folder, tmp_p
         assert torch.equal(a["clusters"]["labels"], b["clusters"]["labels"]) and a["clusters"]["epoch"] == 2
 
 
+def test_infogan_s_weight_may_be_lowered_on_resume_and_only_for_infogan(image_folder, tmp_path):
+    model = ModelConfig(kind="dcgan", size=16, channels=3, width=4, modes=3)
+    cfg = TrainConfig(data=str(image_folder), batch_size=4, epochs=10)
+    train(tmp_path / "a", model, cfg, max_steps=2)
+    ckpt = train(tmp_path / "a", None, None, resume=True, given={"info_weight": 0.1}, max_steps=3)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 3 and state["train_config"]["info_weight"] == 0.1
+    train(tmp_path / "b", ModelConfig(kind="dcgan", size=16, channels=3, width=4), cfg, max_steps=1)
+    with pytest.raises(GankitError, match="--info-weight weighs InfoGAN"):
+        train(tmp_path / "b", None, None, resume=True, given={"info_weight": 0.1}, max_steps=2)
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

@@ -213,7 +213,16 @@ class TrainConfig:
     info_weight: float = 1.0
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
-    CHANGEABLE_ON_RESUME = ("epochs", "eval_every", "eval_samples", "checkpoint_every", "data_dir", "sync_bn")
+    # info_weight: InfoGAN's lambda may be lowered once the modes have formed (docs/benchmarks.md: recall rose).
+    CHANGEABLE_ON_RESUME = (
+        "epochs",
+        "eval_every",
+        "eval_samples",
+        "checkpoint_every",
+        "data_dir",
+        "sync_bn",
+        "info_weight",
+    )
 
     def __post_init__(self):
         _check_types(self)
