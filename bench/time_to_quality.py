@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -118,9 +117,9 @@ def main():
     )
     state = load_checkpoint(Path(args.resume) / FILENAME) if args.resume else None
     if state is not None:
-        model_cfg, train_cfg = resume_configs(state)
-        if args.info_weight is not None:
-            train_cfg = dataclasses.replace(train_cfg, info_weight=args.info_weight)
+        model_cfg, train_cfg = resume_configs(
+            state, {} if args.info_weight is None else {"info_weight": args.info_weight}
+        )
     data_dir = default_data_dir()
     data = load_dataset(train_cfg.data, 28, 1, data_dir)
     trainer = Trainer(model_cfg, train_cfg, data)
