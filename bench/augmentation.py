@@ -58,7 +58,11 @@ def arguments() -> argparse.Namespace:
         help="generated images per class (case 2 uses all, GAN-test and case 3 the first 1,000)",
     )
     ap.add_argument("--cases", default="1,2,3", help="which training cases to run (GAN-test always runs)")
-    return ap.parse_args()
+    ap.add_argument("--test", type=int, default=10000, help="score on the first N test images (a quick look)")
+    args = ap.parse_args()
+    if args.test < 100:
+        raise SystemExit(f"--test takes at least 100 test images, not {args.test}")
+    return args
 
 
 def main():
@@ -71,6 +75,7 @@ def main():
         raise SystemExit(f"{args.model} is not a conditional MNIST generator (classes {g.classes})")
     mnist = load_mnist_like("mnist", default_data_dir())
     x_train, y_train, x_test, y_test = mnist["x_train"], mnist["y_train"], mnist["x_test"], mnist["y_test"]
+    x_test, y_test = x_test[: args.test], y_test[: args.test]
     print(f"model {args.model} (sha256 {g.sha256[:12]}), budget {args.steps} steps x 128, truncation {args.truncation}")
 
     start = time.perf_counter()

@@ -40,14 +40,15 @@ def worker(args) -> None:
         world=world,
     )
     sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
-    for _ in range(3):
+    block = 1 if args.quick else 5  # quick: one warm-up step, then one step at a time
+    for _ in range(1 if args.quick else 3):
         t.train_step()
     sync()
     steps, start = 0, time.perf_counter()
     while True:
-        for _ in range(5):
+        for _ in range(block):
             t.train_step()
-        steps += 5
+        steps += block
         sync()
         elapsed = time.perf_counter() - start
         # every rank stops after the same number of steps: rank 0's clock decides, shared by a collective
@@ -67,19 +68,23 @@ def worker(args) -> None:
     leave(world, True)
 
 
-def case(nproc: int | None, threads: int, device: str, batch: int, seconds: float, sync_bn: bool) -> float:
-    script = [
-        str(ROOT / "bench" / "distributed.py"),
-        "--worker",
-        "--threads",
-        str(threads),
-        "--device",
-        device,
-        "--batch-size",
-        str(batch),
-        "--seconds",
-        str(seconds),
-    ] + (["--sync-bn"] if sync_bn else [])
+def case(nproc: int | None, threads: int, device: str, batch: int, seconds: float, sync_bn: bool, quick: bool) -> float:
+    script = (
+        [
+            str(ROOT / "bench" / "distributed.py"),
+            "--worker",
+            "--threads",
+            str(threads),
+            "--device",
+            device,
+            "--batch-size",
+            str(batch),
+            "--seconds",
+            str(seconds),
+        ]
+        + (["--sync-bn"] if sync_bn else [])
+        + (["--quick"] if quick else [])
+    )
     if nproc is None:
         cmd = [sys.executable, *script]
     else:
@@ -115,7 +120,7 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    seconds = 1.0 if args.quick else args.seconds
+    seconds = 0.0 if args.quick else args.seconds
     print(f"DCGAN-28 width 32, global batch {args.batch_size}, {seconds:.0f} s per case, {args.device}")
     if args.device == "cpu":
         cases = [
@@ -128,7 +133,7 @@ def main():
         cases = [("1 GPU, no DDP (anchor)", None, 1, False), ("1 GPU, DDP with 1 process (NCCL)", 1, 1, False)]
     anchor = None
     for label, nproc, threads, sync_bn in [cases[0], cases[-1]] if args.quick else cases:
-        rate = case(nproc, threads, args.device, args.batch_size, seconds, sync_bn)
+        rate = case(nproc, threads, args.device, args.batch_size, seconds, sync_bn, args.quick)
         anchor = anchor or rate
         print(f"  {label:<40} {rate:>9,.0f} img/s  {rate / anchor:5.2f}x")
 

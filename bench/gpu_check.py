@@ -95,7 +95,7 @@ def generation_rows(device: str, images: int) -> list[tuple[str, str]]:
 def training_rows(device: str, quick: bool) -> list[tuple[str, str]]:
     import training  # bench/training.py
 
-    rows = training.run(device, [8] if quick else [64, 256, 1024], 2, 0.2 if quick else 2.0, quick)
+    rows = training.run(device, [8] if quick else [64, 256, 1024], 2, 0.0 if quick else 2.0, quick)
     return [
         (
             f"training {r['model']} batch {r['batch']}",
@@ -128,7 +128,7 @@ def main():
         )
         rows.append(("tests/test_cuda.py", (r.stdout.strip().splitlines() or ["no output"])[-1]))
     rows += parity_table(args.device, 256 if quick else 4096)
-    rows += generation_rows(args.device, 2048 if quick else 65536)
+    rows += generation_rows(args.device, 256 if quick else 65536)
     rows += training_rows(args.device, quick)
     width = max(len(k) for k, _ in rows)
     print(f"\n{'check':<{width}}  result")

@@ -8,7 +8,7 @@ For each subset seed: a balanced subset of n training images (n/10 per class); t
 for each augmentation mode: the conditional DCGAN (the CLI's defaults, EMA) trained on the subset alone for
 --gan-steps steps, scored like `eval` (FD in the shipped classifier's features against the real test split,
 GAN-test = the share of samples the classifier reads as the class asked for; for Fashion-MNIST the judge is a
-classifier the bench trains on all 60,000 of its training images), 1,000 generated images per class,
+classifier the bench trains on all 60,000 of its training images), 1,000 generated images per class (--per-class),
 and the same classifier trained on real (repeated so that batches are half real) + generated. One fixed
 classifier budget (--clf-steps of 128, as bench/augmentation.py) for every case, so only the data differs.
 Reported: mean +- spread over subset seeds, and wall time.
@@ -72,12 +72,17 @@ def arguments() -> argparse.Namespace:
         "filtered (only the images the real-only classifier reads as the class asked for)",
     )
     ap.add_argument("--truncation", type=float, default=1.0, help="psi of the generated set (1.0 = off)")
+    ap.add_argument(
+        "--per-class", type=int, default=1000, help="generated images per class (from 1.5x as many candidates)"
+    )
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
     if not set(args.uses.split(",")) <= {"plain", "filtered"}:
         raise SystemExit(f"--uses takes plain and/or filtered, not {args.uses}")
     if args.test < 100:
         raise SystemExit(f"--test takes at least 100 test images, not {args.test}")
+    if args.per_class < 2:
+        raise SystemExit(f"--per-class takes at least 2 images, not {args.per_class}")
     return args
 
 
@@ -100,15 +105,17 @@ def make_scorer(args, x_train, y_train, x_test, y_test) -> Scorer:
     return scorer
 
 
-def generated_set(synth, labels, use: str, real_model):
-    """1,500 candidates per class: plain keeps the first 1,000, filtered the first 1,000 (or fewer) that the
-    real-only classifier reads as the class asked for. Returns (images, labels, share kept)."""
+def generated_set(synth, labels, use: str, real_model, per_class: int):
+    """1.5 x per_class candidates per class: plain keeps the first per_class, filtered the first per_class (or
+    fewer) that the real-only classifier reads as the class asked for. Returns (images, labels, share kept)."""
+    candidates = len(synth) // 10
     if use == "plain":
-        keep = np.tile(np.arange(1500) < 1000, 10)
+        keep = np.tile(np.arange(candidates) < per_class, 10)
     else:
         agree = predict(real_model, synth) == labels
-        keep = agree & (np.concatenate([np.cumsum(agree[c * 1500 : (c + 1) * 1500]) for c in range(10)]) <= 1000)
-    return synth[keep], labels[keep], float(keep.mean() * 1500 / 1000)
+        kept_so_far = [np.cumsum(agree[c * candidates : (c + 1) * candidates]) for c in range(10)]
+        keep = agree & (np.concatenate(kept_so_far) <= per_class)
+    return synth[keep], labels[keep], float(keep.mean() * candidates / per_class)
 
 
 def main():
@@ -153,12 +160,13 @@ def main():
                 f = scorer.evaluate(g, t.model_cfg, t.device)
                 fd[mode].append(f["fd"])
                 gan_test[mode].append(f["label_accuracy"])
-            labels = np.repeat(np.arange(10), 1500)
+            candidates = args.per_class * 3 // 2
+            labels = np.repeat(np.arange(10), candidates)
             synth = sample_uint8(
-                g, np.tile(np.arange(1500), 10), 100, t.device, labels=labels, truncation=args.truncation
+                g, np.tile(np.arange(candidates), 10), 100, t.device, labels=labels, truncation=args.truncation
             )[..., 0]
             for use in uses:
-                sx, sy, share_kept = generated_set(synth, labels, use, real_model)
+                sx, sy, share_kept = generated_set(synth, labels, use, real_model, args.per_class)
                 if use == "filtered":
                     kept[case(mode, use)].append(share_kept)
                 reps = max(
@@ -176,7 +184,7 @@ def main():
                 )
                 rows[case(mode, use)].append(mixed)
                 extra = f", FD {fd[mode][-1]:.1f}, GAN-test {gan_test[mode][-1]:.2%}" if scorer is not None else ""
-                share = f", kept {len(sx)} of 15,000" if use == "filtered" else ""
+                share = f", kept {len(sx)} of {len(synth):,}" if use == "filtered" else ""
                 print(
                     f"seed {seed}: GAN --augment {mode}: {minutes[mode][-1]:.1f} min{extra}, p {p_end[mode][-1]:.2f}; "
                     f"{case(mode, use)} {mixed:.2%}{share}",

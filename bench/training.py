@@ -45,22 +45,24 @@ def bf16_peak(device: str, n: int = 8192) -> float:
     return 10 * 2 * n**3 / best_seconds(run, repeats=5, min_time=0.5, stat=min)
 
 
-def measure(cfg: ModelConfig, batch: int, device: str, seconds: float) -> tuple[float, float]:
-    """(images/s, FLOP per image per step) of train_step, timed with the device synchronised at the ends."""
+def measure(cfg: ModelConfig, batch: int, device: str, seconds: float, quick: bool = False) -> tuple[float, float]:
+    """(images/s, FLOP per image per step) of train_step, timed with the device synchronised at the ends
+    (quick: one warm-up step and one timed one, a smoke run)."""
     images = torch.randint(0, 256, (max(4096, 4 * batch), cfg.channels, cfg.size, cfg.size), dtype=torch.uint8)
     t = Trainer(cfg, TrainConfig(batch_size=batch), Dataset("bench", images, None, []), device=device)
     with FlopCounterMode(display=False) as counter:
         t.train_step()
     flops = counter.get_total_flops()
     sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
-    for _ in range(5):  # warm-up (cuDNN autotuning, allocator)
+    block = 1 if quick else 10
+    for _ in range(1 if quick else 5):  # warm-up (cuDNN autotuning, allocator)
         t.train_step()
     sync()
     steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(10):
+    while steps == 0 or time.perf_counter() - start < seconds:  # at least one block
+        for _ in range(block):
             t.train_step()
-        steps += 10
+        steps += block
         sync()
     return steps * batch / (time.perf_counter() - start), flops / batch
 
@@ -80,7 +82,7 @@ def run(device: str, batch_sizes: list[int], threads: int, seconds: float, quick
     print(f"{'model':>18} {'batch':>6} {'img/s':>10} {'MFLOP/img':>10} {'FLOP/s':>16} {'of peak':>8}")
     for name, cfg in models.items():
         for batch in batch_sizes:
-            rate, per_image = measure(cfg, batch, device, seconds)
+            rate, per_image = measure(cfg, batch, device, seconds, quick)
             share = rate * per_image / peak
             rows.append({"model": name, "batch": batch, "images_per_s": rate, "share_of_peak": share})
             print(
@@ -99,7 +101,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not figures")
     args = ap.parse_args()
     batches = [int(b) for b in (args.batch_sizes or ("64" if args.device == "cpu" else "64,256,1024")).split(",")]
-    seconds = args.seconds or (0.2 if args.quick else 3.0 if args.device == "cpu" else 2.0)
+    seconds = args.seconds or (0.0 if args.quick else 3.0 if args.device == "cpu" else 2.0)
     run(args.device, [8] if args.quick else batches, args.threads, seconds, args.quick)
 
 

@@ -38,7 +38,10 @@ CASES = {
         *MNIST,
     ],
     "modes": ["bench/modes.py", str(ROOT / "exported" / "mnist-dcgan.onnx"), "--samples", "200"],
-    "augmentation": ["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3", "--per-class", "100"],
+    "augmentation": [
+        *["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3", "--per-class", "100"],
+        *["--test", "500"],
+    ],
     "web": ["bench/web.py", "--seeds", "2000"],
     "lanes": ["bench/lanes.py", "--batch", "8", "--rounds", "1"],
     "lowdata": [
@@ -58,7 +61,9 @@ CASES = {
         "--truncation",
         "0.8",
         "--test",
-        "1000",
+        "300",
+        "--per-class",
+        "20",
         *MNIST,
     ],
     "longtail": [
@@ -74,7 +79,7 @@ CASES = {
         "--clf-steps",
         "2",
         "--test",
-        "1000",
+        "300",
     ],
 }
 

@@ -68,12 +68,11 @@ def max_difference(a, b) -> float:
 @pytest.mark.parametrize(
     "model",
     [
-        ["--model", "vanilla"],
         ["--model", "dcgan", "--sync-bn"],
         ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5", "--modes", "2"],  # two options, one run
         ["--model", "vanilla", "--modes", "2", "--mode-learning", "self-conditioned"],
     ],
-    ids=["vanilla", "dcgan", "vanilla-augmented-infogan", "vanilla-self-conditioned"],
+    ids=["dcgan", "vanilla-augmented-infogan", "vanilla-self-conditioned"],  # plain vanilla: inside the second
 )
 def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
     alone = one_process(model)
@@ -94,9 +93,9 @@ def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
         assert max_difference({k: a[k] for k in d}, {k: b[k] for k in d}) < 1e-4
         a, b = ({k: w[k] for k in w if k not in d} for w in (a, b))
     assert max_difference(a, b) < 1e-5
-    c, _ = weights_after_other_steps(pets, tmp_path, alone)
-    # the comparison has teeth: one step fewer is 10x beyond the tolerance
-    assert max_difference(a, {k: c[k] for k in a}) > 1e-4
+    if "--sync-bn" in model:  # the comparison has teeth (seen once; each run is three processes on two cores):
+        c, _ = weights_after_other_steps(pets, tmp_path, alone)  # one step fewer is 10x beyond the tolerance
+        assert max_difference(a, {k: c[k] for k in a}) > 1e-4
 
 
 def one_process(model: list) -> list:
