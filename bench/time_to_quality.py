@@ -130,7 +130,7 @@ def main():
     pick = np.random.default_rng(0).choice(60000, args.samples, replace=False)
     arrays = load_mnist_like(train_cfg.data, data_dir)
     labels = arrays["y_train"][pick].astype(np.int64) if model_cfg.conditional else None
-    anchor = figures(*scorer.extract(arrays["x_train"][pick][..., None]), scorer.real, labels)
+    anchor = figures(*scorer.extract(arrays["x_train"][pick][..., None]), scorer.real, labels, scorer.real_radii)
     print(f"{args.model} {model_cfg} {train_cfg}")
     print(
         f"{args.model}: anchor (real training images): FD {anchor['fd']:.2f}, confident {anchor['confident']:.1%}, "

@@ -11,9 +11,10 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 MNIST = ["--samples", "200"]
+ONE = ["--threads", "1"]  # two test processes share the two cores: a second thread each would only contend
 CASES = {
-    "generation": ["bench/generation.py", "--quick"],
-    "training": ["bench/training.py", "--quick"],
+    "generation": ["bench/generation.py", "--quick", *ONE],
+    "training": ["bench/training.py", "--quick", *ONE],
     "gpu_check": ["bench/gpu_check.py", "--device", "cpu"],
     "distributed": ["bench/distributed.py", "--quick"],
     "time_to_quality": [
@@ -26,6 +27,7 @@ CASES = {
         "--ema-long",
         "1",
         *MNIST,
+        *ONE,
     ],
     "time_to_quality_modes": [
         "bench/time_to_quality.py",
@@ -36,11 +38,12 @@ CASES = {
         "--mode-learning",
         "infogan",
         *MNIST,
+        *ONE,
     ],
     "modes": ["bench/modes.py", str(ROOT / "exported" / "mnist-dcgan.onnx"), "--samples", "200"],
     "augmentation": [
         *["bench/augmentation.py", "--steps", "3", "--seeds", "0", "--cases", "3", "--per-class", "100"],
-        *["--test", "500"],
+        *["--test", "500", *ONE],
     ],
     "web": ["bench/web.py", "--seeds", "2000"],
     "lanes": ["bench/lanes.py", "--batch", "8", "--rounds", "1"],
@@ -65,6 +68,7 @@ CASES = {
         "--per-class",
         "20",
         *MNIST,
+        *ONE,
     ],
     "longtail": [
         "bench/longtail.py",
@@ -80,6 +84,7 @@ CASES = {
         "2",
         "--test",
         "300",
+        *ONE,
     ],
 }
 

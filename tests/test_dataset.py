@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, call, make_image_folder, run_cli
+from conftest import assert_one_line_error, call, make_image_folder
 from gankit.data import load_image_folder
 from gankit_runtime import GankitError, Generator, WriteResult, parse_shard, plan, write_folder, write_npz
 from gankit_runtime.files import _HOST, remove_stale_temporaries
@@ -217,36 +217,21 @@ def test_png_level_trades_file_size_for_speed_not_pixels(cond, tmp_path, capsys)
 
 
 @pytest.mark.slow  # an end-to-end run in a subprocess
-def test_train_conditional_on_class_folders_export_and_generate(tmp_path):
+def test_train_conditional_on_class_folders_export_and_generate(capsys, tmp_path):
+    """In this process (tests/test_cli.py runs the same chain as separate processes)."""
     folder = make_image_folder(tmp_path / "pets", n_per_class=8, classes=("cats", "dogs"))
     run = tmp_path / "run"
-    r = run_cli(
-        "train",
-        "--data",
-        folder,
-        "--conditional",
-        "--image-size",
-        16,
-        "--width",
-        4,
-        "--batch-size",
-        8,
-        "--steps",
-        3,
-        "--threads",
-        1,
-        "--out",
-        run,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "conditional dcgan (2 classes)" in r.stderr
+    tiny = ["--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 3, "--threads", 1]
+    rc, out = call(capsys, "train", "--data", folder, "--conditional", *tiny, "--out", run)
+    assert rc == 0, out.err
+    assert "conditional dcgan (2 classes)" in out.err
     assert Image.open(run / "samples" / "step_0000003.png").size == (2 + 8 * 18, 2 + 2 * 18)  # a row per class
-    r = run_cli("export", run, "--out", tmp_path / "c.onnx")
-    assert r.returncode == 0 and "conditional dcgan (2 classes) 3x16x16" in r.stderr, r.stderr
-    r = run_cli("info", tmp_path / "c.onnx")
-    assert "labels: int64 [N], class index: 0=cats, 1=dogs" in r.stdout
-    r = run_cli("generate", tmp_path / "c.onnx", "--per-class", 3, "--out", tmp_path / "synth")
-    assert r.returncode == 0, r.stderr
+    rc, out = call(capsys, "export", run, "--out", tmp_path / "c.onnx")
+    assert rc == 0 and "conditional dcgan (2 classes) 3x16x16" in out.err, out.err
+    rc, out = call(capsys, "info", tmp_path / "c.onnx")
+    assert "labels: int64 [N], class index: 0=cats, 1=dogs" in out.out
+    rc, out = call(capsys, "generate", tmp_path / "c.onnx", "--per-class", 3, "--out", tmp_path / "synth")
+    assert rc == 0, out.err
     assert sorted(p.relative_to(tmp_path / "synth").as_posix() for p in (tmp_path / "synth").rglob("*.png")) == [
         f"{c}/{s:06d}.png" for c in ("cats", "dogs") for s in range(3)
     ]
@@ -255,5 +240,5 @@ def test_train_conditional_on_class_folders_export_and_generate(tmp_path):
     flat.mkdir()
     for p in list((folder / "cats").iterdir())[:4]:
         (flat / p.name).write_bytes(p.read_bytes())
-    r = run_cli("train", "--data", flat, "--conditional", "--image-size", 16, "--out", tmp_path / "r2")
-    assert_one_line_error(r.stderr, r.returncode, "--conditional needs labelled data")
+    rc, out = call(capsys, "train", "--data", flat, "--conditional", "--image-size", 16, "--out", tmp_path / "r2")
+    assert_one_line_error(out.err, rc, "--conditional needs labelled data")

@@ -52,6 +52,17 @@ def test_precision_recall():
     assert M.precision_recall(real, far) == (0.0, 0.0)
 
 
+def test_precision_recall_with_the_real_radii_computed_once():
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(size=(800, 4)), rng.normal(size=(600, 4))
+    radii = M.knn_radii(np.asarray(real, np.float32))
+    assert M.precision_recall(real, fake, real_radii=radii) == M.precision_recall(real, fake)
+    p, r = M.precision_recall(real, fake, real_radii=np.zeros(len(real)))  # the radii given are the ones used
+    assert p == 0.0 and r == M.precision_recall(real, fake)[1]
+    with pytest.raises(ValueError, match="real_radii"):
+        M.precision_recall(real, fake, real_radii=radii[:-1])
+
+
 def test_class_figures():
     probs = np.zeros((10, 4))
     probs[np.arange(10), [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]] = 1.0

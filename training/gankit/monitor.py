@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from gankit_runtime.evaluation.datasets import load_mnist_like
 from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor, eval_labels, figures
+from gankit_runtime.evaluation.metrics import knn_radii
 from gankit_runtime.files import atomic_path
 
 from .config import ModelConfig
@@ -61,11 +62,12 @@ class Scorer:
         self.samples = samples
         self.extract = FeatureExtractor(classifier or CLASSIFIERS[data])
         self.real, _ = self.extract(load_mnist_like(data, data_dir)["x_test"][..., None])
+        self.real_radii = knn_radii(self.real)  # the real manifold's balls, the same at every evaluation
 
     def evaluate(self, g: torch.nn.Module, cfg: ModelConfig, device) -> dict:
         labels = eval_labels(self.samples, cfg.num_classes)
         images = sample_uint8(g, range(self.samples), cfg.z_dim, device, labels=labels)
-        return figures(*self.extract(images), self.real, labels)
+        return figures(*self.extract(images), self.real, labels, self.real_radii)
 
 
 class Monitor:

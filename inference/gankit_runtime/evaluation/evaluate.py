@@ -77,12 +77,17 @@ def eval_labels(samples: int, num_classes: int) -> np.ndarray | None:
 
 
 def figures(
-    features: np.ndarray, probabilities: np.ndarray, real_features: np.ndarray, labels: np.ndarray | None = None
+    features: np.ndarray,
+    probabilities: np.ndarray,
+    real_features: np.ndarray,
+    labels: np.ndarray | None = None,
+    real_radii: np.ndarray | None = None,
 ) -> dict:
     """eval's figures; with the labels a conditional generator was asked for, also the share of samples the
-    classifier gives that label ("GAN-test" accuracy, Shmelkov et al. 2018)."""
+    classifier gives that label ("GAN-test" accuracy, Shmelkov et al. 2018). real_radii: M.knn_radii of
+    real_features, computed once when one real set scores many samples."""
     kid, kid_std = M.kernel_inception_distance(features, real_features)
-    precision, recall = M.precision_recall(real_features, features)
+    precision, recall = M.precision_recall(real_features, features, real_radii=real_radii)
     result = {
         "fd": M.frechet_distance(features, real_features),
         "kid": kid,
@@ -129,12 +134,13 @@ def evaluate(
     )
     arrays = load_mnist_like(data, data_dir or default_data_dir())
     real_f, _ = extract(arrays["x_test"][..., None])
+    radii = M.knn_radii(real_f)  # once, for the generated figures and the reference's
     result = {
         "model": str(i.path),
         "data": data,
         "samples": samples,
         "truncation": truncation,
-        "generated": figures(fake_f, fake_p, real_f, labels),
+        "generated": figures(fake_f, fake_p, real_f, labels, radii),
     }
     if with_reference:  # real training images in place of generated ones: the best a generator can hope for
         pick = np.random.default_rng(0).choice(
@@ -142,7 +148,7 @@ def evaluate(
         )
         ref_f, ref_p = extract(arrays["x_train"][pick][..., None])
         ref_labels = arrays["y_train"][pick].astype(np.int64) if i.conditional else None
-        result["real_train"] = figures(ref_f, ref_p, real_f, ref_labels)
+        result["real_train"] = figures(ref_f, ref_p, real_f, ref_labels, radii)
     return result
 
 

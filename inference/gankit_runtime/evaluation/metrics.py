@@ -50,8 +50,9 @@ def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0)
 
 
-def _knn_radii(x: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
-    """Squared distance from each point of x to its k-th nearest other point of x."""
+def knn_radii(x: np.ndarray, k: int = 3, chunk: int = 2048) -> np.ndarray:
+    """Squared distance from each point of x to its k-th nearest other point of x: the balls of x's manifold.
+    Computed once, a real set's radii serve every precision_recall against it (an [N, N] pass each time else)."""
     radii = np.empty(len(x))
     for i in range(0, len(x), chunk):
         d = _squared_distances(x[i : i + chunk], x)
@@ -68,11 +69,18 @@ def _coverage(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray, chunk
     return inside / len(points)
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
-    """Precision: share of fake samples on the real manifold; recall: share of real ones on the fake manifold."""
+def precision_recall(
+    real: np.ndarray, fake: np.ndarray, k: int = 3, real_radii: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Precision: share of fake samples on the real manifold; recall: share of real ones on the fake manifold.
+    real_radii: knn_radii(real, k), when one real set is scored against many fake ones."""
     real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
-    precision = _coverage(fake, real, _knn_radii(real, k))
-    recall = _coverage(real, fake, _knn_radii(fake, k))
+    if real_radii is None:
+        real_radii = knn_radii(real, k)
+    elif np.shape(real_radii) != (len(real),):
+        raise ValueError(f"real_radii has shape {np.shape(real_radii)}, expected ({len(real)},)")
+    precision = _coverage(fake, real, real_radii)
+    recall = _coverage(real, fake, knn_radii(fake, k))
     return precision, recall
 
 
