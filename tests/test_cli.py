@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import call, expect_error, run_cli
+from conftest import call, expect_error
 from gankit.checkpoint import save_checkpoint
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
@@ -17,60 +17,35 @@ from PIL import Image
 import cli
 
 
-@pytest.mark.slow  # an end-to-end run in a subprocess
-def test_train_export_generate_on_an_image_folder(image_folder, tmp_path):
+def test_train_export_generate_on_an_image_folder(capsys, image_folder, tmp_path):
+    """The chain in this process (test_faults and CI's README commands run `cli.py` as a program)."""
     run = tmp_path / "run"
-    r = run_cli(
-        "train",
-        "--data",
-        image_folder,
-        "--image-size",
-        16,
-        "--width",
-        4,
-        "--batch-size",
-        8,
-        "--steps",
-        4,
-        "--epochs",
-        3,
-        "--threads",
-        1,
-        "--out",
-        run,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "step 4" in r.stderr and (run / "checkpoint.pt").is_file()
+    args = ["--data", image_folder, "--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 4]
+    rc, out = call(capsys, "train", *args, "--epochs", 3, "--threads", 1, "--out", run)
+    assert rc == 0, out.err
+    assert "step 4" in out.err and (run / "checkpoint.pt").is_file()
     saved = torch.load(run / "checkpoint.pt", weights_only=True)["train_config"]
     assert saved["lr_g"] == saved["lr_d"] == 1e-3  # the measured default of a DCGAN below 64x64
-    r = run_cli("export", run, "--out", tmp_path / "g.onnx")
-    assert r.returncode == 0, r.stderr
-    assert "parity batch  64" in r.stderr
-    r = run_cli(
-        "generate",
-        tmp_path / "g.onnx",
-        "--seeds",
-        "0-4,10",
-        "--out",
-        tmp_path / "imgs",
-        "--grid",
-        tmp_path / "grid.png",
-        "--batch-size",
-        4,
-    )
-    assert r.returncode == 0, r.stderr
+    rc, out = call(capsys, "export", run, "--out", tmp_path / "g.onnx")
+    assert rc == 0 and "parity batch  64" in out.err, out.err
+    rc, out = call(
+        capsys, "generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--out", tmp_path / "imgs",
+        "--grid", tmp_path / "grid.png", "--batch-size", 4,
+    )  # fmt: skip
+    assert rc == 0, out.err
     names = sorted(p.name for p in (tmp_path / "imgs").glob("*.png"))
     assert names == [f"{s:06d}.png" for s in (0, 1, 2, 3, 4, 10)]
     assert Image.open(tmp_path / "imgs" / "000010.png").size == (16, 16)
     assert Image.open(tmp_path / "imgs" / "000010.png").mode == "RGB"
-    r = run_cli("generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--format", "npz", "--out", tmp_path / "d.npz")
-    assert r.returncode == 0, r.stderr
+    rc, out = call(
+        capsys, "generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--format", "npz", "--out", tmp_path / "d.npz"
+    )
+    assert rc == 0, out.err
     with np.load(tmp_path / "d.npz") as f:
         assert f["images"].shape == (6, 16, 16, 3)
         np.testing.assert_array_equal(f["images"][5], np.asarray(Image.open(tmp_path / "imgs" / "000010.png")))
-    # The training sample grid shows seeds 0-63: the exported model gives the same first image.
-    r = run_cli("info", tmp_path / "g.onnx")
-    assert r.returncode == 0 and "float32 [N, 3, 16, 16]" in r.stdout and "training_steps: 4" in r.stdout
+    rc, out = call(capsys, "info", tmp_path / "g.onnx")
+    assert rc == 0 and "float32 [N, 3, 16, 16]" in out.out and "training_steps: 4" in out.out
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -65,18 +65,11 @@ def max_difference(a, b) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        ["--model", "dcgan", "--sync-bn"],
-        ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5", "--modes", "2"],  # two options, one run
-        ["--model", "vanilla", "--modes", "2", "--mode-learning", "self-conditioned"],
-    ],
-    ids=["dcgan", "vanilla-augmented-infogan", "vanilla-self-conditioned"],  # plain vanilla: inside the second
-)
-def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
-    alone = one_process(model)
-    one = run_cli("train", "--data", pets, *TINY, *alone, "--steps", 5, "--out", tmp_path / "one", env=ENV)
+def test_two_ranks_train_the_one_process_run(pets, tmp_path):
+    """The vanilla GAN with augmentation and InfoGAN's code: each option's DDP path, in one run. (The DCGAN with
+    synchronised batch norm and self-conditioned modes: the stopped-and-resumed test below.)"""
+    model = ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5", "--modes", "2"]
+    one = run_cli("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one", env=ENV)
     assert one.returncode == 0, one.stderr
     two = torchrun("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
@@ -85,17 +78,7 @@ def test_two_ranks_train_the_one_process_run(pets, tmp_path, model):
     a, state_a = weights(tmp_path / "one")
     b, state_b = weights(tmp_path / "two")
     assert state_a["step"] == state_b["step"] == 5
-    if "clusters" in state_a:  # self-conditioned: every rank takes rank 0's clusters, the one process's
-        assert torch.equal(state_a["clusters"]["labels"], state_b["clusters"]["labels"])
-        # D's projection term leaves some of its first layer's weights with gradients near zero, where Adam's
-        # g / sqrt(v) turns summation-order noise into 5e-5 (G stays within 1e-6)
-        d = [k for k in a if k.startswith("discriminator")]
-        assert max_difference({k: a[k] for k in d}, {k: b[k] for k in d}) < 1e-4
-        a, b = ({k: w[k] for k in w if k not in d} for w in (a, b))
     assert max_difference(a, b) < 1e-5
-    if "--sync-bn" in model:  # the comparison has teeth (seen once; each run is three processes on two cores):
-        c, _ = weights_after_other_steps(pets, tmp_path, alone)  # one step fewer is 10x beyond the tolerance
-        assert max_difference(a, {k: c[k] for k in a}) > 1e-4
 
 
 def one_process(model: list) -> list:
@@ -103,30 +86,28 @@ def one_process(model: list) -> list:
     return [a for a in model if a != "--sync-bn"] + (["--r1", "0"] if "--sync-bn" in model else [])
 
 
-def weights_after_other_steps(pets, tmp_path, model):
-    r = run_cli("train", "--data", pets, *TINY, *model, "--steps", 4, "--out", tmp_path / "four", env=ENV)
-    assert r.returncode == 0, r.stderr
-    return weights(tmp_path / "four")
-
-
-def test_without_sync_bn_each_rank_normalises_its_own_share(pets, tmp_path):
-    one = run_cli("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "one", env=ENV)
-    two = torchrun("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "two")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr
-    assert "batch norm per process" in two.stderr
-    assert max_difference(weights(tmp_path / "one")[0], weights(tmp_path / "two")[0]) > 1e-4
-
-
-def test_a_stopped_and_resumed_two_rank_run_equals_an_uninterrupted_one(pets, tmp_path):
-    args = ["--data", pets, *TINY, "--sync-bn", "--epochs", 3]
-    # the uninterrupted run: its one-process equal (test_two_ranks_train_the_one_process_run), one process not three
+def test_a_stopped_and_resumed_two_rank_run_equals_the_one_process_run(pets, tmp_path):
+    """The DCGAN with synchronised batch norm and self-conditioned modes: two ranks, stopped after 3 steps and
+    resumed to 6 (across an epoch's end, where the modes are clustered again: every rank takes rank 0's clusters),
+    train what one process trains straight. (With InfoGAN's code, the DCGAN's first layer differs by 1e-6 after
+    a step, from summation order, and GAN training grows that to 1e-3 in six: the vanilla case above has it.)"""
+    args = ["--data", pets, *TINY, "--sync-bn", "--modes", "2", "--mode-learning", "self-conditioned", "--epochs", 3]
     straight = run_cli("train", *one_process(args), "--steps", 6, "--out", tmp_path / "straight", env=ENV)
     assert straight.returncode == 0, straight.stderr
     first = torchrun("train", *args, "--steps", 3, "--out", tmp_path / "resumed")
     assert first.returncode == 0, first.stderr
+    assert "torchrun: 2 processes, backend gloo, global batch 16 (8 per process)" in first.stderr
+    assert first.stdout.count("checkpoint:") == 1  # rank 0 speaks for the group
     again = torchrun("train", "--out", tmp_path / "resumed", "--resume", "--steps", 6)
     assert again.returncode == 0 and "step 3 -> 6" in again.stderr, again.stderr
-    assert max_difference(weights(tmp_path / "straight")[0], weights(tmp_path / "resumed")[0]) < 1e-5
+    (a, straight_state), (b, resumed_state) = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert torch.equal(straight_state["clusters"]["labels"], resumed_state["clusters"]["labels"])
+    assert max_difference(a, b) < 1e-5
+    # the comparison has teeth (seen once; each run is three processes on two cores): one step fewer is 10x
+    # beyond the tolerance
+    r = run_cli("train", *one_process(args), "--steps", 5, "--out", tmp_path / "five", env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert max_difference(a, weights(tmp_path / "five")[0]) > 1e-4
 
 
 def test_two_machines_on_localhost(pets, tmp_path):
@@ -182,11 +163,15 @@ def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pe
 
 def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
     """train --nproc N is torchrun in one command: a run like torchrun's, and a mistake is rank 0's one line
-    with the ranks' exit code (no launcher traceback, no line per rank)."""
-    r = run_cli("train", "--nproc", 2, "--data", pets, *TINY, "--steps", 2, "--out", tmp_path / "run", env=ENV)
-    assert r.returncode == 0 and torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2, (
-        r.stderr
-    )
+    with the ranks' exit code (no launcher traceback, no line per rank). Without --sync-bn each rank normalises
+    its own share of the batch, so the run is not the one process's (and says so)."""
+    r = run_cli("train", "--nproc", 2, "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "run", env=ENV)
+    assert r.returncode == 0 and "batch norm per process" in r.stderr, r.stderr
+    two, state = weights(tmp_path / "run")
+    assert state["step"] == 3
+    one = run_cli("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "one", env=ENV)
+    assert one.returncode == 0, one.stderr
+    assert max_difference(weights(tmp_path / "one")[0], two) > 1e-4
     r = run_cli(
         "train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV
     )
