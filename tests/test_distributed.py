@@ -10,12 +10,14 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, make_image_folder, run_cli
+from conftest import ROOT, call, make_image_folder, run_cli
 
 pytestmark = pytest.mark.slow
 
 TINY = ["--image-size", 16, "--width", 4, "--batch-size", 16, "--threads", 1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GANKIT_DIST_TIMEOUT": "60"}
+# The one-process runs a case compares with run in this process (`call`): a process of its own would import torch
+# and torch._dynamo again (about 7 s of CPU each on two busy cores); the test workers run one thread, as --threads 1.
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +67,12 @@ def max_difference(a, b) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-def test_two_ranks_train_the_one_process_run(pets, tmp_path):
+def test_two_ranks_train_the_one_process_run(capsys, pets, tmp_path):
     """The vanilla GAN with augmentation and InfoGAN's code: each option's DDP path, in one run. (The DCGAN with
     synchronised batch norm and self-conditioned modes: the stopped-and-resumed test below.)"""
     model = ["--model", "vanilla", "--augment", "fixed", "--augment-p", "0.5", "--modes", "2"]
-    one = run_cli("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one", env=ENV)
-    assert one.returncode == 0, one.stderr
+    rc, out = call(capsys, "train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "one")
+    assert rc == 0, out.err
     two = torchrun("train", "--data", pets, *TINY, *model, "--steps", 5, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
     assert "torchrun: 2 processes, backend gloo, global batch 16 (8 per process)" in two.stderr
@@ -86,14 +88,14 @@ def one_process(model: list) -> list:
     return [a for a in model if a != "--sync-bn"] + (["--r1", "0"] if "--sync-bn" in model else [])
 
 
-def test_a_stopped_and_resumed_two_rank_run_equals_the_one_process_run(pets, tmp_path):
+def test_a_stopped_and_resumed_two_rank_run_equals_the_one_process_run(capsys, pets, tmp_path):
     """The DCGAN with synchronised batch norm and self-conditioned modes: two ranks, stopped after 3 steps and
     resumed to 6 (across an epoch's end, where the modes are clustered again: every rank takes rank 0's clusters),
     train what one process trains straight. (With InfoGAN's code, the DCGAN's first layer differs by 1e-6 after
     a step, from summation order, and GAN training grows that to 1e-3 in six: the vanilla case above has it.)"""
     args = ["--data", pets, *TINY, "--sync-bn", "--modes", "2", "--mode-learning", "self-conditioned", "--epochs", 3]
-    straight = run_cli("train", *one_process(args), "--steps", 6, "--out", tmp_path / "straight", env=ENV)
-    assert straight.returncode == 0, straight.stderr
+    rc, out = call(capsys, "train", *one_process(args), "--steps", 6, "--out", tmp_path / "straight")
+    assert rc == 0, out.err
     first = torchrun("train", *args, "--steps", 3, "--out", tmp_path / "resumed")
     assert first.returncode == 0, first.stderr
     assert "torchrun: 2 processes, backend gloo, global batch 16 (8 per process)" in first.stderr
@@ -105,8 +107,8 @@ def test_a_stopped_and_resumed_two_rank_run_equals_the_one_process_run(pets, tmp
     assert max_difference(a, b) < 1e-5
     # the comparison has teeth (seen once; each run is three processes on two cores): one step fewer is 10x
     # beyond the tolerance
-    r = run_cli("train", *one_process(args), "--steps", 5, "--out", tmp_path / "five", env=ENV)
-    assert r.returncode == 0, r.stderr
+    rc, out = call(capsys, "train", *one_process(args), "--steps", 5, "--out", tmp_path / "five")
+    assert rc == 0, out.err
     assert max_difference(a, weights(tmp_path / "five")[0]) > 1e-4
 
 
@@ -141,7 +143,7 @@ def test_two_machines_on_localhost(pets, tmp_path):
     ]  # rank 0 alone writes (and holds the folder)
 
 
-def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pets, tmp_path):
+def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(capsys, pets, tmp_path):
     run = tmp_path / "run"
     job = torchrun("train", "--data", pets, *TINY, "--epochs", 10000, "--checkpoint-every", 2, "--out", run, wait=False)
     deadline = time.monotonic() + 120
@@ -157,11 +159,11 @@ def test_a_killed_rank_stops_the_job_with_its_checkpoint_whole_and_it_resumes(pe
     state = torch.load(run / "checkpoint.pt", weights_only=True)  # whole: it loads
     step = state["step"]
     assert step >= 2 and step % 2 == 0
-    r = run_cli("train", "--out", run, "--resume", "--steps", step + 2, env=ENV)  # on one process now
-    assert r.returncode == 0 and f"step {step} -> {step + 2}" in r.stderr, r.stderr
+    rc, out = call(capsys, "train", "--out", run, "--resume", "--steps", step + 2)  # on one process now
+    assert rc == 0 and f"step {step} -> {step + 2}" in out.err, out.err
 
 
-def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
+def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(capsys, pets, tmp_path):
     """train --nproc N is torchrun in one command: a run like torchrun's, and a mistake is rank 0's one line
     with the ranks' exit code (no launcher traceback, no line per rank). Without --sync-bn each rank normalises
     its own share of the batch, so the run is not the one process's (and says so)."""
@@ -169,8 +171,8 @@ def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(pets, tmp_path):
     assert r.returncode == 0 and "batch norm per process" in r.stderr, r.stderr
     two, state = weights(tmp_path / "run")
     assert state["step"] == 3
-    one = run_cli("train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "one", env=ENV)
-    assert one.returncode == 0, one.stderr
+    rc, out = call(capsys, "train", "--data", pets, *TINY, "--steps", 3, "--out", tmp_path / "one")
+    assert rc == 0, out.err
     assert max_difference(weights(tmp_path / "one")[0], two) > 1e-4
     r = run_cli(
         "train", "--nproc", 2, "--data", pets, *TINY[:4], "--batch-size", 15, "--out", tmp_path / "bad", env=ENV
