@@ -156,6 +156,10 @@ class Trainer:
                 if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
                 else {"broadcast_buffers": False}
             )  # torch < 2.12
+            for p in self.D.parameters():
+                if p.dim() == 4 and p.shape[1] == 1:  # a convolution of one input channel (MNIST): channels_last
+                    # gives its weight strides its gradient does not have, and DDP warned of that on every run
+                    p.data = p.data.clone(memory_format=torch.contiguous_format)
             self.G_train = DDP(self.G, device_ids=ids, **no_buffer_sync)
             self.D_train = DDP(self.D, device_ids=ids, **no_buffer_sync)
         # On CUDA: bf16 autocast (no loss scaling needed); the data set lives on the GPU when it takes at most a
