@@ -105,8 +105,7 @@ def test_a_stopped_and_resumed_two_rank_run_equals_the_one_process_run(capsys, p
     (a, straight_state), (b, resumed_state) = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert torch.equal(straight_state["clusters"]["labels"], resumed_state["clusters"]["labels"])
     assert max_difference(a, b) < 1e-5
-    # the comparison has teeth (seen once; each run is three processes on two cores): one step fewer is 10x
-    # beyond the tolerance
+    # the comparison has teeth: one step fewer is 10x beyond the tolerance
     rc, out = call(capsys, "train", *one_process(args), "--steps", 5, "--out", tmp_path / "five")
     assert rc == 0, out.err
     assert max_difference(a, weights(tmp_path / "five")[0]) > 1e-4
