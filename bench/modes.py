@@ -6,7 +6,9 @@ and by how near z lies to a mode boundary (the margin between its two largest co
 
 A model trained without --modes shows the same split as a control: its mode means nothing to it. "unsure" is
 the share of samples no class claims with probability >= 0.9 (1 - eval's confident share); "purity" is the
-share of a mode's confident samples that are its most common digit (1.0: the mode is one digit).
+share of a mode's confident samples that are its most common digit (1.0: the mode is one digit). "recall by
+real digit" splits eval's recall by the label of the real test image: the share of each digit's real images that
+lie on the samples' manifold (what a model with a lower recall misses).
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ import json
 import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 from gankit_runtime import Generator, latents_for_seeds
+from gankit_runtime.evaluation import metrics as M
+from gankit_runtime.evaluation.datasets import default_data_dir, load_mnist_like
 from gankit_runtime.evaluation.evaluate import FeatureExtractor
 
 CONFIDENT = 0.9  # eval's threshold (gankit_runtime.evaluation.metrics.class_figures)
 
 
-def analyse(path: str, samples: int, modes: int, classify: FeatureExtractor) -> dict:
+def analyse(path: str, samples: int, modes: int, classify: FeatureExtractor, real: tuple) -> dict:
     seeds = range(samples)
     z = latents_for_seeds(seeds, Generator(path).info.z_dim)
-    _, probabilities = classify(Generator(path).generate(seeds))
+    features, probabilities = classify(Generator(path).generate(seeds))
+    features = np.asarray(features, np.float32)
+    real_features, real_digits = real  # eval's real set: the test split
+    on_manifold = M.covered(real_features, features, M.knn_radii(features))
     unsure = probabilities.max(1) < CONFIDENT
     digit = probabilities.argmax(1)
     top = np.sort(z[:, :modes], axis=1)
@@ -57,6 +64,8 @@ def analyse(path: str, samples: int, modes: int, classify: FeatureExtractor) -> 
         "unsure_by_margin_quartile": by_quartile(margin),
         "unsure_by_radius_quartile": by_quartile(radius),
         "digits_covered_by_modes": len({p["digit"] for p in per_mode}),
+        "recall": float(on_manifold.mean()),
+        "recall_by_real_digit": [float(on_manifold[real_digits == d].mean()) for d in range(10)],
     }
 
 
@@ -68,7 +77,9 @@ def main():
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
     classify = FeatureExtractor()
-    results = [analyse(m, args.samples, args.modes, classify) for m in args.models]
+    test = load_mnist_like("mnist", default_data_dir())
+    real = (np.asarray(classify(test["x_test"][..., None])[0], np.float32), test["y_test"])
+    results = [analyse(m, args.samples, args.modes, classify, real) for m in args.models]
     for r in results:
         print(f"{r['model']}: unsure {r['unsure']:.1%} of {args.samples} samples")
         print("  mode  share  unsure  digit  purity")
@@ -82,6 +93,10 @@ def main():
         print(
             "  unsure by quartile of |z| (near the origin -> far): "
             + ", ".join(f"{u:.1%}" for u in r["unsure_by_radius_quartile"])
+        )
+        print(
+            f"  recall {r['recall']:.3f}; by real digit: "
+            + ", ".join(f"{d} {u:.2f}" for d, u in enumerate(r["recall_by_real_digit"]))
         )
     if args.out:
         with open(args.out, "w") as f:

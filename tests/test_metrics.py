@@ -63,6 +63,16 @@ def test_precision_recall_with_the_real_radii_computed_once():
         M.precision_recall(real, fake, real_radii=radii[:-1])
 
 
+def test_covered_says_which_points_lie_on_the_manifold():
+    # A manifold of points 0, 1, 2 and 10 on a line: with k = 1 each ball's squared radius is the squared distance
+    # to its nearest other point (1, 1, 1, 64), so 10's ball reaches from 2 to 18.
+    manifold = np.array([[0.0], [1.0], [2.0], [10.0]])
+    radii = M.knn_radii(manifold, k=1)
+    assert radii.tolist() == [1.0, 1.0, 1.0, 64.0]
+    points = np.array([[-0.5], [3.5], [17.0], [18.5], [-1.5]])
+    assert M.covered(points, manifold, radii, chunk=2).tolist() == [True, True, True, False, False]
+
+
 def test_class_figures():
     probs = np.zeros((10, 4))
     probs[np.arange(10), [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]] = 1.0

@@ -60,13 +60,18 @@ def knn_radii(x: np.ndarray, k: int = 3, chunk: int = 2048) -> np.ndarray:
     return radii
 
 
-def _coverage(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray, chunk: int = 2048) -> float:
-    """Share of `points` inside at least one k-NN ball of the manifold."""
-    inside = 0
+def covered(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Whether each of `points` lies inside at least one k-NN ball of the manifold (radii: knn_radii(manifold)).
+    Its mean is precision or recall; split by a label, it says which kind of point a manifold misses."""
+    inside = np.empty(len(points), bool)
     for i in range(0, len(points), chunk):
-        d = _squared_distances(points[i : i + chunk], manifold)
-        inside += int((d <= radii[None, :]).any(axis=1).sum())
-    return inside / len(points)
+        inside[i : i + chunk] = (_squared_distances(points[i : i + chunk], manifold) <= radii[None, :]).any(axis=1)
+    return inside
+
+
+def _coverage(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray) -> float:
+    """Share of `points` inside at least one k-NN ball of the manifold."""
+    return float(covered(points, manifold, radii).mean())
 
 
 def precision_recall(
