@@ -26,10 +26,12 @@ from gankit_runtime.evaluation.evaluate import FeatureExtractor
 CONFIDENT = 0.9  # eval's threshold (gankit_runtime.evaluation.metrics.class_figures)
 
 
-def analyse(path: str, samples: int, modes: int, classify: FeatureExtractor, real: tuple) -> dict:
-    seeds = range(samples)
-    z = latents_for_seeds(seeds, Generator(path).info.z_dim)
-    features, probabilities = classify(Generator(path).generate(seeds))
+def analyse(
+    path: str, samples: int, modes: int, classify: FeatureExtractor, real: tuple[np.ndarray, np.ndarray]
+) -> dict:
+    seeds, g = range(samples), Generator(path)
+    z = latents_for_seeds(seeds, g.info.z_dim)
+    features, probabilities = classify(g.generate(seeds))
     features = np.asarray(features, np.float32)
     real_features, real_digits = real  # eval's real set: the test split
     on_manifold = M.covered(real_features, features, M.knn_radii(features))

@@ -69,11 +69,6 @@ def covered(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray, chunk: 
     return inside
 
 
-def _coverage(points: np.ndarray, manifold: np.ndarray, radii: np.ndarray) -> float:
-    """Share of `points` inside at least one k-NN ball of the manifold."""
-    return float(covered(points, manifold, radii).mean())
-
-
 def precision_recall(
     real: np.ndarray, fake: np.ndarray, k: int = 3, real_radii: np.ndarray | None = None
 ) -> tuple[float, float]:
@@ -84,8 +79,8 @@ def precision_recall(
         real_radii = knn_radii(real, k)
     elif np.shape(real_radii) != (len(real),):
         raise ValueError(f"real_radii has shape {np.shape(real_radii)}, expected ({len(real)},)")
-    precision = _coverage(fake, real, real_radii)
-    recall = _coverage(real, fake, knn_radii(fake, k))
+    precision = float(covered(fake, real, real_radii).mean())
+    recall = float(covered(real, fake, knn_radii(fake, k)).mean())
     return precision, recall
 
 
