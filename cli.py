@@ -11,7 +11,8 @@ runtime, train and export need torch and the gankit package.
 import sys
 
 try:  # a Ctrl-C during the imports, or an install without the runtime: one line, not a traceback
-    from gankit_cli import app, main  # noqa: F401  (app: for tests and tools that drive the typer app)
+    from gankit_cli import main
+    from gankit_cli.commands import app  # noqa: F401  (for tests and tools that drive the typer app)
 except KeyboardInterrupt:
     print("error: interrupted", file=sys.stderr)
     sys.exit(130)

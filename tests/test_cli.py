@@ -153,6 +153,20 @@ def test_full_disk_is_one_line_and_leaves_only_whole_files(capsys, tmp_path, goo
     assert not any(p.name.endswith(".npz") or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
+def test_a_disk_full_before_the_job_record_names_it_and_leaves_no_folder(capsys, tmp_path, good, monkeypatch):
+    import errno
+
+    import gankit_runtime.files as files
+
+    def full(path, data, durable):  # the run's first write: the job record's temporary (no file name in the error)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "_write_temporary", full)
+    out = tmp_path / "o"
+    expect_error(capsys, ["generate", good / "g.onnx", "--seeds", "0-3", "--out", out], f"cannot write {out}")
+    assert not out.exists()
+
+
 @pytest.mark.network  # MNIST on a cold cache
 @pytest.mark.skipif(not DEFAULT_CLASSIFIER.is_file(), reason="no classifier")
 def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
@@ -183,3 +197,36 @@ def test_eval_an_export_and_a_run_folder(capsys, tmp_path, good, monkeypatch):
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "none.onnx"], "not found")
     (tmp_path / "broken.onnx").write_text("not a classifier")
     expect_error(capsys, ["eval", good / "g.onnx", "--classifier", tmp_path / "broken.onnx"], "not a loadable")
+
+
+def test_the_command_s_choices_and_defaults_are_the_training_config_s():
+    """The CLI spells its choice lists and defaults itself (generate and info run without the training package):
+    each must be gankit.config's, or a user would be offered a choice that training refuses, or get another default."""
+    import typer
+    from gankit import config
+    from gankit_cli import frame
+
+    choices = {
+        frame.ModelKind: config.MODEL_KINDS,
+        frame.GLoss: config.G_LOSSES,
+        frame.Loss: config.LOSSES,
+        frame.DCondition: config.D_CONDITIONS,
+        frame.ModeLearning: config.MODE_LEARNING,
+        frame.DNorm: config.D_NORMS,
+        frame.Augment_: config.AUGMENT_MODES,
+        frame.DataSet: config.BUILTIN_DATA,
+    }
+    for enum, values in choices.items():
+        assert tuple(e.value for e in enum) == values, enum
+    assert frame.MAX_SEED == config.MAX_SEED
+    defaults = {**vars(config.ModelConfig()), **vars(config.TrainConfig())}
+    params = {p.name: p for p in typer.main.get_command(cli.app).commands["train"].params}
+    compared = 0
+    for option, field in config.OPTION_FIELDS.items():
+        default = params[option].default
+        if default is None or field not in defaults:  # decided by the data set or the model (README, --help)
+            continue
+        default = default.value if hasattr(default, "value") else default
+        assert default == defaults[field], option
+        compared += 1
+    assert compared >= 20

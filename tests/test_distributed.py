@@ -168,7 +168,10 @@ def test_nproc_launches_the_ranks_and_a_refusal_is_one_line(capsys, pets, tmp_pa
     its own share of the batch, so the run is not the one process's (and says so). In grey (one channel, as
     MNIST): DDP's warning that a gradient's strides do not match (channels_last weights of one channel) is gone."""
     grey = ["--data", pets, *TINY, "--channels", 1, "--steps", 3]
-    r = run_cli("train", "--nproc", 2, *grey, "--out", tmp_path / "run", env=ENV)
+    shadow = tmp_path / "cwd" / "gankit_cli"  # a folder in the working directory named as the ranks' package
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise SystemExit('the working directory shadowed gankit_cli')\n")
+    r = run_cli("train", "--nproc", 2, *grey, "--out", tmp_path / "run", env=ENV, cwd=shadow.parent)
     assert r.returncode == 0 and "batch norm per process" in r.stderr, r.stderr
     assert "Grad strides" not in r.stderr, r.stderr
     two, state = weights(tmp_path / "run")

@@ -351,13 +351,13 @@ def crafted(tmp_path_factory):
 @pytest.mark.parametrize(
     "classes,fragment",
     [
-        (["", "a"], "1 to 100 characters"),
+        (["", "a"], "1 to 100 bytes"),
         ([".."], "distinct"),
         (["..", "a"], "starts with '.'"),
         (["a/b", "c"], "path separator"),
         (["/", "c"], "path separator"),
         (["a\x00b", "c"], "control characters"),
-        (["x" * 300, "c"], "1 to 100 characters"),
+        (["x" * 300, "c"], "1 to 100 bytes"),
         ([" a", "b"], "spaces"),
         ([1, 2], "JSON list of class names"),
     ],

@@ -77,3 +77,31 @@ def test_a_folder_an_older_gankit_wrote_with_misnumbered_classes_is_refused(caps
 def test_mnist_class_folders_keep_their_plain_names(capsys, tmp_path):
     rc, _ = call(capsys, "generate", ROOT / "exported" / "mnist-cdcgan.onnx", "--per-class", 1, "--out", tmp_path / "o")
     assert rc == 0 and sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir()) == [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [["A", "B", "a", "b"], ["aux", "cat"], ["Con.txt", "dog"]],
+    ids=["case-collision", "reserved", "reserved-with-extension"],
+)
+def test_class_folders_stay_distinct_on_macos_and_windows(capsys, tmp_path, classes):
+    """EMNIST-style "A" and "a" sort in index order but are one folder on a case-insensitive file system; "aux" is
+    no folder at all on Windows. Such classes get their index in front, as unsorted names do."""
+    model = tiny_generator(tmp_path / "m.onnx", classes=classes)
+    rc, out = call(capsys, "generate", model, "--per-class", 1, "--out", tmp_path / "o")
+    assert rc == 0, out.err
+    folders = sorted(p.name for p in (tmp_path / "o").iterdir() if p.is_dir())
+    assert folders == [f"{i}-{c}" for i, c in enumerate(classes)]
+    assert len({f.casefold() for f in folders}) == len(classes)
+    assert check_labels(tmp_path / "o", model) == len(classes)
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [("é" * 51, "bytes"), ("trailing.", "ends with '.'"), ("a:b", "Windows forbids"), ("what?", "Windows forbids")],
+)
+def test_class_names_unsafe_as_a_file_name_anywhere_are_refused(name, problem):
+    from gankit_runtime.contract import class_name_problem
+
+    assert problem in class_name_problem(name)
+    assert class_name_problem("é" * 50) is None  # 100 bytes: the cap counts bytes, not characters

@@ -5,6 +5,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,7 +200,7 @@ def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path, late):
         "import signal, sys, time\n"
         f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(0)))\n"
         f"print('ready', flush=True)\ntime.sleep({1.0 if late else 0})\n"
-        "from gankit_cli.rank_guard import stop_with_launcher\n"
+        "from gankit_runtime.rank_guard import stop_with_launcher\n"
         "stop_with_launcher()\ntime.sleep(60)\n"
     )
     launcher = (
@@ -221,6 +222,29 @@ def test_a_rank_whose_launcher_dies_is_told_to_stop(tmp_path, late):
         for _ in range(100):
             os.kill(child, 0)
             time.sleep(0.05)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_a_rank_of_a_torchrun_that_is_pid_1_keeps_running(tmp_path):
+    """torchrun as a container's entrypoint is PID 1, so its ranks' parent is PID 1: that is not a dead launcher.
+    A rank of it (TORCHELASTIC_RUN_ID set, no LAUNCHER_PID) runs the gankit command to its end."""
+    launcher = (
+        "import os, subprocess, sys\n"
+        "assert os.getpid() == 1\n"
+        "os.environ['TORCHELASTIC_RUN_ID'] = 'job'\n"
+        "os.environ.pop('GANKIT_LAUNCHER_PID', None)\n"
+        "sys.exit(subprocess.run([sys.executable, '-m', 'gankit_cli', '--version']).returncode)\n"
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "--pid", "--fork", sys.executable, "-c", launcher], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the rank did not finish")
+    if "Operation not permitted" in done.stderr:
+        pytest.skip("unshare --pid is not permitted here")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gankit ")
 
 
 # ------------------------------------------------------------------------------ false statements
@@ -366,10 +390,16 @@ def test_the_limit_that_stops_a_run_is_named(capsys, tmp_path):
         tmp_path / "r",
     )
     assert rc == 0 and "--epochs 1 (2 steps) stops the run before --steps 50" in out.err and "(--epochs 1)" in out.err
+    # --steps without --epochs decides the length (the README's rare-class recipe), and the run records its epochs
+    args = ["train", "--data", pets, "--image-size", 16, "--width", 4, "--batch-size", 8, "--steps", 13]
+    rc, out = call(capsys, *args, "--out", tmp_path / "s")
+    assert rc == 0 and "(--steps 13)" in out.err, out.err
+    state = torch.load(tmp_path / "s" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 13 and state["train_config"]["epochs"] == 7  # 2 steps an epoch
 
 
 def test_progress_without_a_terminal_is_a_plain_line_every_so_often():
-    from gankit_cli.progress import Progress
+    from gankit_runtime.progress import Progress
 
     log = io.StringIO()
     p = Progress(log, plain_every=0.05)

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import ROOT, assert_one_line_error, call, expect_error, run_cli
-from gankit_runtime import GankitError, Generator
+from gankit_runtime import GankitError, Generator, to_uint8
 from gankit_runtime.images import save_png
 from onnx import numpy_helper
 from tiny_models import tiny_generator
@@ -75,37 +75,55 @@ def test_web_never_replaces_its_sources_the_checkout_the_cwd_or_someone_else_s_f
 ):
     web = ROOT / "web"
     before = sorted(os.listdir(web))
-    for out in (web, ROOT, ROOT.parent):
+    for out in (web, ROOT, ROOT.parent):  # (web/ holds the page's sources where the runtime is installed editable)
         for force in ([], ["--force"]):
-            expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", out, *force], "holds")
+            words = ["holds"] if out != web else []
+            expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", out, *force], *words)
     assert sorted(os.listdir(web)) == before
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", foreign], "not built by gankit web")
-    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", foreign, "--force"], "notes.txt")
+    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", foreign], "no manifest")
+    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", foreign, "--force"], "no manifest")
     assert (foreign / "notes.txt").read_text() == "mine"
-    old_site = tmp_path / "old"  # a site an older gankit built (no marker): --force replaces it
-    (old_site / "models").mkdir(parents=True)
-    (old_site / "index.html").write_text("old")
-    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", old_site], "--force")
-    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", old_site, "--force")[0] == 0
-    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", old_site)[0] == 0  # ours now
-    (old_site / "sub").mkdir()
-    monkeypatch.chdir(old_site / "sub")
-    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", old_site], "working directory")
+    for own in ("models/mine.onnx", "index.html"):  # a folder of the user's with a site's names only
+        folder = tmp_path / own.replace("/", "-")
+        (folder / own).parent.mkdir(parents=True)
+        (folder / own).write_text("mine")
+        for force in ([], ["--force"]):
+            expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", folder, *force], "no manifest")
+        assert (folder / own).read_text() == "mine"
+    site = tmp_path / "site"
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site)[0] == 0
+    (site / "CNAME").write_text("gan.example.org")  # what a user adds to a built site is kept on a rebuild
+    (site / "extra").mkdir()
+    (site / "extra" / "page.html").write_text("mine")
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site)[0] == 0
+    assert (site / "CNAME").read_text() == "gan.example.org" and (site / "extra" / "page.html").read_text() == "mine"
+    (site / "index.html").write_text("edited")  # a site file the user changed: refused, --force replaces it
+    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", site], "changed since", "--force")
+    assert (site / "index.html").read_text() == "edited"
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site, "--force")[0] == 0
+    assert (site / "index.html").read_bytes() == (web / "index.html").read_bytes() and (site / "CNAME").exists()
+    (site / "sub").mkdir()
+    monkeypatch.chdir(site / "sub")
+    expect_error(capsys, ["web", models["plain"], "--ort", ort_dist, "--out", site], "working directory")
 
 
 def test_a_killed_web_build_is_removed_by_the_next_run(capsys, models, ort_dist, tmp_path):
     pid = dead_pid()
-    leftovers = [tmp_path / f".site.x1.gankit-build.{pid}", tmp_path / f".site.gankit-build.{pid}.old"]
+    from gankit_runtime.files import _HOST
+
+    leftovers = [tmp_path / f".site.x1.gankit-build.{_HOST}.{pid}", tmp_path / f".site.gankit-build.{_HOST}.{pid}.old"]
     for d in leftovers:
         d.mkdir()
         (d / "big.wasm").write_bytes(b"0" * 1000)
-    alive = tmp_path / f".site.x2.gankit-build.{os.getpid()}"  # a build in progress (this process) stays
-    alive.mkdir()
+    alive = tmp_path / f".site.x2.gankit-build.{_HOST}.{os.getpid()}"  # a build in progress (this process) stays
+    other_host = tmp_path / f".site.x3.gankit-build.otherhost.{pid}"  # another machine's (a shared disk) stays
+    for d in (alive, other_host):
+        d.mkdir()
     assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", tmp_path / "site")[0] == 0
-    assert not any(d.exists() for d in leftovers) and alive.is_dir()
+    assert not any(d.exists() for d in leftovers) and alive.is_dir() and other_host.is_dir()
 
 
 # ------------------------------------------------------------------------------ resource exhaustion
@@ -124,13 +142,23 @@ def test_a_rank_killed_by_a_signal_is_the_failure_reported_not_the_others_sigter
 
 # ------------------------------------------------------------------------------ false success
 @pytest.mark.parametrize("constants", [{"gankit_half": 100.5}, {"gankit_scale": 0.0}], ids=["bright", "black"])
-def test_a_model_whose_pixels_are_not_its_images_is_refused(capsys, models, tmp_path, constants):
+def test_a_model_whose_pixels_lie_cannot_put_them_in_an_image(capsys, models, tmp_path, constants):
+    """The runtime makes every image's bytes from the graph's `images` itself, so a `pixels` output that lies (on some
+    latents or all of them) never reaches a PNG, an npz or a grid."""
     bad = tampered(models["cond"], tmp_path / "bad.onnx", **constants)
-    with pytest.raises(GankitError, match="pixels output is not its images"):
-        Generator(bad)
-    for args in (["info", bad], ["generate", bad, "--seeds", "0", "--out", tmp_path / "o"]):
-        expect_error(capsys, args, "pixels output is not its images")
-    assert not (tmp_path / "o").exists()
+    g = Generator(bad, threads=1)
+    labels = np.arange(20) % len(g.classes)
+    z = g.latents(range(20))
+    z[10:] *= 4  # saturated images too
+    _, lying = g._checked(z, labels, pixels=True)
+    truth = to_uint8(g.run(z, labels))
+    assert (lying != truth).any()
+    np.testing.assert_array_equal(g.generate(range(20), labels=labels), to_uint8(g.run(g.latents(range(20)), labels)))
+    rc, out = call(
+        capsys, "generate", bad, "--seeds", "0-3", "--class", "1", "--format", "npz", "--out", tmp_path / "o.npz"
+    )
+    assert rc == 0, out.err
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npz")["images"], g.generate(range(4), labels=[1] * 4))
 
 
 def test_export_upgrades_a_format_1_model_whose_output_has_another_name(capsys, tmp_path):
@@ -318,8 +346,18 @@ def test_create_exclusive_without_hard_links_still_has_one_winner(tmp_path, monk
 
 
 def test_generate_shows_progress_in_a_log(capsys, models, tmp_path, monkeypatch):
-    import gankit_cli.progress
+    import gankit_runtime.progress
 
-    monkeypatch.setattr(gankit_cli.progress, "PLAIN_EVERY", 0.0)
+    monkeypatch.setattr(gankit_runtime.progress, "PLAIN_EVERY", 0.0)
     rc, out = call(capsys, "generate", models["plain"], "--seeds", "0-127", "--batch-size", 32, "--out", tmp_path / "o")
     assert rc == 0 and "/128 images" in out.err, out.err
+
+
+def test_options_that_would_be_ignored_or_overflow_are_one_line(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    expect_error(capsys, ["train", "--loss", "hinge", "--label-smoothing", 0.1, "--out", out], "--label-smoothing")
+    for command in (["train"], ["train-classifier"], ["check-augmentation", "--real", out, "--generated", out]):
+        expect_error(capsys, [*command, "--seed", 2**64, "--out", out], "--seed")
+    monkeypatch.setenv("RANK", "0")  # a rank of torchrun already
+    expect_error(capsys, ["train", "--nproc", 2, "--out", out], "--nproc starts its own ranks")
+    assert not out.exists()

@@ -138,7 +138,7 @@ def test_cli_web_refuses_what_it_did_not_write_and_needs_onnxruntime_web(tmp_pat
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     if HAS_ORT_WEB:
         rc, out = call(capsys, "web", "--out", tmp_path / "mine")
-        assert rc == 1 and "not built by gankit web" in out.err
+        assert rc == 1 and "no manifest of a gankit web build" in out.err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     rc, out = call(capsys, "web", tmp_path / "none.onnx", "--out", tmp_path / "s")
     assert rc == 1 and len(out.err.splitlines()) == 1 and not (tmp_path / "s").exists()

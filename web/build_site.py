@@ -4,15 +4,18 @@ DIR gets the demo page (index.html, demo.js, demo.css), gankit.js, the models un
 each model takes and gives, read here from its metadata: onnxruntime-web cannot read metadata) and the
 onnxruntime-web files it needs under ort/. Any static host can serve it.
 
-Nothing is lost: the site is built in a temporary folder beside DIR (named for this process, so a later run removes
-what a killed one left) and renamed into place. An existing DIR is replaced only when this command built it (the
-MARKER file inside), or, with --force, when it holds nothing but a site's files. DIR may never hold the page's own
+Nothing is lost: the site is built in a temporary folder beside DIR (named for this host and process, so a later run
+removes what a killed one left) and renamed into place. The MARKER file inside a built site is its manifest: every
+file the build wrote, with its sha256. A rebuild replaces only those files that still hold what was written; a file
+the user added (a CNAME, robots.txt, a page of their own) is carried into the new site, and one they edited is
+refused (--force replaces it). A folder without a manifest is never replaced. DIR may never hold the page's own
 sources, the working directory or a model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -21,28 +24,24 @@ import tempfile
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import _alive, is_inside
+from gankit_runtime.files import _HOST, _alive, is_inside
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-MARKER = ".gankit-web"  # names a folder this command built (and may replace)
-SITE_ENTRIES = {*PAGE_FILES, "ort", "models", "models.json", MARKER}  # all that a built site holds
-_BUILD = re.compile(r"^\..+\.gankit-build\.(\d+)(\.old)?$")  # a build (or a replaced site) of process N
+MARKER = ".gankit-web"  # the manifest of a folder this command built: {"files": {relative path: sha256}}
+_BUILD = re.compile(r"^\..+\.gankit-build\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(\.old)?$")  # of host H, process N
 
 
 def find_ort(given: Path | None, sources: Path = SOURCES) -> Path:
-    """onnxruntime-web's dist/ folder: the one given, or node_modules/onnxruntime-web/dist in the working directory
-    or beside the page's sources (a checkout's web/ after npm ci)."""
-    candidates = (
-        [Path(given)]
-        if given
-        else [Path("node_modules/onnxruntime-web/dist"), sources / "node_modules" / "onnxruntime-web" / "dist"]
-    )
+    """onnxruntime-web's dist/ folder: the one given, or node_modules/onnxruntime-web/dist in the working directory,
+    in its web/ (a checkout's, after npm ci) or beside the page's sources."""
+    dist = Path("node_modules", "onnxruntime-web", "dist")
+    candidates = [Path(given)] if given else [dist, Path("web") / dist, sources / dist]  # here, a checkout's web/
     for folder in candidates:
         if all((folder / f).is_file() for f in ORT_FILES):
             return folder
-    where = f"{given}" if given else "node_modules/onnxruntime-web/dist (here or in the checkout's web/)"
+    where = f"{given}" if given else "node_modules/onnxruntime-web/dist (here, or in web/ of a checkout)"
     raise GankitError(
         f"onnxruntime-web not found in {where} (need {', '.join(ORT_FILES)}): npm install "
         "onnxruntime-web (or npm ci in web/), or give --ort DIST_FOLDER"
@@ -74,9 +73,39 @@ def _names(models: list[Path]) -> list[str]:
     return names
 
 
-def check_out(out: Path, models: list[Path], force: bool) -> None:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file and link under folder (links not followed), as relative POSIX paths, the manifest left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = Path(root, name).relative_to(folder).as_posix()
+            if rel != MARKER:
+                found.append(rel)
+    return sorted(found)
+
+
+def _manifest(out: Path) -> dict | None:
+    """The files a build wrote into out ({relative path: sha256}), or None where out holds no valid manifest."""
+    try:
+        files = json.loads((out / MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ok = isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    return files if ok else None
+
+
+def check_out(out: Path, models: list[Path], force: bool) -> list[str]:
     """Refuse an --out whose replacement would lose something: a folder that holds the page's sources, the working
-    directory or a model; a folder this command did not build (with --force: one that holds more than a site)."""
+    directory or a model; a folder this command did not build (no manifest); a site file the user edited (unless
+    force). Returns the user's own files in a site gankit built, to be carried into the new one."""
     for what, path in (
         ("the page's sources", SOURCES),
         ("the working directory", Path.cwd()),
@@ -85,31 +114,46 @@ def check_out(out: Path, models: list[Path], force: bool) -> None:
         if is_inside(path, out):
             raise GankitError(f"--out {out} holds {what}, and --out is replaced: choose a new folder")
     if not os.path.lexists(out):
-        return
+        return []
     if out.is_symlink() or not out.is_dir():
         raise GankitError(f"--out {out} exists and is not a folder: choose another --out")
-    entries = set(os.listdir(out))
-    if not entries or MARKER in entries:
-        return
-    if not force:
+    if not os.listdir(out):
+        return []
+    built = _manifest(out)
+    if built is None:
         raise GankitError(
-            f"{out} exists and was not built by gankit web: choose another --out (--force replaces an "
-            "older site's folder)"
+            f"{out} exists and has no manifest of a gankit web build (it is someone else's, or an older gankit's): "
+            "it is never replaced; choose another --out, or empty it"
         )
-    if not entries <= SITE_ENTRIES:
-        others = sorted(entries - SITE_ENTRIES)[:3]
+    present = _files(out)
+    edited = [f for f in present if f in built and (os.path.islink(out / f) or _sha256(out / f) != built[f])]
+    if edited and not force:
         raise GankitError(
-            f"{out} holds more than a site ({', '.join(others)}): it is never replaced, even with "
-            "--force; choose another --out"
+            f"{out / edited[0]} was changed since gankit web built it: --force replaces it with the new build's "
+            "(or choose another --out)"
         )
+    return [f for f in present if f not in built]
+
+
+def _carry(old: Path, build: Path, own: list[str]) -> None:
+    """Copy the user's own files from the old site into the new build (links as links); a clash is refused."""
+    for rel in own:
+        target = build / rel
+        if os.path.lexists(target):
+            raise GankitError(f"{old / rel} is not the site's but the new site writes a file there: move it first")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(old / rel, target, follow_symlinks=False)
 
 
 def remove_stale_builds(folder: Path) -> None:
-    """Take away what a killed build left beside --out: its temporary folder, or a replaced site not yet removed."""
+    """Take away what a killed build of this host left beside --out: its temporary folder, or a replaced site not
+    yet removed. Another host's (a shared disk) and a running build's are left alone."""
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
             m = _BUILD.match(name)
-            if m and not _alive(int(m.group(1))) and (folder / name).is_dir() and not (folder / name).is_symlink():
+            if not m or m.group("host") != _HOST or _alive(int(m.group("pid"))):
+                continue
+            if (folder / name).is_dir() and not (folder / name).is_symlink():
                 shutil.rmtree(folder / name, ignore_errors=True)
 
 
@@ -118,13 +162,17 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
     out = Path(out)
     if not models:
         raise GankitError("give at least one .onnx generator")
-    check_out(out, models, force)
+    own = check_out(out, models, force)
     entries = [model_entry(Path(m), name) for m, name in zip(models, _names(models))]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_builds(out.parent)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".gankit-build.{os.getpid()}", dir=out.parent))
+    try:  # an error names --out, never the temporary build folder
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(out.parent)
+        build = Path(
+            tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".gankit-build.{_HOST}.{os.getpid()}", dir=out.parent)
+        )
+    except OSError as e:
+        raise GankitError(f"cannot write the site to {out}: {e.strerror or e}; nothing was changed") from None
     try:
-        (build / MARKER).write_text("built by gankit web\n")  # first: a site without it is never taken for ours
         for f in PAGE_FILES:
             shutil.copyfile(SOURCES / f, build / f)
         (build / "ort").mkdir()
@@ -134,6 +182,9 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
         for m, entry in zip(models, entries):
             shutil.copyfile(m, build / entry["file"])
         (build / "models.json").write_text(json.dumps(entries, indent=1) + "\n")
+        manifest = {"built_by": "gankit web", "files": {f: _sha256(build / f) for f in _files(build)}}
+        _carry(out, build, own)
+        (build / MARKER).write_text(json.dumps(manifest, indent=1) + "\n")  # last: a half-built site has none
         os.chmod(build, 0o755)
         _replace(build, out)
     except OSError as e:
@@ -149,7 +200,7 @@ def _replace(build: Path, out: Path) -> None:
     """Rename the built folder onto `out`; an old one is moved aside first and removed after."""
     old = None
     if os.path.lexists(out):
-        old = out.parent / f".{out.name}.gankit-build.{os.getpid()}.old"
+        old = out.parent / f".{out.name}.gankit-build.{_HOST}.{os.getpid()}.old"
         os.rename(out, old)
     try:
         os.rename(build, out)

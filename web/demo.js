@@ -1,5 +1,5 @@
 // The demo page: shipped generators, seeds, classes, truncation, a grid, and an interpolation between two seeds.
-// Served as static files by any web server (python cli.py web MODEL --out DIR writes the whole folder).
+// Served as static files by any web server (gankit web MODEL --out DIR writes the whole folder).
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { latents, run, toRGBA } from "./gankit.js";
 
@@ -82,7 +82,7 @@ function request() {
 async function generateWith(modelIndex, seeds, labels = null, truncation = 1.0) {
   const model = models[modelIndex];
   const z = latents(seeds, model.zDim, truncation);
-  return run(await session(model), z, seeds.length, { ort, labels, classes: model.classes });
+  return run(await session(model), z, seeds.length, { ort, labels, classes: model.classes, outputRange: model.outputRange });
 }
 
 async function showGrid(event) {
@@ -120,7 +120,9 @@ async function showInterpolation(event) {
       for (let i = 0; i < model.zDim; i++) z[f * model.zDim + i] = wa * za[i] + wb * zb[i];
     }
     const frameLabels = labels ? Array(frames).fill(labels[0]) : null;
-    const result = await run(await session(model), z, frames, { ort, labels: frameLabels, classes: model.classes });
+    const result = await run(await session(model), z, frames, {
+      ort, labels: frameLabels, classes: model.classes, outputRange: model.outputRange,
+    });
     draw($("strip"), result, frames);
     status(`seed ${a} to seed ${b} in ${frames} frames (${model.name})`);
   } catch (e) {
@@ -147,12 +149,13 @@ async function main() {
   $("model").replaceChildren(...models.map((m, i) => Object.assign(document.createElement("option"),
     { value: i, textContent: `${m.name} (${m.classes.length ? "conditional" : "unconditional"})` })));
   chooseModel();
-  $("model").addEventListener("change", () => { chooseModel(); showGrid(); });
+  $("model").addEventListener("change", () => { chooseModel(); showGrid(); showInterpolation(); });
   $("truncation").addEventListener("input", () => { $("truncation-value").value = Number($("truncation").value).toFixed(2); });
   $("controls").addEventListener("submit", showGrid);
   $("interpolation").addEventListener("submit", showInterpolation);
   const first = await showGrid();
   window.gankitDemo.firstGridMs = first ? performance.now() : null; // since navigation started
+  await showInterpolation(); // the strip is drawn from the start, not left black until asked
   window.gankitDemo.ready = true;
 }
 

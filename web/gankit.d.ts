@@ -12,7 +12,7 @@ export interface Session {
   readonly outputNames: readonly string[];
   readonly inputMetadata?: readonly unknown[];
   readonly outputMetadata?: readonly unknown[];
-  run(feeds: Record<string, unknown>): Promise<Record<string, unknown>>;
+  run(feeds: Record<string, unknown>, fetches: readonly string[]): Promise<Record<string, unknown>>;
 }
 
 export interface GenerateOptions {
@@ -20,8 +20,10 @@ export interface GenerateOptions {
   ort?: Ort;
   /** Class-conditional models: one class index per seed, integers in [0, classes). */
   labels?: readonly number[] | null;
-  /** The class names (modelInfo(bytes).classes) or their number: labels are checked against it. */
+  /** The class names (modelInfo(bytes).classes) or their number; required for a class-conditional model. */
   classes?: readonly string[] | number | null;
+  /** [low, high] of the model's images (modelInfo(bytes).outputRange; default [-1, 1]). */
+  outputRange?: readonly [number, number] | readonly number[];
   /** psi: latents shrink toward the mean, z' = psi * z (1 = off). */
   truncation?: number;
   /** The latent size (default: read from the session's input metadata). */
@@ -44,11 +46,14 @@ export interface GenerateResult {
 export interface ModelInfo {
   /** Label i is classes[i]; [] for an unconditional model. */
   classes: string[];
+  /** [low, high] of the model's images (metadata output_range; [-1, 1] when absent). */
+  outputRange: [number, number];
   /** Every metadata_props entry of the file. */
   metadata: Record<string, string>;
 }
 
-/** float32 [seeds.length * zDim]: row i is numpy.random.RandomState(seeds[i]).randn(zDim).astype(float32), bit for bit. */
+/** float32 [seeds.length * zDim]: row i is numpy.random.RandomState(seeds[i]).randn(zDim).astype(float32), bit for
+ * bit but for the one-ulp caveat that gankit.js states (a C library's log that is not correctly rounded). */
 export function latents(seeds: readonly number[], zDim?: number, truncation?: number): Float32Array;
 /** Images of an exported generator for seeds (and labels): the same pixels as `gankit generate`. */
 export function generate(session: Session, seeds: readonly number[], options?: GenerateOptions): Promise<GenerateResult>;

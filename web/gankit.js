@@ -245,9 +245,10 @@ export function readMetadata(bytes) {
       const wire = key % 8;
       const field = Math.floor(key / 8);
       if (wire === 0) varint();
-      else if (wire === 1) at += 8;
-      else if (wire === 5) at += 4;
-      else if (wire === 2) {
+      else if (wire === 1 || wire === 5) {
+        at += wire === 1 ? 8 : 4;
+        if (at > to) throw new Error("not an ONNX model: a field runs past the end");
+      } else if (wire === 2) {
         const length = varint();
         if (at + length > to) throw new Error("not an ONNX model: a field runs past the end");
         each(field, at, at + length);
@@ -266,17 +267,35 @@ export function readMetadata(bytes) {
 }
 
 /** What a gankit export says of itself: { classes: the class names (label i is classes[i]; [] for an unconditional
- * model), metadata: every metadata_props entry }. */
+ * model), outputRange: [low, high] of its images, metadata: every metadata_props entry }. The metadata is checked
+ * as the Python runtime checks it: a JSON list of distinct, non-empty class names; a finite range low < high. */
 export function modelInfo(bytes) {
   const metadata = readMetadata(bytes);
   let classes = [];
   if (metadata.classes !== undefined) {
-    classes = JSON.parse(metadata.classes);
-    if (!Array.isArray(classes) || !classes.every((c) => typeof c === "string")) {
-      throw new Error("the model's classes metadata is not a list of names");
+    try {
+      classes = JSON.parse(metadata.classes);
+    } catch {
+      throw new Error("the model's classes metadata is not JSON: the file is not a valid gankit export");
+    }
+    if (!Array.isArray(classes) || !classes.every((c) => typeof c === "string" && c.length > 0)) {
+      throw new Error("the model's classes metadata is not a list of non-empty names");
+    }
+    if (new Set(classes).size !== classes.length || classes.length < 2) {
+      throw new Error("the model's classes metadata must name at least 2 distinct classes");
     }
   }
-  return { classes, metadata };
+  return { classes, outputRange: parseRange(metadata.output_range ?? "-1,1"), metadata };
+}
+
+function parseRange(text) {
+  const parts = String(text).split(",");
+  const [low, high] = parts.map((v) => (/^\s*[-+0-9.eE]+\s*$/.test(v) ? Number(v) : NaN));
+  const scale = Math.fround(255 / Math.fround(high - low));
+  if (parts.length !== 2 || !(Number.isFinite(low) && Number.isFinite(high) && low < high && Number.isFinite(scale) && scale > 0)) {
+    throw new Error(`bad output_range metadata ${JSON.stringify(String(text).slice(0, 40))} (need finite low < high)`);
+  }
+  return [low, high];
 }
 
 /** The session's inputs and outputs as gankit's contract has them, or an Error that says what it has instead:
@@ -315,49 +334,34 @@ function classCount(options) {
 
 function checkLabels(labels, n, count) {
   if (!labels || labels.length !== n) throw new RangeError(`this model is class-conditional: give ${n} labels, one per image`);
+  if (count === null) {
+    throw new RangeError("this model is class-conditional: pass { classes } (modelInfo(bytes).classes) so that its labels can be checked");
+  }
   for (const l of labels) {
-    if (!Number.isInteger(l) || l < 0 || (count !== null && l >= count)) {
-      throw new RangeError(`labels must be integers in [0, ${count === null ? "classes" : count - 1}], got ${l}`);
-    }
+    if (!Number.isInteger(l) || l < 0 || l >= count) throw new RangeError(`labels must be integers in [0, ${count - 1}], got ${l}`);
   }
 }
 
-const verified = new WeakMap(); // session -> the promise of its pixels probe
-
-/** A model's pixels output must be toPixels of its own images (as the Python runtime checks when it opens a
- * model): run once per session on four latents, two of them far out, so an altered file is refused. */
-function probePixels(session, ort, zDim, contract, count) {
-  if (!contract.pixels) return Promise.resolve();
-  if (!verified.has(session)) {
-    const z = latents([0, 1, 2, 3], zDim);
-    for (let i = 2 * zDim; i < z.length; i++) z[i] *= 4;
-    const labels = contract.conditional ? [0, 1, 2, 3].map((i) => i % (count ?? 1)) : null;
-    verified.set(session, runChecked(session, ort, z, 4, labels).then((out) => {
-      const want = toPixels(out.images.data, out.images.dims);
-      if (!want.every((v, i) => v === out.pixels.data[i])) {
-        throw new Error("the model's pixels output is not its images converted to uint8: the file was altered or "
-          + "is not a gankit export");
-      }
-    }));
-  }
-  return verified.get(session);
-}
-
-async function runChecked(session, ort, z, n, labels) {
+/** One session run on checked inputs: the images output alone (the graph's pixels are never read), of the shape
+ * the graph declares, all finite; else an Error that says so. */
+async function runChecked(session, ort, z, n, labels, dims) {
   const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", z, [n, z.length / n]) };
   if (labels) feeds[session.inputNames[1]] = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
   let out;
   try {
-    out = await session.run(feeds);
+    out = await session.run(feeds, [session.outputNames[0]]);
   } catch (e) {
-    const hint = labels ? " (a label beyond the model's classes?)" : "";
-    throw new Error(`onnxruntime failed on a batch of ${n}${hint}: ${String(e.message ?? e).split("\n")[0]}`);
+    throw new Error(`onnxruntime failed on a batch of ${n}: ${String(e.message ?? e).split("\n")[0]}`);
   }
   const images = out[session.outputNames[0]];
+  const want = [n, ...(dims ?? images.dims.slice(1))];
+  if (images.dims.length !== 4 || images.dims.join() !== want.join() || images.data.length !== n * want[1] * want[2] * want[3]) {
+    throw new Error(`the model declares images [${want}] but made [${images.dims}]: the file is not a valid generator`);
+  }
   for (const x of images.data) {
     if (!Number.isFinite(x)) throw new Error("the model gives NaN or infinite values: it is broken");
   }
-  return { images, pixels: out.pixels };
+  return images;
 }
 
 // ---------------------------------------------------------------------------------------- images
@@ -396,25 +400,30 @@ export async function generate(session, seeds, options = {}) {
 }
 
 /** Run the generator on latents z (Float32Array [n * zDim]: from latents(), or mixed from them, as an
- * interpolation does). Models with a `pixels` output (gankit.format 2) give their pixels, checked once per session
- * against toPixels; older ones are converted by toPixels, the same rule. Non-finite images are an error. */
+ * interpolation does). The pixels are toPixels of the model's images, in its outputRange (options.outputRange,
+ * from modelInfo; default [-1, 1]): the rule the Python runtime applies, so a file whose own `pixels` output
+ * disagrees cannot change them. Non-finite images, or images of another shape than declared, are an error. */
 export async function run(session, z, n, options = {}) {
-  const { labels = null, ort = globalThis.ort } = options;
+  const { labels = null, ort = globalThis.ort, outputRange = [-1, 1] } = options;
   if (!ort?.Tensor) throw new Error("gankit needs onnxruntime: pass { ort } (import * as ort from 'onnxruntime-web')");
   if (!Number.isInteger(n) || n < 0 || (n === 0 ? z.length !== 0 : z.length % n !== 0)) {
     throw new RangeError(`z must hold n latents, got ${z.length} values for n = ${n}`);
   }
   const contract = contractOf(session);
+  const declared = session.inputMetadata?.[0]?.shape?.[1];
+  if (n > 0 && Number.isInteger(declared) && z.length / n !== declared) {
+    throw new RangeError(`this model takes latents of ${declared} values (zDim), got ${z.length / n}`);
+  }
+  const [low, high] = parseRange(Array.isArray(outputRange) ? outputRange.join(",") : outputRange);
   const count = classCount(options);
   if (contract.conditional) checkLabels(labels, n, count);
   else if (labels) throw new RangeError("this model is unconditional: it takes no labels");
   const [channels, height, width] = contract.dims ?? [0, 0, 0];
   if (n === 0) return { pixels: new Uint8Array(0), images: new Float32Array(0), z, n, height, width, channels };
-  await probePixels(session, ort, z.length / n, contract, count);
-  const out = await runChecked(session, ort, z, n, labels);
-  const [, c, h, w] = out.images.dims;
-  const pixels = out.pixels ? out.pixels.data : toPixels(out.images.data, out.images.dims);
-  return { pixels, images: out.images.data, z, n, height: h, width: w, channels: c };
+  const images = await runChecked(session, ort, z, n, labels, contract.dims);
+  const [, c, h, w] = images.dims;
+  const pixels = toPixels(images.data, images.dims, low, high);
+  return { pixels, images: images.data, z, n, height: h, width: w, channels: c };
 }
 
 /** Image `index` of a generate() result as RGBA bytes (grey replicated), for an ImageData or a canvas. */

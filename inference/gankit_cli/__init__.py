@@ -1,14 +1,30 @@
 """The `gankit` command (`python cli.py` in a checkout): train, export, generate, eval, info, web, ...
 
-generate, info and eval need only the runtime (gankit-runtime); train, export, train-classifier and web need the
-gankit package (torch). A rank started by `gankit train --nproc` asks for its death signal first, before any heavy
-import (rank_guard)."""
+generate, info, eval and web need only the runtime (gankit-runtime); train, export and train-classifier need the
+gankit package (torch). Importing this package does nothing and loads nothing heavy: main() first asks, in a rank
+that torchrun or `train --nproc` started, for its death signal (gankit_runtime.rank_guard), then loads the commands."""
 
-from .rank_guard import stop_with_launcher
+from __future__ import annotations
 
-stop_with_launcher()
+from typing import Any
 
-from . import run_commands, train_commands  # noqa: E402, F401  (they add their commands to app)
-from .app import app, main  # noqa: E402  (after the rank guard, on purpose)
+
+def main(argv: list[str] | None = None) -> int:
+    from gankit_runtime.rank_guard import stop_with_launcher
+
+    stop_with_launcher()
+    from .commands import app  # noqa: F401  (the commands join the app as they load)
+    from .frame import main as run_cli
+
+    return run_cli(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the typer app with every command: for tests and tools that drive it
+        from .commands import app
+
+        return app
+    raise AttributeError(f"module 'gankit_cli' has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

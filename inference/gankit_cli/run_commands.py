@@ -8,19 +8,18 @@ import time
 from pathlib import Path
 
 import typer
-from gankit_runtime import GankitError, Generator, write_npz
+from gankit_runtime import GankitError, Generator, progress, write_npz
 from gankit_runtime.files import refuse_overlap
+from gankit_runtime.shipped import resolve_model, shipped_models
 
-from . import progress
-from .app import DataSet, Format, _flag, _printable, _training_side, app
-from .progress import Progress
+from .frame import DataSet, Format, _flag, _printable, _training_side, app
 
 FILE_SUFFIXES = (".npz", ".npy", ".png", ".jpg", ".jpeg", ".json", ".onnx")  # what --out of a folder must not name
 
 
 @app.command()
 def generate(
-    model: Path = typer.Argument(..., help="An exported .onnx generator."),
+    model: Path = typer.Argument(..., help="An exported .onnx generator, or a shipped one by name (gankit info)."),
     seeds: str | None = typer.Option(
         None, help="Seeds, e.g. 0-99,200,300-310; one image per seed (and class). Default 0-63."
     ),
@@ -87,7 +86,7 @@ def generate(
         )
     out = out or Path("out.npz" if format == Format.npz else "out")
     start = time.perf_counter()
-    bar = Progress(plain_every=progress.PLAIN_EVERY)
+    bar = progress.Progress(plain_every=progress.PLAIN_EVERY)
 
     def shown(done: int, total: int) -> None:
         bar.update(f"images ({done / max(time.perf_counter() - start, 1e-9):.0f}/s)", done, total)
@@ -142,11 +141,15 @@ def _is_eval_json(path: Path) -> bool:
 
 @app.command("eval")
 def evaluate(
-    model: Path = typer.Argument(..., help="An exported .onnx generator, or a run folder / checkpoint."),
+    model: Path = typer.Argument(
+        ..., help="An exported .onnx generator, a shipped one by name, or a run folder / checkpoint."
+    ),
     data: DataSet = typer.Option(DataSet.mnist, help="Reference data: its test split and classifier."),
     samples: int = typer.Option(10000, min=10, max=100_000, help="Generated samples (seeds 0..N-1)."),
     out: Path | None = typer.Option(
-        None, help="JSON file for the figures. Default: <run>/eval.json for a run, MODEL.eval.json beside an .onnx."
+        None,
+        help="JSON file for the figures. Default: <run>/eval.json for a run, MODEL.eval.json beside an .onnx, "
+        "NAME.eval.json here for a shipped model.",
     ),
     classifier: Path | None = typer.Option(
         None,
@@ -163,7 +166,10 @@ def evaluate(
     from gankit_runtime.evaluation.evaluate import table, write_json
     from gankit_runtime.files import prepare_output_file
 
+    named, model = model, resolve_model(model)
     is_run = model.suffix != ".onnx"
+    if out is None and model != named:  # a shipped model: its folder is the installed package's, not the user's
+        out = Path(f"{named}.eval.json")
     if out is None:  # into the run, or beside the model: never into the working directory by surprise
         out = (model if model.is_dir() else model.parent) / "eval.json" if is_run else model.with_suffix(".eval.json")
     checkpoint = (model / "checkpoint.pt" if model.is_dir() else model) if is_run else None
@@ -196,7 +202,7 @@ def evaluate(
 @app.command()
 def web(
     models: list[Path] | None = typer.Argument(
-        None, help="Exported .onnx generators. Default, in a checkout: the shipped ones."
+        None, help="Exported .onnx generators (or shipped ones by name). Default: the shipped ones."
     ),
     out: Path = typer.Option(Path("out/web"), help="Folder for the site (replaced if this command built it)."),
     ort: Path | None = typer.Option(
@@ -214,13 +220,11 @@ def web(
 ):
     """Write a static site that runs the generators in the browser (onnxruntime-web): seeds, classes,
     truncation, a grid and an interpolation. Serve it with any static server, e.g. python -m http.server."""
-    _training_side()  # the page's sources ship in the gankit package (gankit_web)
-    from gankit_web import build_site as site
+    from gankit_web import build_site as site  # the page ships in the runtime: no torch needed
 
     sources = Path(site.__file__).resolve().parent
-    shipped = sorted((sources.parent / "exported").glob("*.onnx"), key=lambda p: ("cdcgan" in p.name, p.name))
-    if not models and not shipped:
-        raise GankitError("give the .onnx generators to put on the page (only a checkout has shipped ones)")
+    shipped = sorted(shipped_models().values(), key=lambda p: ("cdcgan" in p.name, p.name))
+    models = [resolve_model(m) for m in models or []]
     entries = site.write_site(models or shipped, out, ort_dir=site.find_ort(ort, sources), force=force)
     typer.echo(
         f"wrote {out} ({len(entries)} model{'s' if len(entries) > 1 else ''}): serve it, e.g. "
@@ -229,8 +233,18 @@ def web(
 
 
 @app.command()
-def info(model: Path = typer.Argument(..., help="An exported .onnx generator.")):
-    """Show what an exported generator takes and gives, and its metadata."""
+def info(
+    model: Path | None = typer.Argument(
+        None, help="An exported .onnx generator, or a shipped one by name. Default: list the shipped models."
+    ),
+):
+    """Show what an exported generator takes and gives, and its metadata; without MODEL, the shipped models."""
+    if model is None:
+        for name, path in shipped_models().items():
+            i = Generator(path, threads=1).info
+            kind = f"{len(i.classes)} classes" if i.conditional else "unconditional"
+            typer.echo(f"{name:<16} {i.metadata.get('dataset', '?'):<14} {kind:<14} {i.channels}x{i.height}x{i.width}")
+        return
     i = Generator(model).info
     typer.echo(f"{_printable(i.path)}\n  input  {_printable(i.input_name)}: float32 [N, {i.z_dim}]")
     if i.conditional:

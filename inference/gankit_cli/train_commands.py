@@ -11,8 +11,9 @@ import typer
 from gankit_runtime import GankitError
 from gankit_runtime.files import same_path
 
-from .app import (
+from .frame import (
     _ARGV,
+    MAX_SEED,
     PROG,
     Augment_,
     DataSet,
@@ -84,7 +85,7 @@ def train(
     info_weight: float = typer.Option(
         1.0, help="--mode-learning infogan: weight of the mode-prediction loss beside the GAN loss (InfoGAN's lambda)."
     ),
-    seed: int = typer.Option(0, min=0),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED),
     ema: float = typer.Option(10.0, min=0, help="EMA of G's weights: half-life in thousands of images; 0 = off."),
     eval_every: int = typer.Option(
         0, min=0, help="Eval figures every N generator steps (mnist, fashion-mnist); 0 = never."
@@ -147,7 +148,11 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
     _training_side()
     import torch
 
-    if o["nproc"] and "RANK" not in os.environ:
+    if o["nproc"] and "RANK" in os.environ:
+        raise GankitError(
+            "--nproc starts its own ranks, and this process is one already (RANK is set: torchrun?): drop --nproc"
+        )
+    if o["nproc"]:
         from gankit.launch import launch, most_ranks
 
         most = most_ranks(o["device"])
@@ -156,7 +161,6 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
             raise GankitError(f"--nproc {o['nproc']} is more than the {what} ({most}): give at most {most}")
         raise typer.Exit(launch(o["nproc"], _ARGV))
 
-    from gankit.config import new_run_configs
     from gankit.train import train as run_training
 
     given = _given(ctx, o)
@@ -165,49 +169,7 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
     if o["threads"]:
         torch.set_num_threads(o["threads"])
     out = o["out"] or Path("runs") / f"{Path(o['data']).name}-{o['model'].value}"
-    model_cfg = train_cfg = None
-    if not o["resume"]:
-        plain = {
-            k: o[k]
-            for k in (
-                "z_dim",
-                "epochs",
-                "batch_size",
-                "beta1",
-                "beta2",
-                "d_steps",
-                "label_smoothing",
-                "seed",
-                "eval_every",
-                "eval_samples",
-                "checkpoint_every",
-                "sync_bn",
-                "augment_p",
-                "balance_classes",
-                "info_weight",
-            )
-        }
-        model_cfg, train_cfg = new_run_configs(
-            o["model"].value,
-            o["data"],
-            o["image_size"],
-            o["channels"],
-            o["width"],
-            o["lr_g"],
-            o["lr_d"],
-            d_norm=o["d_norm"].value,
-            d_condition=o["d_condition"].value,
-            modes=o["modes"],
-            mode_learning=o["mode_learning"].value,
-            data_dir=str(o["data_dir"] or ""),
-            g_loss=o["g_loss"].value,
-            loss=o["loss"].value,
-            r1=o["r1"],
-            top_k=o["top_k"],
-            ema_kimg=o["ema"],
-            augment=o["augment"].value,
-            **plain,
-        )
+    model_cfg, train_cfg = (None, None) if o["resume"] else _new_configs(o)
     ckpt = run_training(
         out,
         model_cfg,
@@ -220,6 +182,53 @@ def _run_training(ctx: typer.Context, o: dict) -> None:
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
         typer.echo(f"checkpoint: {ckpt}\nexport it:  {PROG} export {out}   (writes {out / 'generator.onnx'})")
+
+
+def _new_configs(o: dict):
+    """(model config, train config) of a new run from train's options."""
+    from gankit.config import new_run_configs
+
+    plain = {
+        k: o[k]
+        for k in (
+            "z_dim",
+            "epochs",
+            "batch_size",
+            "beta1",
+            "beta2",
+            "d_steps",
+            "label_smoothing",
+            "seed",
+            "eval_every",
+            "eval_samples",
+            "checkpoint_every",
+            "sync_bn",
+            "augment_p",
+            "balance_classes",
+            "info_weight",
+        )
+    }
+    return new_run_configs(
+        o["model"].value,
+        o["data"],
+        o["image_size"],
+        o["channels"],
+        o["width"],
+        o["lr_g"],
+        o["lr_d"],
+        d_norm=o["d_norm"].value,
+        d_condition=o["d_condition"].value,
+        modes=o["modes"],
+        mode_learning=o["mode_learning"].value,
+        data_dir=str(o["data_dir"] or ""),
+        g_loss=o["g_loss"].value,
+        loss=o["loss"].value,
+        r1=o["r1"],
+        top_k=o["top_k"],
+        ema_kimg=o["ema"],
+        augment=o["augment"].value,
+        **plain,
+    )
 
 
 def _refuse_ignored(given: dict, o: dict) -> None:
@@ -287,7 +296,7 @@ def train_classifier(
         "ones are in inference/gankit_runtime/models/).",
     ),
     epochs: int = typer.Option(4, min=1),
-    seed: int = typer.Option(0, min=0),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED),
     data_dir: Path | None = typer.Option(None, help="Data set cache. Default $GANKIT_DATA or ~/.cache/gankit."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out.")),
@@ -319,7 +328,7 @@ def check_augmentation(
     holdout: float = typer.Option(0.2, help="Share of each real class held out to measure on."),
     runs: int = typer.Option(3, min=1, max=20, help="Classifier seeds: the gain's spread comes from them."),
     steps: int = typer.Option(500, min=1, help="Classifier steps (batches of 64), the same for every training set."),
-    seed: int = typer.Option(0, min=0, help="Seed of the held-out split (runs use seed, seed + 1, ...)."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the held-out split (runs use seed, seed + 1, ...)."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     out: Path | None = typer.Option(None, help="Also write the figures to this JSON file."),
 ):

@@ -6,8 +6,9 @@ from .errors import GankitError, Interrupted
 from .generator import Generator
 from .images import make_grid, to_uint8
 from .jobs import Job, default_layout, job_for, parse_shard, plan
+from .npz import write_npz
 from .seeds import SeedRanges, latent_for_seed, latents_for_seeds, parse_seeds
-from .writers import WriteResult, write_folder, write_grid, write_npz
+from .writers import WriteResult, write_folder, write_grid
 
 __all__ = [
     "Generator",

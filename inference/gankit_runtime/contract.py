@@ -40,21 +40,34 @@ CLASSES = "classes"  # conditional generators: JSON list of class names; label i
 FORMAT_VERSION = "2"
 LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"
 
-MAX_CLASS_NAME = 100
+MAX_CLASS_NAME = 100  # bytes of UTF-8: a folder name (with its index in front) stays far below 255 bytes
+WINDOWS_FORBIDDEN = set('<>:"|?*')
+# Device names Windows reserves whatever the extension ("aux.txt" too): such a class folder gets its index in front
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10))}
 
 
 def class_name_problem(name: str) -> str | None:
     """Why `name` cannot be a class name, or None. Class names come from a model file (untrusted) and become
-    folder names (imagefolder layout) and metadata values, so they must be safe as one path component."""
-    if not 1 <= len(name) <= MAX_CLASS_NAME:
-        return f"must have 1 to {MAX_CLASS_NAME} characters"
+    folder names (imagefolder layout) and metadata values, so they must be safe as one path component on Linux,
+    macOS and Windows."""
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_CLASS_NAME:
+        return f"must have 1 to {MAX_CLASS_NAME} bytes (UTF-8)"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return "holds control characters"
     if "/" in name or "\\" in name:
         return "holds a path separator"
-    if name.startswith(".") or name != name.strip():
-        return "starts with '.' or has spaces around it"
+    if name.startswith(".") or name.endswith(".") or name != name.strip():
+        return "starts or ends with '.' or has spaces around it"
+    if WINDOWS_FORBIDDEN & set(name):
+        return (
+            f"holds a character that Windows forbids in file names ({''.join(sorted(WINDOWS_FORBIDDEN & set(name)))})"
+        )
     return None
+
+
+def windows_reserved(name: str) -> bool:
+    """Whether Windows reserves `name` as a device (CON, aux.txt, COM1, ...)."""
+    return name.split(".")[0].strip().upper() in WINDOWS_RESERVED
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,8 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise GankitError(
-            "onnxruntime is not installed: pip install './inference[cpu]' (or './inference[gpu]' for CUDA)"
+            "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu for CUDA, never both; "
+            "the extras [cpu] and [gpu] of gankit-runtime choose one)"
         ) from None
     # Fatal only. onnxruntime-gpu logs a warning at every session start ("No registered plugin EP device
     # found ..."); real failures reach the user as exceptions, and a CUDA fallback is checked explicitly.
@@ -127,7 +141,7 @@ def _providers(ort, device: str, tf32: bool = False) -> list:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise GankitError(
             f"device {device} requested but this onnxruntime has no CUDA provider "
-            "(install onnxruntime-gpu: pip install './inference[gpu]')"
+            "(onnxruntime-gpu has one: pip uninstall onnxruntime, then pip install onnxruntime-gpu)"
         )
     # TF32 convolutions are onnxruntime's CUDA default; they move pixels by several levels against the CPU
     # (docs/benchmarks.md). Off unless asked, so that CUDA stays close to the CPU (within 1e-5 when last measured).
@@ -144,7 +158,12 @@ def read_model(path: Path) -> bytes:
         with open(path, "rb") as f:
             data = f.read(MAX_MODEL_BYTES + 1)
     except FileNotFoundError:
-        raise GankitError(f"model {path} not found") from None
+        hint = ""
+        if not path.suffix and len(path.parts) == 1:
+            from .shipped import shipped_models
+
+            hint = f", nor is it a shipped model ({', '.join(shipped_models())})"
+        raise GankitError(f"model {path} not found{hint}") from None
     except OSError as e:
         raise GankitError(f"cannot read model {path}: {e.strerror or e}") from None
     if len(data) > MAX_MODEL_BYTES:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import stat
-import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .contract import class_name_problem
+from .contract import class_name_problem, windows_reserved
 from .errors import GankitError, Interrupted
 from .files import (
     atomic_path,
@@ -63,9 +62,15 @@ class WriteResult:
 def class_folders(classes: tuple[str, ...]) -> tuple[str, ...]:
     """The imagefolder layout's folder of each class. torchvision's ImageFolder and Hugging Face's imagefolder number
     classes by their sorted folder names, so the names are used as they are only when they sort in index order
-    (MNIST's "0" ... "9"); otherwise each gets its zero-padded index in front ("03-Dress"), and a loader's label
-    is always the model's class index (and metadata.jsonl's label)."""
-    if list(classes) == sorted(classes):
+    (MNIST's "0" ... "9"), stay distinct on a case-insensitive file system (macOS, Windows: "A" and "a" are one
+    folder there) and none is a name Windows reserves ("aux"); otherwise each gets its zero-padded index in front
+    ("03-Dress"), and a loader's label is always the model's class index (and metadata.jsonl's label)."""
+    plain = (
+        list(classes) == sorted(classes)
+        and len({c.casefold() for c in classes}) == len(classes)
+        and not any(windows_reserved(c) for c in classes)
+    )
+    if plain:
         return tuple(classes)
     width = len(str(len(classes) - 1))
     return tuple(f"{i:0{width}d}-{name}" for i, name in enumerate(classes))
@@ -324,7 +329,8 @@ def write_folder(
     progress: Progress | None = None,
 ) -> WriteResult:
     """Write the job's images into out_dir in `layout`, skipping those already there (streaming: the job is
-    read lazily, existing files are checked batch by batch, so any number of seeds starts at once).
+    read lazily, existing files are checked batch by batch, so any number of seeds starts at once). One .npz
+    instead: gankit_runtime.npz.write_npz.
 
     metadata.jsonl then lists the job's images present in out_dir; a shard writes only its own records
     (gankit-shard-I-of-N.jsonl), and the same command without --shard writes the whole metadata.jsonl. The grid
@@ -338,7 +344,13 @@ def write_folder(
     grid = _prepare_grid(grid, generator, force, **{"output folder": out_dir})
     existed = Path(out_dir).is_dir()
     out_dir = prepare_output_dir(out_dir)
-    claimed = _claim_folder(generator, out_dir, layout, job)
+    try:
+        claimed = _claim_folder(generator, out_dir, layout, job)
+    except OSError as e:  # a full disk at the start: one line that names the file, and no empty folder left
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)
+        raise GankitError(f"cannot write {out_dir / JOB_FILE}: {e.strerror or e}; nothing was written") from None
     folders = _Folders(out_dir)
     folders.need("")  # out_dir itself: clear its stale temporaries
     counts = [0]  # skipped
@@ -372,8 +384,14 @@ def write_folder(
         _remove_if_unused(out_dir, folders, claimed, existed)
         raise
     metadata = out_dir / (METADATA_FILE if job.part == (0, 1) else SHARD_RECORDS.format(*job.part))
-    with _naming(metadata, "the images are whole: free space and run the same command again"):
-        _write_metadata(generator, out_dir, layout, job)
+    if job.part == (0, 1) or saved[0] or not (out_dir / METADATA_FILE).exists():  # a shard that added nothing to
+        with _naming(metadata, "the images are whole: free space and run the same command again"):  # a whole set
+            _write_metadata(generator, out_dir, layout, job)  # leaves no records file of its own there
+    if job.part == (0, 1):  # metadata.jsonl lists every shard's images now: their own records files are done
+        for name in os.listdir(out_dir):
+            if re.fullmatch(r"gankit-shard-\d+-of-\d+\.jsonl", name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(out_dir / name)
     if grid is not None:
         with _naming(grid, "the images are whole"):
             write_grid(generator, job.whole, grid, batch_size)
@@ -387,73 +405,3 @@ def _naming(path: Path, kept: str):
         yield
     except OSError as e:
         raise GankitError(f"cannot write {path}: {e.strerror or e}; {kept}") from None
-
-
-def _is_our_npz(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return {"images.npy", "seeds.npy", "metadata.npy"} <= set(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def write_npz(
-    generator: Generator,
-    job: Job,
-    path: Path,
-    batch_size: int = 64,
-    grid: Path | None = None,
-    force: bool = False,
-    progress: Progress | None = None,
-) -> WriteResult:
-    """One .npz, streamed batch by batch: `images` uint8 [N, H, W, C], `seeds` int64 [N], and for a
-    conditional generator `labels` int64 [N] and `classes` (names); `metadata` is a JSON string
-    (model sha256, runtime version, provider, truncation). Loads with np.load, no pickle. Written whole or
-    not at all: Ctrl-C or a full disk leaves no file (and a killed run's temporary goes at the next run)."""
-    refuse_overlap(path, "output", {"the model": generator.info.path})
-    if Path(path).suffix != ".npz" and not Path(path).is_dir():
-        raise GankitError(f"an npz output needs a file name ending in .npz, not {path}")
-    check_batch_size(batch_size)
-    grid = _prepare_grid(grid, generator, force, npz=path)
-    path = prepare_output_file(path, ours=_is_our_npz, force=force)
-    i = generator.info
-    n = len(job)
-    header = {"descr": "|u1", "fortran_order": False, "shape": (n, i.height, i.width, i.channels)}
-    meta = {
-        "model_sha256": generator.sha256,
-        "runtime_version": __version__,
-        "provider": generator.providers[0],
-        "truncation": job.truncation,
-    }
-    try:
-        with atomic_path(path) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                with zf.open("images.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array_header_1_0(f, header)
-                    done = 0
-                    for _, images in generator.iter_images(job.seeds, batch_size, job.labels, job.truncation):
-                        f.write(images.tobytes())
-                        done += len(images)
-                        if progress is not None:
-                            progress(done, n)
-                arrays = {
-                    "seeds": np.fromiter(job.seeds, dtype=np.int64, count=n),
-                    "metadata": np.asarray(json.dumps(meta)),
-                }
-                if job.labels is not None:
-                    arrays.update(
-                        labels=np.fromiter(job.labels, dtype=np.int64, count=n), classes=np.asarray(generator.classes)
-                    )
-                for name, array in arrays.items():
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                        np.lib.format.write_array(f, array, allow_pickle=False)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted: nothing written ({path} is written whole or not at all); run the command again"
-        ) from None
-    except OSError as e:
-        raise GankitError(f"cannot write {path}: {e.strerror or e}; nothing written") from None
-    if grid is not None:
-        with _naming(grid, f"{path} is whole"):
-            write_grid(generator, job, grid, batch_size)
-    return WriteResult(n, 0)

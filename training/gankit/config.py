@@ -13,6 +13,7 @@ D_NORMS = ("batch", "spectral")
 D_CONDITIONS = ("projection", "concat")
 G_LOSSES = ("non-saturating", "minimax")
 LOSSES = ("bce", "hinge")
+MAX_SEED = 2**32 - 1  # every --seed: numpy's and torch's generators both take it
 BUILTIN_DATA = ("mnist", "fashion-mnist")
 AUGMENT_MODES = ("off", "fixed", "ada")
 MODE_LEARNING = ("infogan", "self-conditioned")
@@ -236,6 +237,8 @@ class TrainConfig:
             raise GankitError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.loss == "hinge" and self.g_loss != "non-saturating":
             raise GankitError("--g-loss applies to --loss bce: the hinge loss has its own generator loss")
+        if self.loss == "hinge" and self.label_smoothing:
+            raise GankitError("--label-smoothing sets cross-entropy's target for real images: --loss hinge has none")
         if self.r1 and self.sync_bn:
             raise GankitError(
                 "--r1 with --sync-bn: R1's double backward does not pass through synchronised batch "
@@ -250,8 +253,8 @@ class TrainConfig:
             raise GankitError(f"learning rates must be positive, got {self.lr_g:g} and {self.lr_d:g}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise GankitError("Adam betas must lie in [0, 1)")
-        if self.seed < 0:
-            raise GankitError(f"seed must be non-negative, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise GankitError(f"seed must lie in [0, {MAX_SEED}], got {self.seed}")
         if not 0 <= self.label_smoothing < 0.5:
             raise GankitError(f"label smoothing must lie in [0, 0.5), got {self.label_smoothing}")
         if not 0 < self.info_weight <= MAX_INFO_WEIGHT:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from gankit_cli.rank_guard import stop_with_launcher
 from gankit_runtime import GankitError
+from gankit_runtime.rank_guard import stop_with_launcher
 from torch import nn
 
 

@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 
-from gankit_cli.rank_guard import LAUNCHER_PID
 from gankit_runtime.generator import usable_cpus
+from gankit_runtime.rank_guard import LAUNCHER_PID
 
 STOP_SIGNALS = {int(signal.SIGTERM), int(signal.SIGINT), int(getattr(signal, "SIGHUP", 1))}
 
@@ -65,7 +65,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # its warnings and failure reports
-    os.environ[LAUNCHER_PID] = str(os.getpid())  # inherited by the ranks: see gankit_cli.rank_guard
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # inherited by the ranks: see gankit_runtime.rank_guard
+    safe_path = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"  # `python -m` puts the working directory first: a folder there named as a
+    # package (gankit_cli, torch) must not shadow the installed one in the ranks
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "--module", "gankit_cli", *without_nproc(argv)]
     )
@@ -81,4 +84,8 @@ def launch(nproc: int, argv: list[str]) -> int:
         return 128 + int(e.sigval)
     finally:
         os.environ.pop(LAUNCHER_PID, None)
+        if safe_path is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = safe_path
     return 0

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from gankit_cli.progress import Progress
 from gankit_runtime import GankitError, Interrupted
 from gankit_runtime.contract import parse_device
 from gankit_runtime.files import atomic_path
 from gankit_runtime.images import save_png
+from gankit_runtime.progress import Progress
 
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, check_together, default_data_dir, option_name
@@ -171,6 +171,9 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
             )
         model_cfg = replace(model_cfg, num_classes=len(data.classes))
     trainer = Trainer(model_cfg, train_cfg, data, device, world)
+    if max_steps is not None and not resume and given is not None and "epochs" not in given:
+        # --steps alone decides a new run's length: the epochs it needs are recorded, so that --resume knows them
+        trainer.cfg = replace(trainer.cfg, epochs=max(1, math.ceil(max_steps / trainer.steps_per_epoch)))
     if state is not None:
         trainer.load_state_dict(state)
         del state

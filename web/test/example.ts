@@ -4,9 +4,9 @@ import { generate, latents, modelInfo, parseSeeds, toImageData, type GenerateRes
 
 export async function sevens(bytes: Uint8Array, canvas: HTMLCanvasElement): Promise<GenerateResult> {
   const session = await ort.InferenceSession.create(bytes);
-  const { classes } = modelInfo(bytes);
+  const { classes, outputRange } = modelInfo(bytes);
   const seeds = parseSeeds("0-7");
-  const result = await generate(session, seeds, { ort, labels: seeds.map(() => classes.indexOf("7")), classes });
+  const result = await generate(session, seeds, { ort, labels: seeds.map(() => classes.indexOf("7")), classes, outputRange });
   canvas.getContext("2d")?.putImageData(toImageData(result, 0), 0, 0);
   const z: Float32Array = latents(seeds, 100, 0.8);
   console.log(z.length, result.pixels.length);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { crLog, generate, latents, nearBoundary, toPixels } from "../gankit.js";
+import { crLog, generate, latents, modelInfo, nearBoundary, toPixels } from "../gankit.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const golden = JSON.parse(readFileSync(join(here, "golden.json"), "utf8"));
@@ -107,8 +107,9 @@ test("generate() runs a shipped model in onnxruntime-web; its pixels are the con
   ort.env.wasm.numThreads = 1;
   const root = join(here, "..", "..");
   for (const [name, labels] of [["mnist-dcgan", null], ["mnist-cdcgan", [0, 1, 2, 3, 4, 5, 6, 7]]]) {
-    const session = await ort.InferenceSession.create(readFileSync(join(root, "exported", `${name}.onnx`)));
-    const result = await generate(session, [0, 1, 2, 3, 4, 5, 6, 7], { ort, labels });
+    const bytes = readFileSync(join(root, "exported", `${name}.onnx`));
+    const session = await ort.InferenceSession.create(bytes);
+    const result = await generate(session, [0, 1, 2, 3, 4, 5, 6, 7], { ort, labels, ...modelInfo(bytes) });
     assert.equal(result.pixels.length, 8 * 28 * 28);
     assert.deepEqual(result.pixels, toPixels(result.images, [8, 1, 28, 28]));
     await assert.rejects(generate(session, [0], { ort, labels: labels ? null : [1] }));

@@ -92,6 +92,9 @@ class Augment_(str, Enum):
     ada = "ada"
 
 
+MAX_SEED = 2**32 - 1  # every --seed (gankit.config.MAX_SEED)
+
+
 class DataSet(str, Enum):  # eval's and train-classifier's: a shipped classifier each
     mnist = "mnist"
     fashion_mnist = "fashion-mnist"
@@ -119,8 +122,8 @@ def _training_side():
         import torch  # noqa: F401
     except ImportError as e:
         raise GankitError(
-            f"this command needs PyTorch and the gankit package ({e}): pip install torch gankit "
-            "(from a checkout: pip install torch -e .)"
+            f"this command needs PyTorch and the gankit package ({e}): from a checkout, pip install torch -e .; "
+            f"from the wheels, pip install torch gankit-{__version__}-py3-none-any.whl"
         ) from None
 
 

@@ -1,0 +1,6 @@
+"""The typer app with every command loaded (each commands module adds its own to app.app)."""
+
+from . import run_commands, train_commands  # noqa: F401
+from .frame import app
+
+__all__ = ["app"]
