@@ -353,7 +353,7 @@ def crafted(tmp_path_factory):
     [
         (["", "a"], "1 to 100 bytes"),
         ([".."], "distinct"),
-        (["..", "a"], "starts with '.'"),
+        (["..", "a"], "starts or ends with '.'"),
         (["a/b", "c"], "path separator"),
         (["/", "c"], "path separator"),
         (["a\x00b", "c"], "control characters"),
