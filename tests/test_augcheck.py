@@ -1,12 +1,15 @@
-"""gankit check-augmentation on small made-up data: reads gankit's imagefolder and a user's folder, says what it
-found, and refuses bad input in one line. The real measurement is bench/longtail.py."""
+"""gankit split and check-augmentation on small made-up data: test images the generator never saw, the rebalancing
+controls, the decision rule on made-up gains, and one-line refusals. The real measurement is bench/longtail.py."""
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import call, expect_error
+from conftest import ROOT, call, expect_error
+from gankit.augcheck import MAX_COPY_SHARE, MIN_TEST_PER_CLASS, decide, interval
 from PIL import Image
 from tiny_models import tiny_generator
 
@@ -24,61 +27,148 @@ def user_folder(folder: Path, classes=("cat", "dog"), n: int = 12, size: int = 1
     return folder
 
 
+def readme_recipe(replace: dict) -> list[list[str]]:
+    """The README's rare-class recipe, command by command, with words (and paths starting with a key) replaced."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- rare-class-recipe -->\s*```bash\n(.*?)```", text, re.S).group(1)
+    commands = [shlex.split(line.split("  #")[0])[1:] for line in block.splitlines() if line.startswith("gankit ")]
+
+    def new(word: str) -> str:
+        for old in sorted(replace, key=len, reverse=True):  # ~/my-digits-split before ~/my-digits
+            if word == old or word.startswith(old + "/"):
+                return replace[old] + word[len(old) :]
+        return word
+
+    return [[new(w) for w in c] for c in commands]
+
+
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """What `gankit generate` writes for a 2-class model whose class names sort against their indices."""
-    d = tmp_path_factory.mktemp("gen")
-    model = tiny_generator(d / "m.onnx", classes=["dog", "cat"])
+def recipe(tmp_path_factory):
+    """The README's recipe as printed, on made-up images (a few training steps): split first, train on the rest,
+    export, generate. Returns (folder, the split's manifest, the model); the check is each test's."""
     import cli
 
-    assert cli.main(["generate", str(model), "--per-class", "10", "--out", str(d / "synth")]) == 0
-    return d / "synth"
+    d = tmp_path_factory.mktemp("recipe")
+    user_folder(d / "mine", n=60)
+    paths = {"~/my-digits-split": str(d / "split"), "~/my-digits": str(d / "mine"), "runs/tail": str(d / "run"),
+             "data/synth": str(d / "synth"), "2000": "2", "1000": "20", "5,7": "cat,dog"}  # fmt: skip
+    commands = readme_recipe(paths)
+    assert [c[0] for c in commands] == ["split", "train", "export", "generate", "check-augmentation"]
+    for command in commands[:4]:
+        assert cli.main([*command, *(["--threads", "1"] if command[0] == "train" else [])]) == 0, command
+    manifest = json.loads((d / "split" / "gankit-split.json").read_text())
+    return d, manifest, d / "run" / "generator.onnx", commands[4]
 
 
-def test_it_reads_gankit_s_imagefolder_and_a_user_folder_and_gives_a_verdict(capsys, tmp_path, generated):
-    assert sorted(p.name for p in generated.iterdir() if p.is_dir()) == ["0-dog", "1-cat"]  # names from metadata
-    real = user_folder(tmp_path / "real")
-    rc, out = call(
-        capsys,
-        "check-augmentation",
-        "--real",
-        real,
-        "--generated",
-        generated,
-        "--runs",
-        2,
-        "--steps",
-        3,
-        "--out",
-        tmp_path / "r.json",
-    )
+def strict_json(text: str):
+    def no_constant(name):
+        raise AssertionError(f"{name} in the JSON")
+
+    return json.loads(text, parse_constant=no_constant)
+
+
+def test_split_holds_out_each_class_by_content_and_links_the_files(recipe):
+    d, manifest, _, _ = recipe
+    assert len(manifest["test"]) == 24 and len(manifest["train"]) == 96  # 20% of each class's 60
+    assert not set(manifest["test"].values()) & set(manifest["train"].values())
+    for side in ("train", "test"):
+        for rel in manifest[side]:
+            assert (d / "split" / side / rel).stat().st_ino == (d / "mine" / rel).stat().st_ino  # a hard link
+
+
+def test_the_recipe_checks_on_images_the_generator_never_saw(capsys, recipe, tmp_path):
+    d, manifest, model, check = recipe
+    trained_on = set((d / "run" / "training-images.sha256").read_text().split())
+    assert trained_on == set(manifest["train"].values()) and not trained_on & set(manifest["test"].values())
+    rc, out = call(capsys, *check, "--steps", 3, "--out", tmp_path / "r.json")  # the README's check, as printed
     assert rc == 0, out.err
-    assert "run 2/2: generated only" in out.err  # progress
+    split = d / "split"
+    args = ["check-augmentation", "--real", split / "train", "--generated", d / "synth", "--steps", 3]
+    rc, out = call(capsys, *args, "--test", split / "test", "--model", model, "--out", tmp_path / "r.json")
+    assert rc == 0, out.err
+    assert "run 3/3: generated only" in out.err  # progress, in the default three runs
     lines = out.out.splitlines()
-    assert lines[0].split()[0] == "recall" and lines[1].startswith("cat") and lines[2].startswith("dog")
-    assert lines[-1].split(": ")[1] in ("helps", "no measurable effect", "hurts")
-    r = json.loads((tmp_path / "r.json").read_text())
-    assert r["classes"] == ["cat", "dog"] and r["generated"] == 20 and r["real_held_out"] + r["real_train"] == 24
-    assert r["held_out_per_class"] == [2, 2] and len(r["balanced_accuracy"]["real"]) == 2
+    assert lines[0].split()[0] == "recall" and lines[1].startswith("cat *") and lines[2].startswith("dog *")
+    assert "not among the generator's training images" in out.out
+    r = strict_json((tmp_path / "r.json").read_text())
+    assert r["classes"] == ["cat", "dog"] == r["covered"] and r["control"] in ("oversampled", "weighted")
+    assert set(r["balanced_accuracy"]) == {"real", "oversampled", "weighted", "real + generated", "generated only"}
+    assert r["fewest_test_images_in_a_class"] == 12 and r["test_copy_share"] == 0
+    assert r["verdict"].split(":")[0] in ("helps", "no measurable effect", "hurts")
+    rc, out = call(capsys, *args, "--test", split / "test", "--model", model, "--out", tmp_path / "r.json")
+    assert rc == 0, out.err  # a rerun replaces its own figures
+    # Held out of --real instead: those are the generator's training images, and --model's record says so
+    expect_error(capsys, [*args, "--model", model], "images the generator trained on", "gankit split")
+    rc, out = call(capsys, *args)
+    assert rc == 0 and "if the generator trained on --real, it saw them" in out.out
 
 
-def test_a_user_folder_as_the_generated_set_works_too(capsys, tmp_path):
-    real, other = user_folder(tmp_path / "real"), user_folder(tmp_path / "more", classes=("dog",), seed=1)
-    rc, out = call(capsys, "check-augmentation", "--real", real, "--generated", other, "--runs", 1, "--steps", 2)
+def test_a_generated_set_that_holds_the_test_images_gets_no_verdict(capsys, recipe, tmp_path):
+    d, _, _, _ = recipe
+    leaky = tmp_path / "leaky"
+    for cls in ("cat", "dog"):
+        (leaky / cls).mkdir(parents=True)
+        for f in sorted((d / "split" / "test" / cls).iterdir()):
+            Image.open(f).save(leaky / cls / f.name)  # the same pixels, written again
+    args = ["--real", d / "split" / "train", "--test", d / "split" / "test", "--generated", leaky, "--steps", 2]
+    rc, out = call(capsys, "check-augmentation", *args)
     assert rc == 0, out.err
-    assert "verdict: unknown: one run has no spread" in out.out
+    assert "verdict: withheld: 100.0% of the test images have an exact or near copy" in out.out
 
 
-def test_bad_input_is_one_line(capsys, tmp_path, generated):
-    real = user_folder(tmp_path / "real", classes=("cow", "pig"))
+def test_the_decision_rule_on_made_up_gains():
+    rng = np.random.default_rng(0)
+    runs = 3  # check-augmentation's default
+    noise = [decide(rng.normal(0, 0.02, runs), "weighted", 50, 0.0) for _ in range(100)]
+    assert sum(v.startswith("no measurable effect") for v in noise) >= 90
+    effect = [decide(0.05 + rng.normal(0, 0.01, runs), "weighted", 50, 0.0) for _ in range(100)]
+    assert sum(v.startswith("helps") for v in effect) >= 90
+    assert decide(np.array([-0.05, -0.06, -0.04]), "weighted", 50, 0.0).startswith("hurts: rebalancing alone")
+    assert decide(np.array([0.01, -0.01, 0.02]), "oversampled", 50, 0.0).endswith("weight your loss instead")
+    assert decide(np.array([0.05, 0.06]), "weighted", 50, 0.0).startswith("unknown: 2 runs are too few")
+    few = decide(np.array([0.05, 0.06, 0.05]), "weighted", MIN_TEST_PER_CLASS - 1, 0.0)
+    assert few.startswith("unknown: too few held-out images")
+    assert decide(np.array([0.05, 0.06, 0.05]), "weighted", 50, 2 * MAX_COPY_SHARE).startswith("withheld")
+    mean, low, high = interval(np.array([1.0, 2.0, 3.0]))  # t(0.975, 2) = 4.303, sd 1: half-width 4.303 / sqrt(3)
+    assert mean == 2.0 and abs(high - 2.0 - 2.4843) < 1e-4 and abs(low + high - 4.0) < 1e-12
+
+
+def test_one_reader_with_training_s_rules(capsys, recipe, tmp_path, monkeypatch):
+    """Class folders read as train --data reads them: a class one folder deeper, resized from another size, with
+    macOS's ._ files skipped; an empty class, or a decompression bomb, is one line, never a traceback."""
+    d, _, _, _ = recipe
+    real = user_folder(tmp_path / "real", size=20)  # resized to the generated 16x16
+    (real / "cat" / "deeper").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(real / "cat" / "deeper" / "x.png")
+    (real / "dog" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    args = ["check-augmentation", "--real", real, "--test", d / "split" / "test", "--generated", d / "synth"]
+    rc, out = call(capsys, *args, "--steps", 2)
+    assert rc == 0, out.err
+    (real / "bird").mkdir()
+    expect_error(capsys, args, "class folder", "bird", "holds no readable image")
+    (real / "bird").rmdir()
+    import PIL.Image
+
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # every image is now a bomb (over 2 x 100 pixels)
+    expect_error(capsys, [*args, "--image-size", 16, "--channels", 1], "none is an image Pillow can read")
+
+
+def test_bad_input_is_one_line(capsys, recipe, tmp_path):
+    d, _, model, _ = recipe
+    synth, train, test = d / "synth", d / "split" / "train", d / "split" / "test"
+    other = user_folder(tmp_path / "other", classes=("cow", "pig"))
+    expect_error(capsys, ["check-augmentation", "--real", other, "--generated", synth], "classes the real images lack")
+    expect_error(capsys, ["check-augmentation", "--real", train, "--generated", train], "same folder")
+    expect_error(capsys, ["check-augmentation", "--real", train, "--generated", synth, "--test", train], "same folder")
     expect_error(
-        capsys, ["check-augmentation", "--real", real, "--generated", generated], "classes the real images lack"
+        capsys, ["check-augmentation", "--real", d / "mine", "--test", test, "--generated", synth], "also real"
     )
-    few = user_folder(tmp_path / "few", classes=("cat", "dog"), n=1)
-    expect_error(capsys, ["check-augmentation", "--real", few, "--generated", generated], "too few to hold any out")
-    big = user_folder(tmp_path / "big", classes=("cat", "dog"), size=20)
-    expect_error(capsys, ["check-augmentation", "--real", big, "--generated", generated], "[20, 20]")
-    mixed = user_folder(tmp_path / "mixed")
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(mixed / "cat" / "small.png")
-    expect_error(capsys, ["check-augmentation", "--real", mixed, "--generated", generated], "different sizes")
-    expect_error(capsys, ["check-augmentation", "--real", tmp_path / "none", "--generated", generated], "not a folder")
+    expect_error(capsys, ["check-augmentation", "--real", train, "--generated", synth, "--runs", 2], "--runs")
+    notes = tmp_path / "notes.json"
+    notes.write_text("{}")
+    args = ["check-augmentation", "--real", train, "--test", test, "--generated", synth, "--out", notes]
+    expect_error(capsys, args, "--force")
+    other_model = tiny_generator(tmp_path / "other.onnx", classes=["dog", "cat"], seed=1)
+    expect_error(capsys, [*args[:-2], "--model", other_model], "made by another model")
+    expect_error(capsys, ["split", d / "mine", "--out", d / "split"], "not an empty folder")
+    expect_error(capsys, ["split", d / "mine", "--out", d / "mine" / "inside"], "overlap")

@@ -82,6 +82,8 @@ CASES = {
         "2",
         "--clf-steps",
         "2",
+        "--check-steps",
+        "2",
         "--test",
         "300",
         *ONE,

@@ -1,5 +1,6 @@
 """The command line, end to end, and every bad input: one line on stderr, non-zero exit, no traceback."""
 
+import hashlib
 import pickle
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from conftest import call, expect_error
 from gankit.checkpoint import save_checkpoint
+from gankit_runtime import Generator
 from gankit_runtime.evaluation.evaluate import DEFAULT_CLASSIFIER
 from helpers import CONFIGS, trainer
 from onnx import TensorProto, helper
@@ -28,6 +30,12 @@ def test_train_export_generate_on_an_image_folder(capsys, image_folder, tmp_path
     assert saved["lr_g"] == saved["lr_d"] == 1e-3  # the measured default of a DCGAN below 64x64
     rc, out = call(capsys, "export", run, "--out", tmp_path / "g.onnx")
     assert rc == 0 and "parity batch  64" in out.err, out.err
+    # the images it trained on are recorded, and carried into the model (check-augmentation refuses them as tests)
+    files = sorted(p for p in image_folder.rglob("*") if p.is_file())  # PNGs and JPEGs
+    want = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+    assert (run / "training-images.sha256").read_text().split() == want
+    record = Generator(tmp_path / "g.onnx").info.metadata["training_images_sha256_16"]
+    assert record.split(",") == sorted({h[:16] for h in want}) and len(want) > 1
     rc, out = call(
         capsys, "generate", tmp_path / "g.onnx", "--seeds", "0-4,10", "--out", tmp_path / "imgs",
         "--grid", tmp_path / "grid.png", "--batch-size", 4,

@@ -38,7 +38,7 @@ def test_folder_without_class_subfolders_has_no_labels(tmp_path):
 
 
 def test_bad_folders(tmp_path):
-    with pytest.raises(GankitError, match="empty"):
+    with pytest.raises(GankitError, match="holds no image files"):
         load_image_folder(tmp_path, 8, 3)
     (tmp_path / "junk.jpg").write_bytes(b"not really a jpeg")
     with pytest.raises(GankitError, match="none is an image"):

@@ -315,39 +315,3 @@ def train_classifier(
     model, acc = run(data.value, epochs=epochs, seed=seed, data_dir=data_dir)
     export_classifier(model, out, acc, data.value)
     typer.echo(f"wrote {out}: test accuracy {acc:.2%}")
-
-
-@app.command("check-augmentation")
-def check_augmentation(
-    real: Path = typer.Option(..., help="Your labelled images: one sub-folder per class."),
-    generated: Path = typer.Option(
-        ...,
-        help="The generated set: the imagefolder gankit generate wrote, or any folder "
-        "of class sub-folders (classes among the real ones).",
-    ),
-    holdout: float = typer.Option(0.2, help="Share of each real class held out to measure on."),
-    runs: int = typer.Option(3, min=1, max=20, help="Classifier seeds: the gain's spread comes from them."),
-    steps: int = typer.Option(500, min=1, help="Classifier steps (batches of 64), the same for every training set."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the held-out split (runs use seed, seed + 1, ...)."),
-    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
-    out: Path | None = typer.Option(None, help="Also write the figures to this JSON file."),
-):
-    """Does a generated set help a classifier of your images? Trains the fixed small classifier on your real images
-    alone, with the generated set, and on the generated set alone; measures each on held-out real images."""
-    _training_side()
-    import torch
-    from gankit.augcheck import check, read_labelled_folder, table
-    from gankit_runtime.evaluation.evaluate import write_json
-    from gankit_runtime.files import prepare_output_file
-
-    _check_threads(threads)
-    if threads:
-        torch.set_num_threads(threads)
-    if out is not None:
-        out = prepare_output_file(out, force=False)
-    real_set = read_labelled_folder(real, "--real")
-    generated_set = read_labelled_folder(generated, "--generated")
-    result = check(real_set, generated_set, holdout=holdout, runs=runs, steps=steps, seed=seed)
-    typer.echo(table(result))
-    if out is not None:
-        write_json(result, out)  # eval's writer: whole or not at all, a full disk named in one line

@@ -36,6 +36,10 @@ PACKAGE_VERSION = "package_version"
 CHECKPOINT_SHA256 = "checkpoint_sha256"
 CONFIG = "config"  # the model config as JSON
 CLASSES = "classes"  # conditional generators: JSON list of class names; label i is classes[i]
+# Trained on an image folder: the first 16 hex digits of the sha256 of each training image's file, comma separated,
+# so that check-augmentation can refuse a test image the generator saw
+TRAINING_IMAGES = "training_images_sha256_16"
+TRAINING_IMAGES_MAX = 200_000  # more are not recorded in the file (3.4 MB of metadata)
 
 FORMAT_VERSION = "2"
 LATENT_FORMULA = "numpy.random.RandomState(seed).randn(z_dim).astype(numpy.float32)"

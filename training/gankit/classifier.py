@@ -90,13 +90,15 @@ def fit(
     on_epoch=None,
     class_weight: np.ndarray | None = None,
     classes: int = 10,
+    on_step=None,
 ) -> nn.Module:
     """Train a fresh DigitClassifier on uint8 images x [N, 28, 28] and labels y [N] for a fixed number of
     steps (Adam, one-cycle schedule, random 2-pixel shifts); returns it in eval mode.
 
     A fixed step budget, whatever N: what the augmentation benchmark compares data sets with.
-    on_epoch(model, epoch, loss) is called after each pass over the data. class_weight [classes]: weights of
-    the cross-entropy per class (the usual remedy for imbalance, to compare generated data with).
+    on_epoch(model, epoch, loss) is called after each pass over the data, on_step(step, steps) after each step.
+    class_weight [classes]: weights of the cross-entropy per class (the usual remedy for imbalance, to compare
+    generated data with).
     """
     if len(x) < batch_size:
         raise GankitError(f"{len(x)} training images are fewer than one batch of {batch_size}")
@@ -120,6 +122,8 @@ def fit(
             opt.step()
             sched.step()
             step += 1
+            if on_step:
+                on_step(step, steps)
             if step == steps:
                 break
         epoch += 1

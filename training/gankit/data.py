@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,8 @@ from gankit_runtime.evaluation.datasets import CLASSES, load_mnist_like
 from PIL import Image, UnidentifiedImageError
 
 BUILTIN = ("mnist", "fashion-mnist")
+# The files an image folder's reader reads; others (metadata.jsonl, a README, a manifest) are not data
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 
 
 @dataclass
@@ -25,6 +29,8 @@ class Dataset:
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor | None  # int64 [N], or None when the data has no classes
     classes: list[str]
+    files: list[str] | None = None  # an image folder's: each image's path, relative to the folder
+    digests: list[str] | None = None  # an image folder's: the sha256 of each image's file
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -78,38 +84,45 @@ def _fit(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     return images.contiguous()
 
 
-def _load_image(path: Path, size: int, mode: str) -> np.ndarray | None:
-    """Centre-crop to a square, resize to size x size, convert to L or RGB; None if unreadable."""
+def _load_image(path: Path, size: int, mode: str) -> tuple[np.ndarray, str] | None:
+    """(the image centre-cropped to a square, resized to size x size, in L or RGB; its file's sha256), or None if
+    unreadable (a decompression bomb too: Pillow refuses images of over 2 x MAX_IMAGE_PIXELS)."""
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
             im = im.convert(mode)
             w, h = im.size
             s = min(w, h)
             box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
             im = im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
-            return np.asarray(im, dtype=np.uint8).reshape(size, size, -1)
+            return np.asarray(im, dtype=np.uint8).reshape(size, size, -1), hashlib.sha256(data).hexdigest()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
 def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
-    """Every file Pillow can read under `folder` (recursive). Classes: the first-level sub-folders,
-    when every image lies in one of them."""
-    try:  # hidden files and folders (.ipynb_checkpoints, .DS_Store) are not data
+    """Every image file under `folder` (recursive, by suffix; hidden files and folders skipped), centre-cropped,
+    resized and converted as training needs them. Classes: the first-level sub-folders, when every image lies in one
+    of them; a class folder without a readable image is refused. The one reader of image folders (train --data,
+    check-augmentation, bench/)."""
+    try:  # hidden files and folders (.ipynb_checkpoints, .DS_Store, macOS ._x.png) are not data
         files = sorted(
             p
             for p in folder.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         )
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError as e:
         raise GankitError(f"cannot read image folder {folder}: {e.strerror or e}") from None
     if not files:
-        raise GankitError(f"image folder {folder} is empty")
+        raise GankitError(f"image folder {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     check_fits_in_memory(len(files), channels, size, str(folder))
     mode = "L" if channels == 1 else "RGB"
     with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow's decoders release the GIL
-        arrays = list(pool.map(lambda p: _load_image(p, size, mode), files))
-    kept = [(f, a) for f, a in zip(files, arrays) if a is not None]
+        loaded = list(pool.map(lambda p: _load_image(p, size, mode), files))
+    kept = [(f, a) for f, a in zip(files, loaded) if a is not None]
     if not kept:
         raise GankitError(f"image folder {folder} holds {len(files)} files but none is an image Pillow can read")
     if len(kept) < len(files):
@@ -117,15 +130,22 @@ def load_image_folder(folder: Path, size: int, channels: int) -> Dataset:
             f"note: skipped {len(files) - len(kept)} of {len(files)} files in {folder} that are not readable images",
             file=sys.stderr,
         )
-    images = torch.from_numpy(np.stack([a for _, a in kept])).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(np.stack([a[0] for _, a in kept])).permute(0, 3, 1, 2).contiguous()
     rel = [f.relative_to(folder).parts for f, _ in kept]
     labels, classes = None, []
     if all(len(parts) > 1 for parts in rel):
-        classes = sorted({parts[0] for parts in rel})
+        classes = subfolders
         for c in classes:  # checked now, not at export after hours of training: class names become folder names
             problem = class_name_problem(c)
             if problem:
                 raise GankitError(f"class folder {folder / c} cannot name a class: its name {problem}; rename it")
+        empty = sorted(set(classes) - {parts[0] for parts in rel})
+        if empty:
+            raise GankitError(
+                f"class folder {folder / empty[0]} holds no readable image: add images to it or remove it "
+                "(a class is never dropped in silence)"
+            )
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[parts[0]] for parts in rel], dtype=torch.int64)
-    return Dataset(folder.name, images, labels, classes)
+    names = ["/".join(parts) for parts in rel]
+    return Dataset(folder.name, images, labels, classes, names, [a[1] for _, a in kept])

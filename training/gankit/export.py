@@ -31,6 +31,7 @@ from . import __version__
 from .checkpoint import checkpoint_file, load_checkpoint
 from .config import ModelConfig
 from .models import build_models
+from .runfolder import TRAINING_IMAGES
 
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
 PARITY_BATCHES = (1, 2, 64)
@@ -276,6 +277,11 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
         "ema": "true" if "generator_ema" in state else "false",
     }
+    recorded = checkpoint_file(run).parent / TRAINING_IMAGES
+    if recorded.is_file():  # trained on an image folder: which images, so that a test set can be checked against them
+        digests = sorted({line[:16] for line in recorded.read_text().split() if len(line) == 64})
+        if len(digests) <= meta.TRAINING_IMAGES_MAX:
+            metadata[meta.TRAINING_IMAGES] = ",".join(digests)
     if cfg.conditional:
         classes = [str(c) for c in state.get("classes", [])]
         if len(classes) != cfg.num_classes:

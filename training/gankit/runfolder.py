@@ -12,6 +12,7 @@ from pathlib import Path
 from gankit_runtime import GankitError
 
 LOCK_FILE = ".gankit-train.lock"
+TRAINING_IMAGES = "training-images.sha256"  # one sha256 a line: the image files a run on a folder trained on
 _held_locks: dict = {}  # run folder -> its open lock file, held until the process ends
 
 
@@ -66,3 +67,13 @@ def plot(run: Path) -> None:
             f"warning: could not draw {run / 'plot.png'}: {(str(e).splitlines() or [repr(e)])[0][:200]}",
             file=sys.stderr,
         )
+
+
+def record_training_images(out: Path, digests: list[str]) -> None:
+    """The sha256 of every image file the run trained on (a resumed run's too), written whole: export carries them
+    into the model's metadata, and check-augmentation refuses test images among them."""
+    from gankit_runtime.files import atomic_write_bytes
+
+    path = out / TRAINING_IMAGES
+    known = set(path.read_text().split()) if path.is_file() else set()
+    atomic_write_bytes(path, "".join(f"{d}\n" for d in sorted(known | set(digests))).encode())

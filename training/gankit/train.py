@@ -27,7 +27,14 @@ from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, check_together
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
-from .runfolder import append_metrics, claim_run_folder, plot, refuse_links, release_run_folder
+from .runfolder import (
+    append_metrics,
+    claim_run_folder,
+    plot,
+    record_training_images,
+    refuse_links,
+    release_run_folder,
+)
 from .trainer import Trainer, discriminator_loss, epoch_order, generator_loss  # noqa: F401  (gankit.train's API)
 
 
@@ -182,6 +189,8 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     made_out, made_samples = not out.exists(), not os.path.lexists(out / "samples")
     if world.is_main:
         _prepare_run_folder(out)
+        if data.digests is not None:
+            record_training_images(out, data.digests)
     _announce(trainer, last, limit, device, log)
     loop = _Loop(trainer, out, last, monitor, log)
     try:
