@@ -248,3 +248,24 @@ def test_train_conditional_on_class_folders_export_and_generate(capsys, tmp_path
         (flat / p.name).write_bytes(p.read_bytes())
     rc, out = call(capsys, "train", "--data", flat, "--conditional", "--image-size", 16, "--out", tmp_path / "r2")
     assert_one_line_error(out.err, rc, "--conditional needs labelled data")
+
+
+def test_a_class_folder_another_shard_makes_at_the_same_moment_is_shared(cond, tmp_path, monkeypatch):
+    """Two shards into one folder race to make a class folder: the loser's mkdir fails with FileExistsError, and it
+    writes into the winner's folder (which it then never removes as its own)."""
+    from pathlib import Path
+
+    g, out = Generator(cond), tmp_path / "shared"
+    real_mkdir, raced = Path.mkdir, []
+
+    def mkdir_after_the_other_shard(self, *args, **kwargs):
+        if self.parent == out:  # a class folder: the other shard makes it first
+            real_mkdir(self)
+            raced.append(self.name)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_after_the_other_shard)
+    result = write_folder(g, plan(g, range(4)).shard(0, 2), out, "imagefolder")
+    monkeypatch.undo()
+    assert sorted(raced) == sorted(p.name for p in out.iterdir() if p.is_dir()) and len(raced) == 3
+    assert result.written == 6 and len(list(out.glob("*/*.png"))) == 6

@@ -159,7 +159,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
+    def from_dict(cls, d: object) -> ModelConfig:  # untrusted: a checkpoint's
         if not isinstance(d, dict):
             raise GankitError("model config is not a mapping")
         known = {f.name for f in fields(cls)}
@@ -266,7 +266,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: object) -> TrainConfig:  # untrusted: a checkpoint's
         if not isinstance(d, dict):
             raise GankitError("train config is not a mapping")
         unknown = set(d) - {f.name for f in fields(cls)}

@@ -89,8 +89,8 @@ def _load_image(path: Path, size: int, mode: str) -> tuple[np.ndarray, str] | No
     unreadable (a decompression bomb too: Pillow refuses images of over 2 x MAX_IMAGE_PIXELS)."""
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert(mode)
+        with Image.open(io.BytesIO(data)) as opened:
+            im = opened.convert(mode)
             w, h = im.size
             s = min(w, h)
             box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)

@@ -142,12 +142,14 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        if self.track_running_stats:
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if self.track_running_stats and tracked is not None and running_mean is not None and running_var is not None:
+            momentum = 0.1 if self.momentum is None else self.momentum  # None (a cumulative average) is not offered
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                tracked.add_(1)
+                running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
                 unbiased = var.detach() * (n / (n - 1)).detach()
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+                running_var.lerp_(unbiased.to(running_var.dtype), momentum)
         return y
 
 

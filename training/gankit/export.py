@@ -82,7 +82,7 @@ def onnx_program(
                 dynamic_shapes={arg: {0: batch} for arg in args},
             )
         except Exception as e:
-            cause = e
+            cause: BaseException | None = e
             while cause is not None:  # torch wraps a Ctrl-C inside the exporter into its own error
                 if isinstance(cause, KeyboardInterrupt):
                     raise KeyboardInterrupt from None
@@ -91,6 +91,8 @@ def onnx_program(
             raise GankitError(f"torch.onnx.export failed: {first}") from e
         finally:
             logger.setLevel(level)
+    if program is None:  # torch returns None only for the legacy exporter (dynamo=False)
+        raise GankitError("torch.onnx.export gave no program")
     program.model.metadata_props.update(metadata)
     return program
 

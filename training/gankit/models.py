@@ -59,7 +59,7 @@ class LabelPlanes(nn.Module):
         self.classes = cfg.num_classes if cfg.conditional and cfg.d_condition == "concat" else 0
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if not self.classes:
+        if not self.classes or labels is None:
             return x
         planes = F.one_hot(labels, self.classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
         return torch.cat([x, planes], dim=1)
@@ -116,7 +116,8 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.planes = LabelPlanes(cfg)
-        layers, width = [nn.Flatten()], (cfg.channels + self.planes.classes) * cfg.size * cfg.size
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = (cfg.channels + self.planes.classes) * cfg.size * cfg.size
         # Mirror of the generator without its widest layer: 784 -> 512 -> 256 -> 1 by default.
         for h in reversed(cfg.hidden[:-1] or cfg.hidden):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]

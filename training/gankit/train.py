@@ -287,7 +287,7 @@ def _shared(load, world: World):
     """Rank 0 reads (a checkpoint), every rank gets it: other machines need not see rank 0's files."""
     if not world.active:
         return load()
-    box = [None]
+    box: list = [None]
     if world.is_main:
         try:
             box[0] = load()

@@ -142,40 +142,17 @@ class Trainer:
         # Convolutions run faster in channels_last, and torch.compile added nothing on top of it (docs/benchmarks.md,
         # "channels_last"). The MLP has no use for it.
         self.memory_format = torch.channels_last if model_cfg.kind == "dcgan" else torch.contiguous_format
-        self.G, self.D = (m.to(self.device, memory_format=self.memory_format) for m in build_models(model_cfg))
+        # Module.to takes memory_format, which torch's overloads of it do not declare
+        self.G, self.D = (m.to(self.device, memory_format=self.memory_format) for m in build_models(model_cfg))  # type: ignore[call-overload]
         if world.active and train_cfg.sync_bn:  # batch statistics of the global batch, not of each rank's slice
             self.G, self.D = sync_batch_norm(self.G), sync_batch_norm(self.D)
         # What takes gradients in each step: DDP wrappers under torchrun (they average gradients in backward),
         # the modules themselves otherwise. Everything else (G under no_grad, D frozen in G's step, samples)
         # uses the modules directly.
         self.G_train, self.D_train = self.G, self.D
-        if world.active:  # buffers (batch-norm statistics) stay each rank's own, or global with --sync-bn
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            no_buffer_sync = (
-                {"forward_sync_buffers": False}
-                if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
-                else {"broadcast_buffers": False}
-            )  # torch < 2.12
-            for p in self.D.parameters():
-                if p.dim() == 4 and p.shape[1] == 1:  # a convolution of one input channel (MNIST): channels_last
-                    # gives its weight strides its gradient does not have, and DDP warned of that on every run
-                    p.data = p.data.clone(memory_format=torch.contiguous_format)
-            self.G_train = DDP(self.G, device_ids=ids, **no_buffer_sync)
-            self.D_train = DDP(self.D, device_ids=ids, **no_buffer_sync)
-        # On CUDA: bf16 autocast (no loss scaling needed); the data set lives on the GPU when it takes at most a
-        # quarter of its memory (MNIST: 47 MB, 200k 64x64 faces: 2.5 GB), else real batches are staged through
-        # pinned memory. Noise is drawn on the device. Nothing in a step waits for the GPU (no host syncs).
-        self.cuda = self.device.type == "cuda"
-        self._staging = self._copied = None
-        self.images, self.labels = data.images, data.labels
-        if self.cuda:
-            if data.images.numel() <= torch.cuda.get_device_properties(self.device).total_memory * GPU_DATA_SHARE:
-                self.images = data.images.to(self.device)
-                self.labels = None if data.labels is None else data.labels.to(self.device)
-            else:
-                b, shape = train_cfg.batch_size, tuple(data.images.shape[1:])
-                self._staging = torch.empty((b, *shape), dtype=torch.uint8).pin_memory()
-                self._copied = torch.cuda.Event()
+        if world.active:
+            self._wrap_for_ddp()
+        self._place_data(data)
         betas = (train_cfg.beta1, train_cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
@@ -205,7 +182,41 @@ class Trainer:
         self.clusters: torch.Tensor | None = None
         self._clusters_epoch = -1
 
+    def _wrap_for_ddp(self) -> None:
+        """Under torchrun: DDP wrappers take the gradients; buffers (batch-norm statistics) stay each rank's own, or
+        global with --sync-bn."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+            else {"broadcast_buffers": False}
+        )  # torch < 2.12
+        for p in self.D.parameters():
+            if p.dim() == 4 and p.shape[1] == 1:  # a convolution of one input channel (MNIST): channels_last
+                # gives its weight strides its gradient does not have, and DDP warned of that on every run
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
+        # torch 2.12 renamed broadcast_buffers to forward_sync_buffers: a keyword by name, which its hints cannot type
+        self.G_train = DDP(self.G, device_ids=ids, **no_buffer_sync)  # type: ignore[arg-type]
+        self.D_train = DDP(self.D, device_ids=ids, **no_buffer_sync)  # type: ignore[arg-type]
+
+    def _place_data(self, data: Dataset) -> None:
+        # On CUDA: bf16 autocast (no loss scaling needed); the data set lives on the GPU when it takes at most a
+        # quarter of its memory (MNIST: 47 MB, 200k 64x64 faces: 2.5 GB), else real batches are staged through
+        # pinned memory. Noise is drawn on the device. Nothing in a step waits for the GPU (no host syncs).
+        self.cuda = self.device.type == "cuda"
+        self._staging = self._copied = None
+        self.images, self.labels = data.images, data.labels
+        if self.cuda:
+            if data.images.numel() <= torch.cuda.get_device_properties(self.device).total_memory * GPU_DATA_SHARE:
+                self.images = data.images.to(self.device)
+                self.labels = None if data.labels is None else data.labels.to(self.device)
+            else:
+                b, shape = self.cfg.batch_size, tuple(data.images.shape[1:])
+                self._staging = torch.empty((b, *shape), dtype=torch.uint8).pin_memory()
+                self._copied = torch.cuda.Event()
+
     # ------------------------------------------------------------------------------ state
+
     def state_dict(self) -> dict:
         return {
             "model_config": self.model_cfg.to_dict(),
@@ -278,6 +289,7 @@ class Trainer:
             return to_model_range(self.images[idx]).contiguous(memory_format=self.memory_format), labels
         # CUDA with the data in host memory: gather into pinned memory, copy asynchronously, scale on the GPU
         labels = None if source is None else source[idx].to(self.device)
+        assert self._copied is not None and self._staging is not None  # made by _place_data for this case
         self._copied.synchronize()  # the previous copy out of the staging buffer is done
         torch.index_select(self.images, 0, idx, out=self._staging)
         batch = self._staging.to(self.device, non_blocking=True)
@@ -376,6 +388,7 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
 
     def _update_ema(self) -> None:
+        assert self.G_ema is not None  # called only with EMA on
         update_ema(self.G_ema, self.G, self.step * self.cfg.batch_size, self.cfg.batch_size, self.cfg.ema_kimg)
 
     # ------------------------------------------------------------------------------ outputs
