@@ -96,7 +96,9 @@ def check_augmentation(
     channels: int | None = typer.Option(None, min=1, max=3, help="1 or 3. Default: the generated set's."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     out: Path | None = typer.Option(None, help="Also write the figures to this JSON file."),
-    force: bool = typer.Option(False, "--force", **_flag("Replace an --out file that check-augmentation did not write.")),
+    force: bool = typer.Option(
+        False, "--force", **_flag("Replace an --out file that check-augmentation did not write.")
+    ),
 ):
     """Does a generated set help a classifier of your images, beyond rebalancing? Trains the fixed small classifier
     on your real images as they are, oversampled to the same class mix, with a class-weighted loss, with the
