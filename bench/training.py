@@ -3,6 +3,7 @@ FLOP/s against the device's peak measured in the same run (fp32 matmul on the CP
 
     python bench/training.py [--threads 2]                       # CPU: vanilla, DCGAN-28 (width 32, 64)
     python bench/training.py --device cuda [--batch-sizes 64,256,1024]   # GPU: DCGAN-28 and 64x64 RGB
+    python bench/training.py --faces [--threads 2]              # CPU: the 64x64 RGB DCGAN of faces (minutes)
     python bench/training.py --quick                             # a smoke run: tiny settings, no figures
 
 Targets on an H100/H200-class GPU (issue 8): DCGAN-28 at batch 64 >= 4x 5.6k images/s; 64x64 RGB at
@@ -67,13 +68,17 @@ def measure(cfg: ModelConfig, batch: int, device: str, seconds: float, quick: bo
     return steps * batch / (time.perf_counter() - start), flops / batch
 
 
-def run(device: str, batch_sizes: list[int], threads: int, seconds: float, quick: bool) -> list[dict]:
+def run(
+    device: str, batch_sizes: list[int], threads: int, seconds: float, quick: bool, faces: bool = False
+) -> list[dict]:
     rows = []
     if device == "cpu":
         torch.set_num_threads(threads)
         peak = matmul_peak(threads)
         print(f"anchor: fp32 matmul 2048x2048, {threads} threads: {gflops(peak)}")
         models = dict(list(CPU_MODELS.items())[:2]) if quick else CPU_MODELS
+        if faces:  # the README's faces recipe (width 128: 1024 channels at 4x4) on this CPU
+            models = {"dcgan64 rgb": GPU_MODELS["dcgan64 rgb"]}
     else:
         torch.backends.cudnn.benchmark = True
         peak = bf16_peak(device)
@@ -99,10 +104,11 @@ def main():
     ap.add_argument("--batch-sizes", default=None, help="default: 64 on the CPU, 64,256,1024 on CUDA")
     ap.add_argument("--seconds", type=float, default=None, help="timing per case (default 3 CPU, 2 CUDA)")
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not figures")
+    ap.add_argument("--faces", action="store_true", help="CPU: the 64x64 RGB DCGAN alone (about a minute a case)")
     args = ap.parse_args()
     batches = [int(b) for b in (args.batch_sizes or ("64" if args.device == "cpu" else "64,256,1024")).split(",")]
     seconds = args.seconds or (0.0 if args.quick else 3.0 if args.device == "cpu" else 2.0)
-    run(args.device, [8] if args.quick else batches, args.threads, seconds, args.quick)
+    run(args.device, [8] if args.quick else batches, args.threads, seconds, args.quick, args.faces)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,7 @@ def test_two_machines_on_localhost(pets, tmp_path):
         "metrics.jsonl",
         "plot.png",
         "samples",
+        "training-images.sha256",  # a folder's images: the record export carries into the model
     ]  # rank 0 alone writes (and holds the folder)
 
 

@@ -155,7 +155,9 @@ def evaluate(
         None,
         help="Feature extractor. Default: --data's classifier shipped in gankit_runtime (models/DATA-classifier.onnx).",
     ),
-    reference: bool = typer.Option(True, help="Also score real training images: the scale."),
+    reference: bool = typer.Option(
+        True, "--reference/--no-reference", **_flag("Also score real training images: the scale.")
+    ),
     truncation: float = typer.Option(1.0, help="psi of the samples scored (1.0 = off), as generate's."),
     force: bool = typer.Option(False, "--force", **_flag("Replace an existing --out that eval did not write.")),
 ):

@@ -69,6 +69,19 @@ def plot(run: Path) -> None:
         )
 
 
+def prepare_run_folder(out: Path, digests: list[str] | None = None) -> None:
+    """Make and hold the run folder (rank 0), its samples/ too; record the images a run on a folder trains on."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        claim_run_folder(out)
+        refuse_links(out, ("samples", "metrics.jsonl", "best.pt", "plot.png", TRAINING_IMAGES))
+        (out / "samples").mkdir(exist_ok=True)
+        if digests is not None:
+            record_training_images(out, digests)
+    except OSError as e:
+        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
+
+
 def record_training_images(out: Path, digests: list[str]) -> None:
     """The sha256 of every image file the run trained on (a resumed run's too), written whole: export carries them
     into the model's metadata, and check-augmentation refuses test images among them."""

@@ -27,14 +27,7 @@ from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, check_together
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
-from .runfolder import (
-    append_metrics,
-    claim_run_folder,
-    plot,
-    record_training_images,
-    refuse_links,
-    release_run_folder,
-)
+from .runfolder import append_metrics, plot, prepare_run_folder, release_run_folder
 from .trainer import Trainer, discriminator_loss, epoch_order, generator_loss  # noqa: F401  (gankit.train's API)
 
 
@@ -188,9 +181,7 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     monitor = _monitor(trainer, out, data_dir, log)
     made_out, made_samples = not out.exists(), not os.path.lexists(out / "samples")
     if world.is_main:
-        _prepare_run_folder(out)
-        if data.digests is not None:
-            record_training_images(out, data.digests)
+        prepare_run_folder(out, data.digests)
     _announce(trainer, last, limit, device, log)
     loop = _Loop(trainer, out, last, monitor, log)
     try:
@@ -241,16 +232,6 @@ def _monitor(trainer: Trainer, out: Path, data_dir: Path, log):
     from .monitor import Monitor
 
     return Monitor(out, data_dir, cfg.eval_samples, trainer.data.name, log)
-
-
-def _prepare_run_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        claim_run_folder(out)
-        refuse_links(out, ("samples", "metrics.jsonl", "best.pt", "plot.png"))
-        (out / "samples").mkdir(exist_ok=True)
-    except OSError as e:
-        raise GankitError(f"cannot write to {out}: {e.strerror or e}") from None
 
 
 def _announce(trainer: Trainer, last: int, limit: str, device: str, log) -> None:
