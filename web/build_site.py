@@ -20,11 +20,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import _HOST, _alive, is_inside
+from gankit_runtime.files import _HOST, _alive, folder_aside, is_inside
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
@@ -164,15 +163,8 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
         raise GankitError("give at least one .onnx generator")
     own = check_out(out, models, force)
     entries = [model_entry(Path(m), name) for m, name in zip(models, _names(models))]
-    try:  # an error names --out, never the temporary build folder
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_builds(out.parent)
-        build = Path(
-            tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".gankit-build.{_HOST}.{os.getpid()}", dir=out.parent)
-        )
-    except OSError as e:
-        raise GankitError(f"cannot write the site to {out}: {e.strerror or e}; nothing was changed") from None
-    try:
+    remove_stale_builds(out.parent)
+    with folder_aside(out, "gankit-build", "the site") as build:
         for f in PAGE_FILES:
             shutil.copyfile(SOURCES / f, build / f)
         (build / "ort").mkdir()
@@ -187,12 +179,6 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
         (build / MARKER).write_text(json.dumps(manifest, indent=1) + "\n")  # last: a half-built site has none
         os.chmod(build, 0o755)
         _replace(build, out)
-    except OSError as e:
-        shutil.rmtree(build, ignore_errors=True)
-        raise GankitError(f"cannot write the site to {out}: {e.strerror or e}; nothing was changed") from None
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return entries
 
 

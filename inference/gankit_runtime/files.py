@@ -7,7 +7,9 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -252,3 +254,24 @@ def prepare_output_file(path, ours=None, force: bool = True) -> Path:
         raise _writable_error(folder, e) from None
     remove_stale_temporaries(folder)
     return path
+
+
+@contextlib.contextmanager
+def folder_aside(out: Path, kind: str, what: str):
+    """A temporary folder beside `out` to build a whole folder in (named for this host and process:
+    .NAME.XXXX.KIND.HOST.PID, so that a later run can tell a killed build's from a running one's). The caller renames
+    it into place inside the block; on any failure it is removed, and an OSError becomes one line that names `out`,
+    never the temporary."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".{kind}.{_HOST}.{os.getpid()}", dir=out.parent))
+    except OSError as e:
+        raise GankitError(f"cannot write {what} to {out}: {e.strerror or e}; nothing was changed") from None
+    try:
+        yield build
+    except OSError as e:
+        shutil.rmtree(build, ignore_errors=True)
+        raise GankitError(f"cannot write {what} to {out}: {e.strerror or e}; nothing was changed") from None
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise

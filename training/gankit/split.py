@@ -13,12 +13,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from gankit_runtime import GankitError
-from gankit_runtime.files import _HOST, is_inside
+from gankit_runtime.files import folder_aside, is_inside
 
 MANIFEST = "gankit-split.json"
 
@@ -82,11 +81,7 @@ def split_folder(source: Path, out: Path, holdout: float = 0.2, seed: int = 0) -
             rel = f"{name}/{f.relative_to(source / name).as_posix()}"
             manifest[side][rel] = d
             plan.append((f, side, rel))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(
-        tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".gankit-split.{_HOST}.{os.getpid()}", dir=out.parent)
-    )
-    try:
+    with folder_aside(out, "gankit-split", "the split") as build:
         for f, side, rel in plan:
             target = build / side / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +94,4 @@ def split_folder(source: Path, out: Path, holdout: float = 0.2, seed: int = 0) -
         if os.path.isdir(out):
             os.rmdir(out)  # empty, checked above
         os.rename(build, out)
-    except OSError as e:
-        shutil.rmtree(build, ignore_errors=True)
-        raise GankitError(f"cannot write the split to {out}: {e.strerror or e}; nothing was written") from None
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return manifest
