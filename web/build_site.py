@@ -15,7 +15,6 @@ sources, the working directory or a model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import _HOST, _alive, folder_aside, is_inside
+from gankit_runtime.files import _HOST, _alive, folder_aside, is_inside, sha256_of
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
@@ -72,14 +71,6 @@ def _names(models: list[Path]) -> list[str]:
     return names
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(folder: Path) -> list[str]:
     """Every file and link under folder (links not followed), as relative POSIX paths, the manifest left out."""
     found = []
@@ -125,7 +116,7 @@ def check_out(out: Path, models: list[Path], force: bool) -> list[str]:
             "it is never replaced; choose another --out, or empty it"
         )
     present = _files(out)
-    edited = [f for f in present if f in built and (os.path.islink(out / f) or _sha256(out / f) != built[f])]
+    edited = [f for f in present if f in built and (os.path.islink(out / f) or sha256_of(out / f) != built[f])]
     if edited and not force:
         raise GankitError(
             f"{out / edited[0]} was changed since gankit web built it: --force replaces it with the new build's "
@@ -174,7 +165,7 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
         for m, entry in zip(models, entries):
             shutil.copyfile(m, build / entry["file"])
         (build / "models.json").write_text(json.dumps(entries, indent=1) + "\n")
-        manifest = {"built_by": "gankit web", "files": {f: _sha256(build / f) for f in _files(build)}}
+        manifest = {"built_by": "gankit web", "files": {f: sha256_of(build / f) for f in _files(build)}}
         _carry(out, build, own)
         (build / MARKER).write_text(json.dumps(manifest, indent=1) + "\n")  # last: a half-built site has none
         os.chmod(build, 0o755)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -275,3 +276,12 @@ def folder_aside(out: Path, kind: str, what: str):
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+
+
+def sha256_of(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -9,7 +9,6 @@ runtime needs (see gankit_runtime.contract).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import io
 import json
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from gankit_runtime import GankitError, Generator, latents_for_seeds, to_uint8
 from gankit_runtime import contract as meta
-from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap
+from gankit_runtime.files import atomic_path, prepare_output_file, refuse_overlap, sha256_of
 from torch import nn
 
 from . import __version__
@@ -275,7 +274,7 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
         meta.DATASET: str(state.get("dataset", "")),
         meta.TRAINING_STEPS: str(state.get("step", 0)),
         meta.PACKAGE_VERSION: __version__,
-        meta.CHECKPOINT_SHA256: _sha256_of(checkpoint_file(run)),
+        meta.CHECKPOINT_SHA256: sha256_of(checkpoint_file(run)),
         meta.CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
         "ema": "true" if "generator_ema" in state else "false",
     }
@@ -317,12 +316,3 @@ def export(run: Path, out: Path, atol: float = 1e-4, log=None, force: bool = Tru
         file=log,
     )
     return report
-
-
-def _sha256_of(path) -> str:
-    """sha256 of a file, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -9,7 +9,6 @@ The split is built in a temporary folder beside SPLIT and renamed into place: it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,17 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from gankit_runtime import GankitError
-from gankit_runtime.files import folder_aside, is_inside
+from gankit_runtime.files import folder_aside, is_inside, sha256_of
 
 MANIFEST = "gankit-split.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def class_files(folder: Path) -> dict[str, list[Path]]:
@@ -69,7 +60,7 @@ def split_folder(source: Path, out: Path, holdout: float = 0.2, seed: int = 0) -
     manifest: dict = {"source": str(source.resolve()), "holdout": holdout, "seed": seed, "train": {}, "test": {}}
     plan = []
     for name, files in class_files(source).items():
-        digests = [_sha256(f) for f in files]
+        digests = [sha256_of(f) for f in files]
         try:
             held = choose(digests, holdout, rng)
         except GankitError:
