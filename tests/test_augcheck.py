@@ -2,6 +2,7 @@
 controls, the decision rule on made-up gains, and one-line refusals. The real measurement is bench/longtail.py."""
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -172,3 +173,16 @@ def test_bad_input_is_one_line(capsys, recipe, tmp_path):
     expect_error(capsys, [*args[:-2], "--model", other_model], "made by another model")
     expect_error(capsys, ["split", d / "mine", "--out", d / "split"], "not an empty folder")
     expect_error(capsys, ["split", d / "mine", "--out", d / "mine" / "inside"], "overlap")
+
+
+def test_a_killed_split_is_cleared_by_the_next(capsys, recipe, tmp_path):
+    from gankit_runtime.files import _HOST
+    from test_refusals import dead_pid
+
+    d, _, _, _ = recipe
+    left = tmp_path / f".split.x1.gankit-split.{_HOST}.{dead_pid()}"  # what a killed split left beside its --out
+    (left / "train").mkdir(parents=True)
+    running = tmp_path / f".split.x2.gankit-split.{_HOST}.{os.getpid()}"  # a split still running
+    running.mkdir()
+    assert call(capsys, "split", d / "mine", "--out", tmp_path / "split")[0] == 0
+    assert not left.exists() and running.is_dir() and (tmp_path / "split" / "gankit-split.json").is_file()

@@ -14,7 +14,6 @@ sources, the working directory or a model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -22,13 +21,12 @@ import shutil
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import _HOST, _alive, folder_aside, is_inside, sha256_of
+from gankit_runtime.files import _HOST, folder_aside, is_inside, sha256_of
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MARKER = ".gankit-web"  # the manifest of a folder this command built: {"files": {relative path: sha256}}
-_BUILD = re.compile(r"^\..+\.gankit-build\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(\.old)?$")  # of host H, process N
 
 
 def find_ort(given: Path | None, sources: Path = SOURCES) -> Path:
@@ -135,18 +133,6 @@ def _carry(old: Path, build: Path, own: list[str]) -> None:
         shutil.copy2(old / rel, target, follow_symlinks=False)
 
 
-def remove_stale_builds(folder: Path) -> None:
-    """Take away what a killed build of this host left beside --out: its temporary folder, or a replaced site not
-    yet removed. Another host's (a shared disk) and a running build's are left alone."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            m = _BUILD.match(name)
-            if not m or m.group("host") != _HOST or _alive(int(m.group("pid"))):
-                continue
-            if (folder / name).is_dir() and not (folder / name).is_symlink():
-                shutil.rmtree(folder / name, ignore_errors=True)
-
-
 def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False) -> list[dict]:
     """Build the site for `models` into `out`; returns models.json's entries."""
     out = Path(out)
@@ -154,7 +140,6 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
         raise GankitError("give at least one .onnx generator")
     own = check_out(out, models, force)
     entries = [model_entry(Path(m), name) for m, name in zip(models, _names(models))]
-    remove_stale_builds(out.parent)
     with folder_aside(out, "gankit-build", "the site") as build:
         for f in PAGE_FILES:
             shutil.copyfile(SOURCES / f, build / f)

@@ -257,6 +257,20 @@ def prepare_output_file(path, ours=None, force: bool = True) -> Path:
     return path
 
 
+def remove_stale_builds(folder: Path, kind: str) -> None:
+    """Take away what a killed build of this host left in `folder`: its temporary folder (.NAME.XXXX.KIND.HOST.PID),
+    or a replaced folder not yet removed (the same name + .old). Another host's (a shared disk) and a running
+    build's are left alone."""
+    pattern = re.compile(rf"^\..+\.{re.escape(kind)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(\.old)?$")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            m = pattern.match(name)
+            if not m or m.group("host") != _HOST or _alive(int(m.group("pid"))):
+                continue
+            if (folder / name).is_dir() and not (folder / name).is_symlink():
+                shutil.rmtree(folder / name, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def folder_aside(out: Path, kind: str, what: str):
     """A temporary folder beside `out` to build a whole folder in (named for this host and process:
@@ -265,6 +279,7 @@ def folder_aside(out: Path, kind: str, what: str):
     never the temporary."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(out.parent, kind)
         build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=f".{kind}.{_HOST}.{os.getpid()}", dir=out.parent))
     except OSError as e:
         raise GankitError(f"cannot write {what} to {out}: {e.strerror or e}; nothing was changed") from None
