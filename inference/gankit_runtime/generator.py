@@ -63,7 +63,7 @@ class Generator:
 
     >>> g = Generator("mnist-dcgan")                           # a shipped model, or any .onnx path; device="cuda"
     >>> images = g.generate(range(16))                         # uint8 [16, 28, 28, 1]
-    >>> c = Generator("exported/mnist-cdcgan.onnx")            # class-conditional: one label per seed
+    >>> c = Generator("mnist-cdcgan")                          # class-conditional: one label per seed
     >>> sevens = c.generate(range(16), labels=[c.class_index("7")] * 16)
 
     device: "cpu", "cuda" or "cuda:N"; CUDA where onnxruntime cannot use it is an error, never a silent CPU run.
