@@ -20,10 +20,15 @@ and measured on the real test split (all 10,000): balanced accuracy, tail recall
 with the best of (a)-(c) by subset seed: mean and 95% t interval (ddof=1); and the share of the gap between the best
 rebalancing and the oracle that each use of the generated set closes.
 
+--remedy "WORDS" (repeatable, e.g. --remedy "--transfer latent") trains one more generator per remedy: the recipe's
+command with WORDS added, on the same folder; (d) and (f) are measured with its images too, and its training time is
+printed as a ratio to the recipe's.
+
 Then the check a user runs, as printed: `gankit check-augmentation --real FOLDER --test TEST --generated SYNTH
 --model MODEL` at its defaults, where SYNTH is `gankit generate MODEL --per-class N --class TAILS` and TEST 100 real
 test images a class (never seen by the generator); its verdict is printed beside the benchmark's own result.
---work DIR keeps each seed's folder, run and generated set, and reuses a generator already trained there.
+--work DIR keeps each seed's folder, runs and generated set, and reuses a generator already trained there; and each
+case's score (scores.json), reused when the case, the classifier settings and the generator's file are the same.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from gankit.classifier import fit, predict
 from gankit_runtime import Generator
 from gankit_runtime.evaluation.datasets import default_data_dir, load_mnist_like
 from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor
+from gankit_runtime.files import sha256_of
 from PIL import Image
 
 import cli
@@ -134,6 +140,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--real-share", type=float, default=0.5, help="(f): the real images' share of a tail class")
     ap.add_argument("--candidates", type=int, default=2, help="(e): generated candidates per image kept")
     ap.add_argument("--check-steps", type=int, default=None, help="check-augmentation's --steps (default: its own)")
+    ap.add_argument("--remedy", action="append", default=[], help='recipe words to add, e.g. "--transfer latent"')
     ap.add_argument("--skip-check", action="store_true", help="no check-augmentation (classifier variants only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--test", type=int, default=10000, help="score on the first N test images (a quick look)")
@@ -145,20 +152,32 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def train_recipe(args, work: Path, xs: np.ndarray, ys: np.ndarray) -> tuple[Path, float]:
-    """The README's recipe on the subset's folder: (the exported generator, minutes of training); reused when
-    --work already holds it."""
-    onnx = work / "run" / "generator.onnx"
+def run_name(remedy: str) -> str:
+    """The run folder of the recipe ("run") or of the recipe plus a remedy ("run-transfer-latent")."""
+    return "run" + "".join("-" + w.strip("-") for w in shlex.split(remedy))
+
+
+def train_recipe(args, work: Path, xs: np.ndarray, ys: np.ndarray, remedy: str = "") -> tuple[Path, float]:
+    """The README's recipe (plus a remedy's words) on the subset's folder: (the exported generator, minutes of
+    training, export included); reused when --work already holds it."""
+    run = work / run_name(remedy)
+    onnx = run / "generator.onnx"
     if onnx.is_file():
-        return onnx, float("nan")
-    shutil.rmtree(work, ignore_errors=True)
-    folder = write_folder(work / "folder", xs, ys)
-    command = recipe_command(folder, work / "run", args.threads, args.gan_steps)
+        timing = run / "minutes.txt"
+        return onnx, float(timing.read_text()) if timing.is_file() else float("nan")
+    shutil.rmtree(run, ignore_errors=True)
+    if not (work / "folder").is_dir():
+        shutil.rmtree(work, ignore_errors=True)
+        write_folder(work / "folder", xs, ys)
+    folder = work / "folder"
+    command = recipe_command(folder, run, args.threads, args.gan_steps) + shlex.split(remedy)
     print("  gankit " + " ".join(command), flush=True)
     start = time.perf_counter()
-    if cli.main(command) != 0 or cli.main(["export", str(work / "run")]) != 0:
+    if cli.main(command) != 0 or cli.main(["export", str(run)]) != 0:
         raise SystemExit("the recipe failed")
-    return onnx, (time.perf_counter() - start) / 60
+    minutes = (time.perf_counter() - start) / 60
+    (run / "minutes.txt").write_text(f"{minutes:.3f}\n")
+    return onnx, minutes
 
 
 def user_check(args, work: Path, onnx: Path, rare: np.ndarray, need: int, x_test, y_test) -> dict:
@@ -182,6 +201,39 @@ def user_check(args, work: Path, onnx: Path, rare: np.ndarray, need: int, x_test
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
+def generated_cases(remedy: str) -> tuple[str, ...]:
+    """The cases that use a generator's images: (d), (e) and (f) for the recipe; (d) and (f) for a remedy."""
+    if not remedy:
+        return CASES[3:6]
+    return tuple(f"{case} [{remedy}]" for case in (CASES[3], CASES[5]))
+
+
+class Scores:
+    """Each case's score per seed, kept in --work's scores.json: a case is reused when it, the classifier settings
+    and (for the generated cases) the generator's file are the same."""
+
+    def __init__(self, args, scratch: Path):
+        self.path, self.args = scratch / "scores.json", args
+        self.saved = json.loads(self.path.read_text()) if args.work and self.path.is_file() else {}
+
+    def key(self, case: str, seed: int, onnx: Path | None) -> str:
+        a = self.args
+        made_by = sha256_of(onnx)[:16] if onnx is not None else "-"
+        return f"{a.data}|{a.head}|{a.tail}|{a.tails}|seed{seed}|clf{a.clf_steps}|test{a.test}|{case}|" + (
+            f"real{a.real_share}|cand{a.candidates}|{made_by}" if onnx is not None else "-"
+        )
+
+    def get(self, key: str):
+        return self.saved.get(key)
+
+    def put(self, key: str, row: dict) -> None:
+        self.saved[key] = row
+        if self.args.work:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.saved, indent=1))
+            tmp.replace(self.path)
+
+
 def main() -> None:
     args = arguments()
     torch.set_num_threads(args.threads)
@@ -191,74 +243,100 @@ def main() -> None:
     x_test, y_test = x_test[: args.test], y_test[: args.test]
     print(
         f"{args.data}: {10 - args.tails} head classes x {args.head}, {args.tails} tail classes x {args.tail}; "
-        f"the README's recipe (gankit {' '.join(readme_recipe())}); classifier {args.clf_steps} steps x 128; "
-        f"seeds {seeds}",
+        f"the README's recipe (gankit {' '.join(readme_recipe())}); remedies {args.remedy or 'none'}; classifier "
+        f"{args.clf_steps} steps x 128; seeds {seeds}",
         flush=True,
     )
-    results: dict = {case: [] for case in CASES}
-    extra: dict = {k: [] for k in ("tail_classes", "gan_minutes", "kept_share", "gan_test_tail", "copy_ratio", "check")}
+    remedies = ["", *args.remedy]
+    cases = [*CASES[:3], *(c for r in remedies for c in generated_cases(r)), CASES[6]]
+    results: dict = {case: [] for case in cases}
+    extra: dict = {k: {r: [] for r in remedies} for k in ("gan_minutes", "gan_test_tail", "copy_ratio")}
+    extra |= {"tail_classes": [], "check": []}
     judge = FeatureExtractor(CLASSIFIERS[args.data])  # the shipped classifier, trained on all 60,000 images
     scratch = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="longtail-"))
+    scores = Scores(args, scratch)
     for seed in seeds:
         pick, rare = long_tail_subset(y_train, args.head, args.tail, args.tails, seed)
         xs, ys = x_train[pick], y_train[pick]
         extra["tail_classes"].append(rare.tolist())
         work = scratch / f"{args.data}-{args.head}-{args.tail}-seed{seed}"
-        onnx, minutes = train_recipe(args, work, xs, ys)
-        extra["gan_minutes"].append(minutes)
-        need = args.head - args.tail  # generated images per tail class for (d) and (e)
-        labels = np.repeat(rare, need * args.candidates)
-        synth = Generator(onnx, threads=args.threads).generate(np.tile(np.arange(need * args.candidates), len(rare)),
-                                                               labels=labels)[..., 0]  # fmt: skip
-        first = np.tile(np.arange(need * args.candidates) < need, len(rare))
-        extra["copy_ratio"].append(copy_ratio(synth[first], labels[first], xs, ys, x_test, y_test, rare))
-        _, probs = judge(synth[first][..., None])
-        extra["gan_test_tail"].append(float((probs.argmax(1) == labels[first]).mean()))
-        print(
-            f"seed {seed}: tail classes {rare.tolist()}, GAN {minutes:.1f} min, GAN-test on the tail "
-            f"{extra['gan_test_tail'][-1]:.2%}, copy ratio {extra['copy_ratio'][-1]:.2f}",
-            flush=True,
-        )
 
-        def run(case: str, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
-            model = fit(x, y, args.clf_steps, seed=seed, class_weight=weight)
-            r = recalls(model, x_test, y_test)
-            row = {"balanced": float(r.mean()), "tail": float(r[rare].mean()), "head": float(np.delete(r, rare).mean()),
-                   "per_class": r.tolist()}  # fmt: skip
+        def run(case: str, onnx: Path | None, make, weight: np.ndarray | None = None) -> None:
+            """Score one case: `make()` gives its training set (x, y, and fields to keep beside its score)."""
+            key = scores.key(case, seed, onnx)
+            row = scores.get(key)
+            if row is None:
+                x, y, *kept = make()
+                model = fit(x, y, args.clf_steps, seed=seed, class_weight=weight)
+                r = recalls(model, x_test, y_test)
+                row = {"balanced": float(r.mean()), "tail": float(r[rare].mean()),
+                       "head": float(np.delete(r, rare).mean()), "per_class": r.tolist(), **(kept[0] if kept else {})}  # fmt: skip
+                scores.put(key, row)
             results[case].append(row)
             print(f"seed {seed} {case}: balanced {row['balanced']:.2%}, tail {row['tail']:.2%}, head {row['head']:.2%}",
                   flush=True)  # fmt: skip
-            return model
 
+        onnx, minutes = train_recipe(args, work, xs, ys)
         tail = np.isin(ys, rare)
-        run(CASES[0], xs, ys)
+        run(CASES[0], None, lambda: (xs, ys))
         repeat = np.where(tail, args.head // args.tail, 1)
-        oversampled = run(CASES[1], np.repeat(xs, repeat, axis=0), np.repeat(ys, repeat))
-        run(CASES[2], xs, ys, weight=len(ys) / (10 * np.bincount(ys, minlength=10)))
-        run(CASES[3], np.concatenate([xs, synth[first]]), np.concatenate([ys, labels[first]]))
-        agree = predict(oversampled, synth) == labels
-        keep = agree & (np.concatenate([np.cumsum(agree[labels == c]) for c in rare]) <= need)
-        extra["kept_share"].append(float(keep.sum() / (need * len(rare))))
-        run(CASES[4], np.concatenate([xs, synth[keep]]), np.concatenate([ys, labels[keep]]))
-        real_part = round(args.real_share * args.head)  # of a tail class: repeated real images, the rest generated
-        reps = np.where(tail, max(1, real_part // args.tail), 1)
-        some = np.tile(np.arange(need * args.candidates) < args.head - real_part, len(rare))
-        run(CASES[5], np.concatenate([np.repeat(xs, reps, axis=0), synth[some]]),
-            np.concatenate([np.repeat(ys, reps), labels[some]]))  # fmt: skip
+        run(CASES[1], None, lambda: (np.repeat(xs, repeat, axis=0), np.repeat(ys, repeat)))
+        run(CASES[2], None, lambda: (xs, ys), weight=len(ys) / (10 * np.bincount(ys, minlength=10)))
+        for remedy in remedies:
+            onnx, minutes = (onnx, minutes) if not remedy else train_recipe(args, work, xs, ys, remedy)
+            generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_test, judge, extra)
         unseen = np.setdiff1d(np.flatnonzero(np.isin(y_train, rare)), pick)
+        need = args.head - args.tail
         more = np.concatenate([np.random.default_rng([seed, 42]).choice(unseen[y_train[unseen] == c], need,
                                                                         replace=False) for c in rare])  # fmt: skip
-        run(CASES[6], np.concatenate([xs, x_train[more]]), np.concatenate([ys, y_train[more]]))
+        run(CASES[6], None, lambda: (np.concatenate([xs, x_train[more]]), np.concatenate([ys, y_train[more]])))
         if not args.skip_check:
+            onnx = work / "run" / "generator.onnx"
             extra["check"].append(user_check(args, work, onnx, rare, need, x_test, y_test))
             print(f"seed {seed} check-augmentation ({extra['check'][-1]['seconds']:.0f} s): "
                   f"{extra['check'][-1]['verdict']}", flush=True)  # fmt: skip
-    report(args, results, extra)
+    report(args, results, extra, remedies)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "results": results, **extra}, f, indent=1)
     if not args.work:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_test, judge, extra) -> None:
+    """One generator's tail images: its copy ratio and GAN-test, and the cases that use them ((d)-(f))."""
+    need = args.head - args.tail  # generated images per tail class for (d) and (e)
+    labels = np.repeat(rare, need * args.candidates)
+    synth = Generator(onnx, threads=args.threads).generate(np.tile(np.arange(need * args.candidates), len(rare)),
+                                                           labels=labels)[..., 0]  # fmt: skip
+    first = np.tile(np.arange(need * args.candidates) < need, len(rare))
+    extra["gan_minutes"][remedy].append(minutes)
+    extra["copy_ratio"][remedy].append(copy_ratio(synth[first], labels[first], xs, ys, x_test, y_test, rare))
+    _, probs = judge(synth[first][..., None])
+    extra["gan_test_tail"][remedy].append(float((probs.argmax(1) == labels[first]).mean()))
+    print(
+        f"seed {seed} {remedy or 'the recipe'}: tail classes {rare.tolist()}, GAN {minutes:.1f} min, GAN-test on the "
+        f"tail {extra['gan_test_tail'][remedy][-1]:.2%}, copy ratio {extra['copy_ratio'][remedy][-1]:.2f}",
+        flush=True,
+    )
+    top_up, *rest = generated_cases(remedy)
+    run(top_up, onnx, lambda: (np.concatenate([xs, synth[first]]), np.concatenate([ys, labels[first]])))
+    if not remedy:
+
+        def filtered():
+            over = np.where(np.isin(ys, rare), args.head // args.tail, 1)
+            oversampled = fit(np.repeat(xs, over, axis=0), np.repeat(ys, over), args.clf_steps, seed=seed)  # as (b)
+            agree = predict(oversampled, synth) == labels
+            keep = agree & (np.concatenate([np.cumsum(agree[labels == c]) for c in rare]) <= need)
+            return (np.concatenate([xs, synth[keep]]), np.concatenate([ys, labels[keep]]),
+                    {"kept_share": float(keep.sum() / (need * len(rare)))})  # fmt: skip
+
+        run(rest.pop(0), onnx, filtered)
+    real_part = round(args.real_share * args.head)  # of a tail class: repeated real images, the rest generated
+    reps = np.where(np.isin(ys, rare), max(1, real_part // args.tail), 1)
+    some = np.tile(np.arange(need * args.candidates) < args.head - real_part, len(rare))
+    run(rest[0], onnx, lambda: (np.concatenate([np.repeat(xs, reps, axis=0), synth[some]]),
+                                np.concatenate([np.repeat(ys, reps), labels[some]])))  # fmt: skip
 
 
 def paired(d: np.ndarray) -> str:
@@ -269,19 +347,20 @@ def paired(d: np.ndarray) -> str:
     return f"{100 * d.mean():+.2f} [{100 * (d.mean() - half):+.2f}, {100 * (d.mean() + half):+.2f}]"
 
 
-def report(args, results: dict, extra: dict) -> None:
+def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
     def ms(values):
         return f"{100 * np.mean(values):.2f} +- {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.2f}"
 
-    print(
-        f"\n{args.data}, {len(results[CASES[0]])} subset seeds, the README's recipe "
-        f"({np.nanmean(extra['gan_minutes'] or [np.nan]):.1f} min each); GAN-test on the tail "
-        f"{ms(extra['gan_test_tail'])}%, copy ratio {np.mean(extra['copy_ratio']):.2f}; (e) kept "
-        f"{np.mean(extra['kept_share']):.0%} of the images (d) uses"
-    )
+    print(f"\n{args.data}, {len(results[CASES[0]])} subset seeds, tail {args.tail}; (e) kept "
+          f"{np.mean([r.get('kept_share', np.nan) for r in results[CASES[4]]]):.0%} of the images (d) uses")  # fmt: skip
+    recipe = np.array(extra["gan_minutes"][""])
+    for r in remedies:
+        times = np.array(extra["gan_minutes"][r])
+        ratio = f", {np.mean(times / recipe):.2f}x the recipe's time" if r else ""
+        print(f"- {r or 'the recipe'}: {np.nanmean(times):.1f} min each{ratio}; GAN-test on the tail "
+              f"{ms(extra['gan_test_tail'][r])}%, copy ratio {np.mean(extra['copy_ratio'][r]):.2f}")  # fmt: skip
     print("| case | balanced accuracy | tail recall | head recall |\n|---|---|---|---|")
-    for case in CASES:
-        rows = results[case]
+    for case, rows in results.items():
         print(f"| {case} | {ms([r['balanced'] for r in rows])} | {ms([r['tail'] for r in rows])} | "
               f"{ms([r['head'] for r in rows])} |")  # fmt: skip
     best = {k: max(CASES[:3], key=lambda c: np.mean([r[k] for r in results[c]])) for k in ("balanced", "tail")}
@@ -289,14 +368,15 @@ def report(args, results: dict, extra: dict) -> None:
           " (oracle - best)")  # fmt: skip
     oracle = np.array([r["tail"] for r in results[CASES[6]]])
     base_tail = np.array([r["tail"] for r in results[best["tail"]]])
-    for case in CASES[3:]:
+    for case in list(results)[3:]:
         parts = []
         for key in ("balanced", "tail"):
             d = np.array([r[key] for r in results[case]]) - np.array([r[key] for r in results[best[key]]])
             parts.append(f"{key} {paired(d)} vs {best[key]}")
         gap = np.mean(np.array([r["tail"] for r in results[case]]) - base_tail) / max(1e-9, np.mean(oracle - base_tail))
         print(f"- {case}: " + "; ".join(parts) + (f"; tail gap closed {gap:.0%}" if case != CASES[6] else ""))
-    print("\ncheck-augmentation at its defaults, per seed (its own control and paired gain):")
+    if extra["check"]:
+        print("\ncheck-augmentation at its defaults, per seed (its own control and paired gain):")
     for seed, check, d in zip(args.seeds.split(","), extra["check"], extra["tail_classes"]):
         print(f"- seed {seed} (tail {d}), {check['seconds']:.0f} s: {check['verdict']}")
 

@@ -83,9 +83,11 @@ def test_the_npm_tarball_installs_into_an_empty_folder_and_gives_python_s_pixels
     )
     assert r.returncode == 0, r.stderr
     os.symlink(ORT_WEB, app / "node_modules" / "onnxruntime-web")  # the peer dependency the user brings
-    # The shipped models, and a model with modes: its mode is an ArgMax over z inside the graph
+    # The shipped models, a model with modes (its mode is an ArgMax over z inside the graph) and one with --transfer
+    # latent (a Gather of its class's mean and a MatMul of z inside the graph)
     moded = tiny_generator(tmp_path / "moded.onnx", modes=4)
-    models = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx", moded]
+    transfer = tiny_generator(tmp_path / "transfer.onnx", classes=[str(c) for c in range(10)], transfer=True)
+    models = [ROOT / "exported" / "mnist-dcgan.onnx", ROOT / "exported" / "mnist-cdcgan.onnx", moded, transfer]
     r = node(PIXELS % "gankit-web", app, *models)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)

@@ -20,13 +20,15 @@ def tiny_generator(
     metadata: dict | None = None,
     seed: int = 0,
     modes: int = 0,
+    transfer: bool = False,
 ) -> Path:
     """An exported DCGAN with random weights (every seed, and class, still gives its own image); `classes`
-    (names) makes it class-conditional, `modes` gives it modes read from z. Metadata entries given replace the
+    (names) makes it class-conditional, `modes` gives it modes read from z, `transfer` its classes as Gaussians in a
+latent (--transfer latent: random means and a random Cholesky factor, computed inside the graph). Metadata entries given replace the
     exporter's."""
     import onnx
 
-    key = (size, channels, width, tuple(classes) if classes else None, seed, modes)
+    key = (size, channels, width, tuple(classes) if classes else None, seed, modes, transfer)
     if key not in _EXPORTS:
         import torch
         from gankit.config import ModelConfig
@@ -41,8 +43,12 @@ def tiny_generator(
             width=width,
             num_classes=len(classes) if classes else 0,
             modes=modes,
+            transfer="latent" if transfer else "none",
         )
         g, _ = build_models(cfg)
+        if transfer:
+            g.join.means.normal_(0.0, 2.0)
+            g.join.scale.copy_(torch.tril(0.3 * torch.randn(cfg.z_dim, cfg.z_dim)) + 0.5 * torch.eye(cfg.z_dim))
         to_onnx(g.eval(), cfg, path, {"classes": json.dumps(list(classes))} if classes else {})
         _EXPORTS[key] = Path(path).read_bytes()
     model = onnx.load_from_string(_EXPORTS[key])

@@ -76,6 +76,11 @@ class DCondition(str, Enum):
     concat = "concat"
 
 
+class Transfer(str, Enum):
+    none = "none"
+    latent = "latent"
+
+
 class ModeLearning(str, Enum):
     infogan = "infogan"
     self_conditioned = "self-conditioned"

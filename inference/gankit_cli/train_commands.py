@@ -23,6 +23,7 @@ from .frame import (
     Loss,
     ModeLearning,
     ModelKind,
+    Transfer,
     _check_threads,
     _flag,
     _given,
@@ -109,6 +110,14 @@ def train(
             "--conditional on imbalanced data: D and G see every class equally often (a rare class's images "
             "repeat); with --augment ada for classes of a few dozen images."
         ),
+    ),
+    transfer: Transfer = typer.Option(
+        Transfer.none,
+        help="--conditional: latent = rare classes borrow the common classes' variation (an autoencoder on all "
+        "classes first; each class a Gaussian with one shared covariance in its latent space, after BAGAN).",
+    ),
+    transfer_steps: int = typer.Option(
+        1000, min=1, max=1_000_000, help="--transfer latent: autoencoder steps before the GAN's first."
     ),
     sync_bn: bool = typer.Option(
         False,
@@ -206,6 +215,7 @@ def _new_configs(o: dict):
             "augment_p",
             "balance_classes",
             "info_weight",
+            "transfer_steps",
         )
     }
     return new_run_configs(
@@ -220,6 +230,7 @@ def _new_configs(o: dict):
         d_condition=o["d_condition"].value,
         modes=o["modes"],
         mode_learning=o["mode_learning"].value,
+        transfer=o["transfer"].value,
         data_dir=str(o["data_dir"] or ""),
         g_loss=o["g_loss"].value,
         loss=o["loss"].value,
@@ -249,6 +260,10 @@ def _refuse_ignored(given: dict, o: dict) -> None:
         raise GankitError("--d-norm is for the dcgan's discriminator: the vanilla MLP has no normalisation to choose")
     if "d_condition" in given and not o["conditional"]:
         raise GankitError("--d-condition is how D takes the label of a --conditional model: add --conditional")
+    if o["transfer"] != Transfer.none and not o["conditional"]:
+        raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
+    if "transfer_steps" in given and o["transfer"] == Transfer.none:
+        raise GankitError("--transfer-steps sets --transfer latent's autoencoder steps: add --transfer latent")
     if "mode_learning" in given and not o["modes"]:
         raise GankitError("--mode-learning is how a model learns its --modes: add --modes N (10 for MNIST's digits)")
 

@@ -17,6 +17,7 @@ MAX_SEED = 2**32 - 1  # every --seed: numpy's and torch's generators both take i
 BUILTIN_DATA = ("mnist", "fashion-mnist")
 AUGMENT_MODES = ("off", "fixed", "ada")
 MODE_LEARNING = ("infogan", "self-conditioned")
+TRANSFERS = ("none", "latent")
 
 # Bounds on what a config may ask for. Configs come from the command line and from checkpoints, which may
 # be crafted: a width of 10**9 must be one clear line, not an attempt to allocate petabytes.
@@ -95,6 +96,10 @@ class ModelConfig:
     # re-clustered every epoch (Liu et al. 2020).
     modes: int = 0
     mode_learning: str = "infogan"
+    # How a conditional G's rare classes borrow variety from its common ones: "none" (each class from its own
+    # images) or "latent" (gankit.transfer: the classes as Gaussians with one shared covariance in an autoencoder's
+    # latent space, fitted on all classes before the GAN starts; G starts from the autoencoder's decoder).
+    transfer: str = "none"
 
     def __post_init__(self):
         _check_types(self)
@@ -109,6 +114,10 @@ class ModelConfig:
             raise GankitError(f"a conditional model needs at least 2 classes, got {self.num_classes}")
         if self.mode_learning not in MODE_LEARNING:
             raise GankitError(f"unknown mode learning {self.mode_learning!r}: choose one of {', '.join(MODE_LEARNING)}")
+        if self.transfer not in TRANSFERS:
+            raise GankitError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}")
+        if self.transfer != "none" and self.modes:
+            raise GankitError("--transfer carries variety between classes: it needs --conditional, not --modes")
         if self.modes and (self.conditional or not 2 <= self.modes <= self.z_dim):
             raise GankitError(
                 "--modes gives an unconditional model discrete modes chosen from z: it needs 2 to z-dim "
@@ -148,7 +157,8 @@ class ModelConfig:
     def description(self) -> str:
         """The model in a few words, as train and export name it: "conditional dcgan (10 classes)"."""
         if self.conditional:
-            return f"conditional {self.kind} ({self.num_classes} classes)"
+            transfer = f", transfer {self.transfer}" if self.transfer != "none" else ""
+            return f"conditional {self.kind} ({self.num_classes} classes{transfer})"
         if self.modes:
             return f"{self.kind} ({self.modes} modes, {self.mode_learning})"
         return self.kind
@@ -212,6 +222,8 @@ class TrainConfig:
     # InfoGAN's lambda (models with --modes learned by infogan): the weight of the mode-prediction loss beside the
     # GAN losses of D and G. 1 is the paper's value for a discrete code.
     info_weight: float = 1.0
+    # --transfer latent: autoencoder steps (batches of batch_size, all classes) before the GAN's first step
+    transfer_steps: int = 1000
 
     # What a resumed run may change; everything else is the run's own (see gankit.train.resume_configs).
     # info_weight: InfoGAN's lambda may be lowered once the modes have formed (docs/benchmarks.md: recall rose).
@@ -246,6 +258,8 @@ class TrainConfig:
             )
         if not 0 <= self.r1 <= MAX_R1 or not 0 < self.top_k <= 1:
             raise GankitError(f"r1 must lie in [0, {MAX_R1:g}] and top-k in (0, 1], got {self.r1:g} and {self.top_k:g}")
+        if not 1 <= self.transfer_steps <= MAX_TRANSFER_STEPS:
+            raise GankitError(f"transfer-steps must lie in [1, {MAX_TRANSFER_STEPS}], got {self.transfer_steps}")
         for name in ("epochs", "batch_size", "d_steps"):
             if getattr(self, name) < 1:
                 raise GankitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -294,7 +308,8 @@ def default_r1(kind: str, size: int) -> float:
 
 
 MAX_R1 = 1000.0  # R1 weights in use run from 0.01 to about 100; far beyond, D's loss is the penalty alone
-MAX_INFO_WEIGHT = 100.0  # InfoGAN's lambda: 1 in the paper; far beyond, the mode loss drowns the GAN's
+MAX_INFO_WEIGHT = 100.0
+MAX_TRANSFER_STEPS = 1_000_000  # InfoGAN's lambda: 1 in the paper; far beyond, the mode loss drowns the GAN's
 
 CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
 
@@ -337,6 +352,8 @@ def new_run_configs(
 
 def check_together(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """What neither config can check alone: a training setting that the model would ignore is refused."""
+    if train_cfg.transfer_steps != TrainConfig.transfer_steps and model_cfg.transfer == "none":
+        raise GankitError("--transfer-steps sets --transfer latent's autoencoder steps: it needs --transfer latent")
     if train_cfg.info_weight != 1.0 and not model_cfg.infogan:
         raise GankitError("--info-weight weighs InfoGAN's mode loss: it needs --modes N with --mode-learning infogan")
 
@@ -381,6 +398,8 @@ OPTION_FIELDS = {
         "augment_p",
         "balance_classes",
         "info_weight",
+        "transfer",
+        "transfer_steps",
     )
 }
 

@@ -4,6 +4,7 @@ Every discriminator returns one logit per image (no sigmoid): the loss uses BCE 
 which is the same objective as BCE on D's probability but numerically stable.
 Conditional models take `labels` (int64 [N]) as a second argument: G joins a label embedding to z;
 D uses projection or concatenation (ModelConfig.d_condition).
+With --transfer latent, G's class enters as a class mean in a learned latent space instead (ClassLatent).
 Unconditional models with discrete modes (ModelConfig.modes) take z alone: G reads its mode from z (mode_of) and
 joins that mode's embedding; D takes the mode as a label when self-conditioned, and has a head Q that predicts the
 mode (`D(x, code=True)`) under InfoGAN.
@@ -48,6 +49,30 @@ class LabelJoin(nn.Module):
         if self.modes:
             labels = mode_of(z, self.modes)
         return torch.cat([z, self.embed(labels)], dim=1)
+
+
+class ClassLatent(nn.Module):
+    """G's input under --transfer latent: each class a Gaussian in an autoencoder's latent space, with its own mean
+    and one covariance shared by all classes, w = means[y] + scale @ z (scale: the shared covariance's Cholesky
+    factor). A rare class gets the common classes' variation around its own mean (BAGAN, Mariani et al. 2018, with
+    the within-class covariance pooled). Fitted before the GAN starts (gankit.transfer), then fixed; in the exported
+    graph it is one Gather and one MatMul, so the model's inputs stay z and the label."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("means", torch.zeros(cfg.num_classes, cfg.z_dim))
+        self.register_buffer("scale", torch.eye(cfg.z_dim))
+        self.width = cfg.z_dim
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("a conditional generator needs labels")
+        return self.means[labels] + z @ self.scale.T
+
+
+def latent_input(cfg: ModelConfig) -> LabelJoin | ClassLatent:
+    """What G makes of (z, label) before its first layer."""
+    return ClassLatent(cfg) if cfg.transfer == "latent" else LabelJoin(cfg)
 
 
 class LabelPlanes(nn.Module):
@@ -100,7 +125,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.out_shape = (cfg.channels, cfg.size, cfg.size)
-        self.join = LabelJoin(cfg)
+        self.join = latent_input(cfg)
         layers, width = [], self.join.width
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
@@ -109,7 +134,11 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(self.join(z, labels)).view(z.shape[0], *self.out_shape)
+        return self.decode(self.join(z, labels))
+
+    def decode(self, w: torch.Tensor) -> torch.Tensor:
+        """The image of G's joined input w (the autoencoder's decoder under --transfer latent)."""
+        return self.net(w).view(w.shape[0], *self.out_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -154,7 +183,7 @@ class DCGANGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chain, depths = resolution_chain(cfg.size), _dcgan_depths(cfg)
-        self.join = LabelJoin(cfg)
+        self.join = latent_input(cfg)
         self.project = nn.Sequential(
             nn.Linear(self.join.width, depths[0] * 16, bias=False),
             nn.Unflatten(1, (depths[0], 4, 4)),
@@ -175,7 +204,11 @@ class DCGANGenerator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.blocks(self.project(self.join(z, labels)))
+        return self.decode(self.join(z, labels))
+
+    def decode(self, w: torch.Tensor) -> torch.Tensor:
+        """The image of G's joined input w (the autoencoder's decoder under --transfer latent)."""
+        return self.blocks(self.project(w))
 
 
 class DCGANDiscriminator(nn.Module):

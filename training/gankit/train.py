@@ -29,6 +29,7 @@ from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
 from .runfolder import append_metrics, plot, prepare_run_folder, release_run_folder
 from .trainer import Trainer, discriminator_loss, epoch_order, generator_loss  # noqa: F401  (gankit.train's API)
+from .transfer import fit_class_latent
 
 
 def resume_configs(state: dict, given: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
@@ -162,6 +163,8 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     if data_dir.exists() and not data_dir.is_dir():
         raise GankitError(f"the data cache {data_dir} (--data-dir or GANKIT_DATA) is a file; give a folder")
     check_together(model_cfg, train_cfg)  # before the data set loads
+    if model_cfg.transfer != "none" and not (conditional or model_cfg.conditional):
+        raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
     data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:
@@ -177,6 +180,8 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     if state is not None:
         trainer.load_state_dict(state)
         del state
+    elif model_cfg.transfer == "latent":  # a new run: the class latent is fitted before the GAN's first step
+        fit_class_latent(trainer, log)
     last, limit = _last_step(trainer, max_steps, out, log)
     monitor = _monitor(trainer, out, data_dir, log)
     made_out, made_samples = not out.exists(), not os.path.lexists(out / "samples")

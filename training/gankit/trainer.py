@@ -138,6 +138,8 @@ class Trainer:
                 f"classes; {data.name} has {len(data.classes) if data.labels is not None else 'no'} "
                 "(an image folder's classes are its sub-folders)"
             )
+        if model_cfg.transfer != "none" and not model_cfg.conditional:
+            raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
         torch.manual_seed(train_cfg.seed)
         # Convolutions run faster in channels_last, and torch.compile added nothing on top of it (docs/benchmarks.md,
         # "channels_last"). The MLP has no use for it.
