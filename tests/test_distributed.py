@@ -83,6 +83,20 @@ def test_two_ranks_train_the_one_process_run(capsys, pets, tmp_path):
     assert max_difference(a, b) < 1e-5
 
 
+def test_two_ranks_fit_the_transfer_latent_as_one_process_does(capsys, pets, tmp_path):
+    """--transfer latent's autoencoder runs on every rank before the GAN, then rank 0's fit is broadcast: two ranks
+    end with the one-process generator, class means and shared covariance included."""
+    model = ["--model", "vanilla", "--conditional", "--transfer", "latent", "--transfer-steps", 4]
+    rc, out = call(capsys, "train", "--data", pets, *TINY, *model, "--steps", 3, "--out", tmp_path / "one")
+    assert rc == 0, out.err
+    two = torchrun("train", "--data", pets, *TINY, *model, "--steps", 3, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("transfer: autoencoder 4 steps") == 1  # rank 0 speaks for the group
+    (a, state_a), (b, _) = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert not torch.equal(state_a["generator"]["join.means"][0], state_a["generator"]["join.means"][1])
+    assert max_difference(a, b) < 1e-5
+
+
 def one_process(model: list) -> list:
     """The one-process run of a torchrun case: --sync-bn is refused there; R1 is off with it (so say so)."""
     return [a for a in model if a != "--sync-bn"] + (["--r1", "0"] if "--sync-bn" in model else [])

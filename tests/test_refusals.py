@@ -114,16 +114,26 @@ def test_a_killed_web_build_is_removed_by_the_next_run(capsys, models, ort_dist,
     pid = dead_pid()
     from gankit_runtime.files import _HOST
 
-    leftovers = [tmp_path / f".site.x1.gankit-build.{_HOST}.{pid}", tmp_path / f".site.gankit-build.{_HOST}.{pid}.old"]
-    for d in leftovers:
-        d.mkdir()
-        (d / "big.wasm").write_bytes(b"0" * 1000)
+    site = tmp_path / "site"
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site)[0] == 0
+    (site / "CNAME").write_text("gan.example.org")
+    # killed between its two renames: the old site aside (with the user's file), the new one not yet in place
+    aside = tmp_path / f".site.gankit-build.{_HOST}.{pid}.old"
+    site.rename(aside)
+    half = tmp_path / f".site.x1.gankit-build.{_HOST}.{pid}"  # and a killed build's temporary folder
+    half.mkdir()
+    (half / "big.wasm").write_bytes(b"0" * 1000)
     alive = tmp_path / f".site.x2.gankit-build.{_HOST}.{os.getpid()}"  # a build in progress (this process) stays
     other_host = tmp_path / f".site.x3.gankit-build.otherhost.{pid}"  # another machine's (a shared disk) stays
     for d in (alive, other_host):
         d.mkdir()
-    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", tmp_path / "site")[0] == 0
-    assert not any(d.exists() for d in leftovers) and alive.is_dir() and other_host.is_dir()
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site)[0] == 0
+    assert (site / "CNAME").read_text() == "gan.example.org"  # the old site came back, and its file was carried
+    assert not aside.exists() and not half.exists() and alive.is_dir() and other_host.is_dir()
+    stale_old = tmp_path / f".site.gankit-build.{_HOST}.{pid}.old"  # killed after both renames: only removed
+    stale_old.mkdir()
+    assert call(capsys, "web", models["plain"], "--ort", ort_dist, "--out", site)[0] == 0
+    assert not stale_old.exists() and (site / "CNAME").exists()
 
 
 # ------------------------------------------------------------------------------ resource exhaustion

@@ -33,10 +33,12 @@ def test_a_class_without_images_is_one_line():
 def test_g_draws_each_class_around_its_mean_with_the_shared_spread():
     g, _ = build_models(TRANSFER)
     g.join.means.copy_(torch.tensor([[3.0] * 100, [-3.0] * 100]))
-    g.join.scale.copy_(0.5 * torch.eye(100))
+    scale = torch.tril(torch.randn(100, 100))  # lower triangular: each w_i = mean_i + sum over j <= i of L_ij z_j
+    g.join.scale.copy_(scale)
     z = torch.randn(4, 100)
     w = g.join(z, torch.tensor([0, 1, 0, 1]))
-    assert torch.allclose(w, g.join.means[[0, 1, 0, 1]] + 0.5 * z)
+    assert torch.allclose(w[2], g.join.means[0] + (scale * z[2]).sum(1), atol=1e-5)
+    assert torch.allclose(w[1, :1], g.join.means[1, :1] + scale[0, 0] * z[1, 0])  # the first, from z_0 alone
     g.eval()
     assert torch.equal(g(z, torch.tensor([0, 1, 0, 1])), g.decode(w))
 

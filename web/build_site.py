@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from gankit_runtime import GankitError, Generator
-from gankit_runtime.files import _HOST, folder_aside, is_inside, sha256_of
+from gankit_runtime.files import _HOST, folder_aside, is_inside, remove_stale_builds, sha256_of
 
 SOURCES = Path(__file__).resolve().parent  # this folder: the page's files (web/ in a checkout)
 PAGE_FILES = ("index.html", "demo.js", "demo.css", "gankit.js")
@@ -138,6 +138,7 @@ def write_site(models: list[Path], out: Path, ort_dir: Path, force: bool = False
     out = Path(out)
     if not models:
         raise GankitError("give at least one .onnx generator")
+    remove_stale_builds(out.parent, "gankit-build")  # first: a site a killed run left aside goes back to --out
     own = check_out(out, models, force)
     entries = [model_entry(Path(m), name) for m, name in zip(models, _names(models))]
     with folder_aside(out, "gankit-build", "the site") as build:

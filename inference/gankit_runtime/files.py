@@ -259,15 +259,20 @@ def prepare_output_file(path, ours=None, force: bool = True) -> Path:
 
 def remove_stale_builds(folder: Path, kind: str) -> None:
     """Take away what a killed build of this host left in `folder`: its temporary folder (.NAME.XXXX.KIND.HOST.PID),
-    or a replaced folder not yet removed (the same name + .old). Another host's (a shared disk) and a running
-    build's are left alone."""
-    pattern = re.compile(rf"^\..+\.{re.escape(kind)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(\.old)?$")
+    or a replaced folder not yet removed (.NAME.KIND.HOST.PID.old). A replaced folder whose NAME is gone (the build was
+    killed between its two renames) is renamed back to NAME instead: it may hold the user's own files. Another
+    host's (a shared disk) and a running build's are left alone."""
+    pattern = re.compile(rf"^\.(?P<name>.+)\.{re.escape(kind)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)(?P<old>\.old)?$")
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
             m = pattern.match(name)
             if not m or m.group("host") != _HOST or _alive(int(m.group("pid"))):
                 continue
-            if (folder / name).is_dir() and not (folder / name).is_symlink():
+            if not (folder / name).is_dir() or (folder / name).is_symlink():
+                continue
+            if m.group("old") and not os.path.lexists(folder / m.group("name")):
+                os.rename(folder / name, folder / m.group("name"))  # the old folder back where it was
+            else:
                 shutil.rmtree(folder / name, ignore_errors=True)
 
 

@@ -57,7 +57,7 @@ def fit_class_latent(trainer, log) -> None:
     progress, n = Progress(log), len(trainer.data)
     for step in range(tcfg.transfer_steps):
         idx = torch.randint(n, (tcfg.batch_size,), generator=picks).to(trainer.images.device)
-        x = to_model_range(trainer.images[idx]).contiguous(memory_format=trainer.memory_format)
+        x = to_model_range(trainer.images[idx].to(trainer.device)).contiguous(memory_format=trainer.memory_format)
         with trainer._autocast():
             loss = F.mse_loss(G.decode(encoder(x)).float(), x)
         optimiser.zero_grad(set_to_none=True)
