@@ -20,9 +20,10 @@ and measured on the real test split (all 10,000): balanced accuracy, tail recall
 with the best of (a)-(c) by subset seed: mean and 95% t interval (ddof=1); and the share of the gap between the best
 rebalancing and the oracle that each use of the generated set closes.
 
---remedy "WORDS" (repeatable, e.g. --remedy "--transfer latent") trains one more generator per remedy: the recipe's
-command with WORDS added, on the same folder; (d) and (f) are measured with its images too, and its training time is
-printed as a ratio to the recipe's.
+--remedy="WORDS" (repeatable; the = keeps WORDS from reading as options: --remedy="--transfer latent") trains one
+more generator per remedy, the recipe's command with WORDS added (a later option replaces the recipe's), on the same
+folder; (d), (e) and (f) are measured with its images too, and its training time is printed as a ratio to the
+recipe's.
 
 Then the check a user runs, as printed: `gankit check-augmentation --real FOLDER --test TEST --generated SYNTH
 --model MODEL` at its defaults, where SYNTH is `gankit generate MODEL --per-class N --class TAILS` and TEST 100 real
@@ -140,7 +141,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--real-share", type=float, default=0.5, help="(f): the real images' share of a tail class")
     ap.add_argument("--candidates", type=int, default=2, help="(e): generated candidates per image kept")
     ap.add_argument("--check-steps", type=int, default=None, help="check-augmentation's --steps (default: its own)")
-    ap.add_argument("--remedy", action="append", default=[], help='recipe words to add, e.g. "--transfer latent"')
+    ap.add_argument("--remedy", action="append", default=[], help='recipe words to add: --remedy="--transfer latent"')
     ap.add_argument("--skip-check", action="store_true", help="no check-augmentation (classifier variants only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--test", type=int, default=10000, help="score on the first N test images (a quick look)")
@@ -301,6 +302,9 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+OVERSAMPLED: dict = {}  # subset seed -> the classifier of (b), which (e) filters with
+
+
 def generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_test, judge, extra) -> None:
     """One generator's tail images: its copy ratio and GAN-test, and the cases that use them ((d)-(f))."""
     need = args.head - args.tail  # generated images per tail class for (d) and (e)
@@ -321,9 +325,10 @@ def generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_te
     run(top_up, onnx, lambda: (np.concatenate([xs, synth[first]]), np.concatenate([ys, labels[first]])))
 
     def filtered():
-        over = np.where(np.isin(ys, rare), args.head // args.tail, 1)
-        oversampled = fit(np.repeat(xs, over, axis=0), np.repeat(ys, over), args.clf_steps, seed=seed)  # as (b)
-        agree = predict(oversampled, synth) == labels
+        if seed not in OVERSAMPLED:  # (b)'s classifier, refitted once a seed (the same seeded fit as (b))
+            over = np.where(np.isin(ys, rare), args.head // args.tail, 1)
+            OVERSAMPLED[seed] = fit(np.repeat(xs, over, axis=0), np.repeat(ys, over), args.clf_steps, seed=seed)
+        agree = predict(OVERSAMPLED[seed], synth) == labels
         keep = agree & (np.concatenate([np.cumsum(agree[labels == c]) for c in rare]) <= need)
         return (np.concatenate([xs, synth[keep]]), np.concatenate([ys, labels[keep]]),
                 {"kept_share": float(keep.sum() / (need * len(rare)))})  # fmt: skip

@@ -86,6 +86,7 @@ CASES = {
         "2",
         "--test",
         "300",
+        "--remedy=--transfer latent --transfer-steps 2",
         *ONE,
     ],
 }
@@ -114,3 +115,5 @@ def test_benchmark_runs(name, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr()
     assert "Traceback" not in out.err, out.err[-3000:]
     assert out.out.strip()
+    if name == "longtail":  # the remedy's generator was trained and its cases measured beside the recipe's
+        assert "f mixed [--transfer latent --transfer-steps 2]" in out.out and "the recipe's time" in out.out

@@ -1,5 +1,8 @@
-"""--transfer latent (gankit.transfer): each class a Gaussian with one shared covariance in an autoencoder's latent,
-fitted before the GAN; computed inside the exported graph, so the contract (z and label in, an image per seed) holds."""
+"""The rare-class remedies: --transfer latent (gankit.transfer: each class a Gaussian with one shared covariance in an
+autoencoder's latent, fitted before the GAN; computed inside the exported graph, so the contract, z and label in and
+an image per seed, holds) and --class-head (AC-GAN: D names the class, G is trained so that D names its class)."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from gankit.transfer import class_gaussians
 from gankit_runtime import GankitError, Generator
 
 TRANSFER = ModelConfig(kind="dcgan", size=16, channels=3, width=4, num_classes=2, transfer="latent")
+BOTH = dataclasses.replace(TRANSFER, class_head=True)
 
 
 def test_class_means_and_the_pooled_within_class_covariance():
@@ -43,10 +47,10 @@ def test_g_draws_each_class_around_its_mean_with_the_shared_spread():
     assert torch.equal(g(z, torch.tensor([0, 1, 0, 1])), g.decode(w))
 
 
-def test_a_transfer_run_fits_the_latent_first_and_resumes_exactly(image_folder, tmp_path):
+def test_a_run_with_both_remedies_fits_the_latent_first_and_resumes_exactly(image_folder, tmp_path):
     cfg = TrainConfig(data=str(image_folder), batch_size=4, epochs=10, seed=3, transfer_steps=5)  # 6 steps an epoch
-    straight = train(tmp_path / "a", TRANSFER, cfg, max_steps=8)
-    train(tmp_path / "b", TRANSFER, cfg, max_steps=4)
+    straight = train(tmp_path / "a", BOTH, cfg, max_steps=8)
+    train(tmp_path / "b", BOTH, cfg, max_steps=4)
     resumed = train(tmp_path / "b", None, None, resume=True, max_steps=8)
     a, b = (torch.load(p, weights_only=True) for p in (straight, resumed))
     for key in ("generator", "generator_ema", "discriminator"):
@@ -57,6 +61,7 @@ def test_a_transfer_run_fits_the_latent_first_and_resumes_exactly(image_folder, 
     assert torch.all(scale.diagonal() > 0) and not torch.equal(scale, torch.eye(100))
     assert torch.equal(a["generator_ema"]["join.means"], means)  # the EMA generator draws from the same latent
     assert a["model_config"]["transfer"] == "latent" and a["train_config"]["transfer_steps"] == 5
+    assert a["discriminator"]["head.code.weight"].shape[0] == 2  # D's class head: one output per class
 
 
 def test_the_exported_transfer_model_keeps_the_contract(image_folder, tmp_path, capsys):
@@ -84,6 +89,7 @@ def test_the_exported_transfer_model_keeps_the_contract(image_folder, tmp_path, 
         (["--transfer-steps", "5"], "add --transfer latent"),
         (["--transfer", "latent", "--modes", "2"], "needs --conditional"),
         (["--conditional", "--transfer", "sideways"], "sideways"),
+        (["--class-head"], "needs --conditional"),
     ],
 )
 def test_transfer_options_a_run_would_ignore_are_one_line(capsys, image_folder, tmp_path, args, fragment):
@@ -98,3 +104,35 @@ def test_a_checkpoint_s_transfer_is_checked():
         ModelConfig(transfer="latent", modes=3)
     with pytest.raises(GankitError, match="transfer-steps"):
         TrainConfig(transfer_steps=0)
+    with pytest.raises(GankitError, match="no classes"):  # a crafted config: transfer without classes
+        build_models(ModelConfig(transfer="latent"))
+    with pytest.raises(GankitError, match="takes no --modes"):
+        ModelConfig(class_head=True, modes=3)
+
+
+def test_the_class_head_learns_from_real_images_and_g_from_it(monkeypatch):
+    """--class-head: each D step adds the cross-entropy of D's class head on the real batch; the G step adds it on
+    the fakes, against the classes G was asked for; each is added to its step's loss whole."""
+    import gankit.trainer
+    from helpers import trainer
+
+    calls, grads = [], []
+
+    class Spy:  # torch.nn.functional, with cross_entropy watched
+        def __getattr__(self, name):
+            return getattr(torch.nn.functional, name)
+
+        def cross_entropy(self, logits, labels):
+            calls.append((tuple(logits.shape), labels.tolist()))
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss.register_hook(lambda grad: grads.append(float(grad)))
+            return loss
+
+    monkeypatch.setattr(gankit.trainer, "F", Spy())
+    cfg = ModelConfig(kind="dcgan", size=28, channels=1, width=8, num_classes=10, class_head=True)
+    t = trainer(cfg, steps=2, batch_size=8, d_steps=2)
+    assert [shape for shape, _ in calls] == [(8, 10)] * 6  # per step: 2 D steps (real images) and the G step
+    assert grads == [1.0] * 6
+    assert calls[1][1] == calls[2][1]  # the G step's fakes carry the last real batch's labels
+    logit, named = t.D(torch.zeros(3, 1, 28, 28), torch.tensor([0, 1, 2]), code=True)
+    assert logit.shape == (3,) and named.shape == (3, 10)

@@ -23,9 +23,9 @@ def tiny_generator(
     transfer: bool = False,
 ) -> Path:
     """An exported DCGAN with random weights (every seed, and class, still gives its own image); `classes`
-    (names) makes it class-conditional, `modes` gives it modes read from z, `transfer` its classes as Gaussians in a
-latent (--transfer latent: random means and a random Cholesky factor, computed inside the graph). Metadata entries given replace the
-    exporter's."""
+    (names) makes it class-conditional, `modes` gives it modes read from z, `transfer` its classes as Gaussians in
+    a latent (--transfer latent: random means and a random Cholesky factor, computed inside the graph). Metadata
+    entries given replace the exporter's."""
     import onnx
 
     key = (size, channels, width, tuple(classes) if classes else None, seed, modes, transfer)

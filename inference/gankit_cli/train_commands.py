@@ -116,6 +116,14 @@ def train(
         help="--conditional: latent = rare classes borrow the common classes' variation (an autoencoder on all "
         "classes first; each class a Gaussian with one shared covariance in its latent space, after BAGAN).",
     ),
+    class_head: bool = typer.Option(
+        False,
+        "--class-head",
+        **_flag(
+            "--conditional: D also names each image's class, learnt from the real images, and G is trained so that "
+            "D names its images' class (AC-GAN): the rare classes' images stay in their class."
+        ),
+    ),
     transfer_steps: int = typer.Option(
         1000, min=1, max=1_000_000, help="--transfer latent: autoencoder steps before the GAN's first."
     ),
@@ -216,6 +224,7 @@ def _new_configs(o: dict):
             "balance_classes",
             "info_weight",
             "transfer_steps",
+            "class_head",
         )
     }
     return new_run_configs(
@@ -262,6 +271,8 @@ def _refuse_ignored(given: dict, o: dict) -> None:
         raise GankitError("--d-condition is how D takes the label of a --conditional model: add --conditional")
     if o["transfer"] != Transfer.none and not o["conditional"]:
         raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
+    if o["class_head"] and not o["conditional"]:
+        raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
     if "transfer_steps" in given and o["transfer"] == Transfer.none:
         raise GankitError("--transfer-steps sets --transfer latent's autoencoder steps: add --transfer latent")
     if "mode_learning" in given and not o["modes"]:

@@ -100,6 +100,9 @@ class ModelConfig:
     # images) or "latent" (gankit.transfer: the classes as Gaussians with one shared covariance in an autoencoder's
     # latent space, fitted on all classes before the GAN starts; G starts from the autoencoder's decoder).
     transfer: str = "none"
+    # Conditional models: D also names each image's class (AC-GAN, Odena et al. 2017), learnt from the real images;
+    # G is trained so that D names its images' class. A head beside the logit, as InfoGAN's Q.
+    class_head: bool = False
 
     def __post_init__(self):
         _check_types(self)
@@ -116,6 +119,8 @@ class ModelConfig:
             raise GankitError(f"unknown mode learning {self.mode_learning!r}: choose one of {', '.join(MODE_LEARNING)}")
         if self.transfer not in TRANSFERS:
             raise GankitError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(TRANSFERS)}")
+        if self.class_head and self.modes:
+            raise GankitError("--class-head names the class of a --conditional model: it takes no --modes")
         if self.transfer != "none" and self.modes:
             raise GankitError("--transfer carries variety between classes: it needs --conditional, not --modes")
         if self.modes and (self.conditional or not 2 <= self.modes <= self.z_dim):
@@ -308,8 +313,8 @@ def default_r1(kind: str, size: int) -> float:
 
 
 MAX_R1 = 1000.0  # R1 weights in use run from 0.01 to about 100; far beyond, D's loss is the penalty alone
-MAX_INFO_WEIGHT = 100.0
-MAX_TRANSFER_STEPS = 1_000_000  # InfoGAN's lambda: 1 in the paper; far beyond, the mode loss drowns the GAN's
+MAX_INFO_WEIGHT = 100.0  # InfoGAN's lambda: 1 in the paper; far beyond, the mode loss drowns the GAN's
+MAX_TRANSFER_STEPS = 1_000_000
 
 CHECKPOINT_MINUTES = 5.0  # the default checkpoint interval, in minutes of training (TrainConfig.checkpoint_every)
 
@@ -400,6 +405,7 @@ OPTION_FIELDS = {
         "info_weight",
         "transfer",
         "transfer_steps",
+        "class_head",
     )
 }
 

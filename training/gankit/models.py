@@ -16,6 +16,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from gankit_runtime import GankitError
 from torch import nn
 
 from .config import ModelConfig, resolution_chain
@@ -26,6 +27,11 @@ def mode_of(z: torch.Tensor, modes: int) -> torch.Tensor:
     """The discrete mode of each latent: the index of the largest of its first `modes` coordinates. For a standard
     normal z every mode is equally likely; truncation (psi * z) keeps it; ONNX has it as one ArgMax."""
     return z[:, :modes].argmax(dim=1)
+
+
+def code_width(cfg: ModelConfig) -> int:
+    """The outputs of D's second head: InfoGAN's Q (one per mode), AC-GAN's class head (one per class), or none."""
+    return cfg.modes if cfg.infogan else cfg.num_classes if cfg.class_head else 0
 
 
 def d_label_classes(cfg: ModelConfig) -> int:
@@ -60,6 +66,8 @@ class ClassLatent(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if not cfg.conditional:  # a config from a checkpoint may say so
+            raise GankitError("--transfer latent is for a conditional model: this config has no classes")
         self.register_buffer("means", torch.zeros(cfg.num_classes, cfg.z_dim))
         self.register_buffer("scale", torch.eye(cfg.z_dim))
         self.width = cfg.z_dim
@@ -152,7 +160,7 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         self.net = nn.Sequential(*layers)
-        code = nn.Linear(width, cfg.modes) if cfg.infogan else None
+        code = nn.Linear(width, code_width(cfg)) if code_width(cfg) else None
         self.head = ConditionalHead(nn.Linear(width, 1), cfg, width, code)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):
@@ -229,8 +237,9 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
             cin = cout
         self.net = nn.Sequential(*layers)
-        # 4x4 -> 1x1: the logit; Q reads the same 4x4 features (a conv over all of them: a linear map, as InfoGAN's)
-        code = nn.Conv2d(cin, cfg.modes, 4, 1, 0) if cfg.infogan else None
+        # 4x4 -> 1x1: the logit; Q (or the class head) reads the same 4x4 features (a conv over all of them: a linear
+        # map, as InfoGAN's)
+        code = nn.Conv2d(cin, code_width(cfg), 4, 1, 0) if code_width(cfg) else None
         self.head = ConditionalHead(sn(nn.Conv2d(cin, 1, 4, 1, 0)), cfg, cin, code)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, code: bool = False):

@@ -165,6 +165,8 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     check_together(model_cfg, train_cfg)  # before the data set loads
     if model_cfg.transfer != "none" and not (conditional or model_cfg.conditional):
         raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
+    if model_cfg.class_head and not (conditional or model_cfg.conditional):
+        raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
     data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:

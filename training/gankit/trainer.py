@@ -140,6 +140,8 @@ class Trainer:
             )
         if model_cfg.transfer != "none" and not model_cfg.conditional:
             raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
+        if model_cfg.class_head and not model_cfg.conditional:
+            raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
         torch.manual_seed(train_cfg.seed)
         # Convolutions run faster in channels_last, and torch.compile added nothing on top of it (docs/benchmarks.md,
         # "channels_last"). The MLP has no use for it.
@@ -306,12 +308,25 @@ class Trainer:
         z = z[self.world.slice(self.cfg.batch_size)] if self.world.active else z
         return z, mode_of(z, self.model_cfg.modes) if self.model_cfg.modes else None
 
-    def _judge_fakes(self, D, fakes, labels, modes) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's logits for fakes, and InfoGAN's loss on them (None for other models). A fake's label for D: the real
-        batch's labels (conditional), its mode (self-conditioned), or none."""
+    def _judge_reals(self, reals, labels) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits for real images, and, with --class-head, the cross-entropy of its class head against their
+        labels (D learns the classes from real images only; None for other models)."""
+        if self.model_cfg.class_head:
+            logits, named = self.D_train(reals, labels, code=True)
+            return logits.float(), F.cross_entropy(named.float(), labels)
+        return self.D_train(reals, labels).float(), None
+
+    def _judge_fakes(self, D, fakes, labels, modes, g_step: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits for fakes, and the loss of D's second head on them (None without one): InfoGAN's, minimised by
+        D and G; with --class-head, in G's step only, the cross-entropy of D's class head against the class G was
+        asked for. A fake's label for D: the real batch's labels (conditional), its mode (self-conditioned), or
+        none."""
         if self.model_cfg.infogan:
             logits, code = D(fakes, None, code=True)
             return logits.float(), info_loss(code, modes, self.cfg.info_weight)
+        if self.model_cfg.class_head and g_step:
+            logits, named = D(fakes, labels, code=True)
+            return logits.float(), F.cross_entropy(named.float(), labels)
         return D(fakes, modes if self.model_cfg.self_conditioned else labels).float(), None
 
     def train_step(self) -> StepStats:
@@ -334,12 +349,14 @@ class Trainer:
             if r1_now:
                 real.requires_grad_(True)
             with self._autocast():  # D sees real and fake through the same augmentation (none unless --augment)
-                logits_real = self.D_train(self.augment(real), labels).float()
+                logits_real, named = self._judge_reals(self.augment(real), labels)
                 logits_fake, info = self._judge_fakes(self.D_train, self.augment(fake), labels, modes)
             self.augment.observe(logits_real)
             loss_d = discriminator_loss(logits_real, logits_fake, self.cfg.label_smoothing, self.cfg.loss)
             if info is not None:
                 loss_d = loss_d + info
+            if named is not None:
+                loss_d = loss_d + named
             if r1_now:
                 loss_d = loss_d + self.cfg.r1 / 2 * R1_EVERY * r1_penalty(logits_real, real)
             self.opt_d.zero_grad(set_to_none=True)
@@ -349,7 +366,7 @@ class Trainer:
         self.D.requires_grad_(False)  # D's weights get no gradient from the generator's loss
         z, modes = self._z()
         with self._autocast():
-            logits, info = self._judge_fakes(self.D, self.augment(self.G_train(z, labels)), labels, modes)
+            logits, info = self._judge_fakes(self.D, self.augment(self.G_train(z, labels)), labels, modes, g_step=True)
         if self.cfg.top_k < 1:  # G learns from the fakes D finds most real (a share of the batch)
             share = top_k_share(self.cfg.top_k, self.step // self.steps_per_epoch)
             logits = logits.topk(max(1, round(share * len(logits))), dim=0).values
