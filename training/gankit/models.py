@@ -64,6 +64,9 @@ class ClassLatent(nn.Module):
     the within-class covariance pooled). Fitted before the GAN starts (gankit.transfer), then fixed; in the exported
     graph it is one Gather and one MatMul, so the model's inputs stay z and the label."""
 
+    means: torch.Tensor  # [classes, z_dim]
+    scale: torch.Tensor  # [z_dim, z_dim], lower triangular
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not cfg.conditional:  # a config from a checkpoint may say so

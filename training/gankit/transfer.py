@@ -51,7 +51,8 @@ def fit_class_latent(trainer, log) -> None:
     from the same data and seed; under torchrun rank 0's result is then broadcast, so GPU non-determinism cannot
     leave the ranks with different generators."""
     cfg, tcfg, G = trainer.model_cfg, trainer.cfg, trainer.G
-    encoder = Encoder(cfg).to(trainer.device, memory_format=trainer.memory_format)
+    # Module.to takes memory_format, which torch's overloads of it do not declare
+    encoder = Encoder(cfg).to(trainer.device, memory_format=trainer.memory_format)  # type: ignore[call-overload]
     optimiser = torch.optim.Adam([*encoder.parameters(), *G.parameters()], lr=AE_LR)
     picks = torch.Generator().manual_seed(tcfg.seed + 3)
     progress, n = Progress(log), len(trainer.data)
