@@ -269,10 +269,6 @@ def _refuse_ignored(given: dict, o: dict) -> None:
         raise GankitError("--d-norm is for the dcgan's discriminator: the vanilla MLP has no normalisation to choose")
     if "d_condition" in given and not o["conditional"]:
         raise GankitError("--d-condition is how D takes the label of a --conditional model: add --conditional")
-    if o["transfer"] != Transfer.none and not o["conditional"]:
-        raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
-    if o["class_head"] and not o["conditional"]:
-        raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
     if "transfer_steps" in given and o["transfer"] == Transfer.none:
         raise GankitError("--transfer-steps sets --transfer latent's autoencoder steps: add --transfer latent")
     if "mode_learning" in given and not o["modes"]:

@@ -355,6 +355,15 @@ def new_run_configs(
     return model_cfg, train_cfg
 
 
+def check_class_options(model_cfg: ModelConfig, conditional: bool) -> None:
+    """The options that act on classes refused for a model without them (`conditional`: it has classes, or a new
+    run's --conditional will give it the data's)."""
+    if model_cfg.transfer != "none" and not conditional:
+        raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
+    if model_cfg.class_head and not conditional:
+        raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
+
+
 def check_together(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """What neither config can check alone: a training setting that the model would ignore is refused."""
     if train_cfg.transfer_steps != TrainConfig.transfer_steps and model_cfg.transfer == "none":

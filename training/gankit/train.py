@@ -23,7 +23,15 @@ from gankit_runtime.images import save_png
 from gankit_runtime.progress import Progress
 
 from .checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from .config import CHECKPOINT_MINUTES, ModelConfig, TrainConfig, check_together, default_data_dir, option_name
+from .config import (
+    CHECKPOINT_MINUTES,
+    ModelConfig,
+    TrainConfig,
+    check_class_options,
+    check_together,
+    default_data_dir,
+    option_name,
+)
 from .data import Dataset, load_dataset
 from .distributed import World, any_rank, average, leave, world_from_env
 from .monitor import FailureWatch
@@ -163,10 +171,7 @@ def _train(out, model_cfg, train_cfg, resume, given, max_steps, device, conditio
     if data_dir.exists() and not data_dir.is_dir():
         raise GankitError(f"the data cache {data_dir} (--data-dir or GANKIT_DATA) is a file; give a folder")
     check_together(model_cfg, train_cfg)  # before the data set loads
-    if model_cfg.transfer != "none" and not (conditional or model_cfg.conditional):
-        raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
-    if model_cfg.class_head and not (conditional or model_cfg.conditional):
-        raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
+    check_class_options(model_cfg, conditional or model_cfg.conditional)
     data = _load_data(train_cfg, model_cfg, data_dir, world)
     if conditional and not resume:
         if data.labels is None or len(data.classes) < 2:

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
 from .augment import Augment
-from .config import ModelConfig, TrainConfig, check_together
+from .config import ModelConfig, TrainConfig, check_class_options, check_together
 from .data import Dataset, to_model_range
 from .distributed import World, sync_batch_norm
 from .models import build_models, mode_of, sample_uint8
@@ -138,10 +138,7 @@ class Trainer:
                 f"classes; {data.name} has {len(data.classes) if data.labels is not None else 'no'} "
                 "(an image folder's classes are its sub-folders)"
             )
-        if model_cfg.transfer != "none" and not model_cfg.conditional:
-            raise GankitError("--transfer carries variety between classes: it needs --conditional and labelled data")
-        if model_cfg.class_head and not model_cfg.conditional:
-            raise GankitError("--class-head names the class of an image: it needs --conditional and labelled data")
+        check_class_options(model_cfg, model_cfg.conditional)
         torch.manual_seed(train_cfg.seed)
         # Convolutions run faster in channels_last, and torch.compile added nothing on top of it (docs/benchmarks.md,
         # "channels_last"). The MLP has no use for it.
