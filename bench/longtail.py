@@ -50,7 +50,7 @@ import torch
 from gankit.augcheck import T975
 from gankit.classifier import fit, predict
 from gankit_runtime import Generator
-from gankit_runtime.evaluation.datasets import default_data_dir, load_mnist_like
+from gankit_runtime.evaluation.datasets import CLASSES, default_data_dir, load_mnist_like
 from gankit_runtime.evaluation.evaluate import CLASSIFIERS, FeatureExtractor
 from gankit_runtime.files import sha256_of
 from PIL import Image
@@ -379,6 +379,17 @@ def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
             parts.append(f"{key} {paired(d)} vs {best[key]}")
         gap = np.mean(np.array([r["tail"] for r in results[case]]) - base_tail) / max(1e-9, np.mean(oracle - base_tail))
         print(f"- {case}: " + "; ".join(parts) + (f"; tail gap closed {gap:.0%}" if case != CASES[6] else ""))
+    rare = sorted({c for tails in extra["tail_classes"] for c in tails})  # where each use wins or loses its points
+    print("\ntail recall per class, mean over the seeds where the class is rare (%)")
+    print(f"| case | {' | '.join(CLASSES[args.data][c] for c in rare)} |\n|---|{'---|' * len(rare)}")
+    for case, rows in results.items():
+        cells = [np.mean([row["per_class"][c] for row, t in zip(rows, extra["tail_classes"]) if c in t]) for c in rare]
+        print(f"| {case} | " + " | ".join(f"{100 * v:.1f}" for v in cells) + " |")
+    for r in remedies[1:]:  # the remedy against the recipe it is added to, the same use of the images
+        print(f"\n{r} minus the recipe, tail recall in points, paired: mean [95% t interval] (per seed)")
+        for mine, base in zip(generated_cases(r), generated_cases("")):
+            d = np.array([m["tail"] - b["tail"] for m, b in zip(results[mine], results[base])])
+            print(f"- {base}: {paired(d)} ({', '.join(f'{100 * x:+.2f}' for x in d)})")
     if extra["check"]:
         print("\ncheck-augmentation at its defaults, per seed (its own control and paired gain):")
     for seed, check, d in zip(args.seeds.split(","), extra["check"], extra["tail_classes"]):

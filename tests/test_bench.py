@@ -117,3 +117,4 @@ def test_benchmark_runs(name, tmp_path, capsys, monkeypatch):
     assert out.out.strip()
     if name == "longtail":  # the remedy's generator was trained and its cases measured beside the recipe's
         assert "f mixed [--transfer latent --transfer-steps 2]" in out.out and "the recipe's time" in out.out
+        assert "--transfer latent --transfer-steps 2 minus the recipe" in out.out  # paired against the recipe
