@@ -15,14 +15,18 @@ classifier (gankit.classifier.DigitClassifier, --clf-steps batches of 128, Adam,
   (d) generated top-up: each tail class topped up to the head's count with generated images
   (e) filtered top-up: as (d), keeping only generated images that (b)'s classifier reads as the class asked for
   (f) mixed: each tail class at the head's count, --real-share of it its real images repeated, the rest generated
+  (h) weighted mix: the real set and (d)'s generated images, the loss weighted as in (c) (each class weighs the
+      same) with 1 - --real-share of a tail class's weight moved onto its generated images: check-augmentation's
+      "real + generated" (gankit.augcheck.mixed_weights)
   (g) oracle: each tail class topped up with real training images the subset does not hold (the ceiling)
-and measured on the real test split (all 10,000): balanced accuracy, tail recall, head recall. (d)-(g) are paired
+and measured on the real test split (all 10,000): balanced accuracy, tail recall, head recall. (d)-(h) are paired
 with the best of (a)-(c) by subset seed: mean and 95% t interval (ddof=1); and the share of the gap between the best
-rebalancing and the oracle that each use of the generated set closes.
+rebalancing and the oracle that each use of the generated set closes. (f) is to (b) and (h) is to (c) what
+adding the generated images to a rebalancing changes.
 
 --remedy="WORDS" (repeatable; the = keeps WORDS from reading as options: --remedy="--transfer latent") trains one
 more generator per remedy, the recipe's command with WORDS added (a later option replaces the recipe's), on the same
-folder; (d), (e) and (f) are measured with its images too, and its training time is printed as a ratio to the
+folder; (d), (e), (f) and (h) are measured with its images too, and its training time is printed as a ratio to the
 recipe's.
 
 Then the check a user runs, as printed: `gankit check-augmentation --real FOLDER --test TEST --generated SYNTH
@@ -47,7 +51,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 import torch
-from gankit.augcheck import T975
+from gankit.augcheck import T975, mixed_weights
 from gankit.classifier import fit, predict
 from gankit_runtime import Generator
 from gankit_runtime.evaluation.datasets import CLASSES, default_data_dir, load_mnist_like
@@ -65,7 +69,11 @@ CASES = (
     "e filtered top-up",
     "f mixed",
     "g oracle",
+    "h weighted mix",
 )
+CONTROLS = CASES[:3]  # rebalancing the real images
+USES = (*CASES[3:6], CASES[7])  # the generated set's: (d), (e), (f), (h)
+ORACLE = CASES[6]
 
 
 def readme_recipe() -> list[str]:
@@ -138,7 +146,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--tails", type=int, default=5, help="how many of the 10 classes are rare")
     ap.add_argument("--gan-steps", type=int, default=None, help="replace the recipe's --steps (a quick look only)")
     ap.add_argument("--clf-steps", type=int, default=1000, help="classifier steps of batch 128, every case")
-    ap.add_argument("--real-share", type=float, default=0.5, help="(f): the real images' share of a tail class")
+    ap.add_argument("--real-share", type=float, default=0.5, help="(f), (h): the real images' share of a tail class")
     ap.add_argument("--candidates", type=int, default=2, help="(e): generated candidates per image kept")
     ap.add_argument("--check-steps", type=int, default=None, help="check-augmentation's --steps (default: its own)")
     ap.add_argument("--remedy", action="append", default=[], help='recipe words to add: --remedy="--transfer latent"')
@@ -148,6 +156,10 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--work", default=None, help="keep each seed's folder, run and generated set here (and reuse)")
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args()
+    if not 0 < args.real_share < 1:
+        raise SystemExit(
+            f"--real-share is a share of a tail class's real and generated images, in (0, 1), not {args.real_share}"
+        )
     if args.test < 100:
         raise SystemExit(f"--test takes at least 100 test images, not {args.test}")
     return args
@@ -203,8 +215,8 @@ def user_check(args, work: Path, onnx: Path, rare: np.ndarray, need: int, x_test
 
 
 def generated_cases(remedy: str) -> tuple[str, ...]:
-    """The cases that use a generator's images, (d), (e) and (f), named for the remedy when there is one."""
-    return CASES[3:6] if not remedy else tuple(f"{case} [{remedy}]" for case in CASES[3:6])
+    """The cases that use a generator's images, (d), (e), (f) and (h), named for the remedy when there is one."""
+    return USES if not remedy else tuple(f"{case} [{remedy}]" for case in USES)
 
 
 class Scores:
@@ -247,7 +259,7 @@ def main() -> None:
         flush=True,
     )
     remedies = ["", *args.remedy]
-    cases = [*CASES[:3], *(c for r in remedies for c in generated_cases(r)), CASES[6]]
+    cases = [*CONTROLS, *(c for r in remedies for c in generated_cases(r)), ORACLE]
     results: dict = {case: [] for case in cases}
     extra: dict = {k: {r: [] for r in remedies} for k in ("gan_minutes", "gan_test_tail", "copy_ratio")}
     extra |= {"tail_classes": [], "check": []}
@@ -261,12 +273,14 @@ def main() -> None:
         work = scratch / f"{args.data}-{args.head}-{args.tail}-seed{seed}"
 
         def run(case: str, onnx: Path | None, make, weight: np.ndarray | None = None) -> None:
-            """Score one case: `make()` gives its training set (x, y, and fields to keep beside its score)."""
+            """Score one case: `make()` gives its training set (x, y, and fields to keep beside its score, among
+            them "sample_weight", the weight of each image in the loss, which is not kept); `weight`: per class."""
             key = scores.key(case, seed, onnx)
             row = scores.get(key)
             if row is None:
                 x, y, *kept = make()
-                model = fit(x, y, args.clf_steps, seed=seed, class_weight=weight)
+                per_image = kept[0].pop("sample_weight", None) if kept else None
+                model = fit(x, y, args.clf_steps, seed=seed, class_weight=weight, sample_weight=per_image)
                 r = recalls(model, x_test, y_test)
                 row = {"balanced": float(r.mean()), "tail": float(r[rare].mean()),
                        "head": float(np.delete(r, rare).mean()), "per_class": r.tolist(), **(kept[0] if kept else {})}  # fmt: skip
@@ -277,10 +291,10 @@ def main() -> None:
 
         onnx, minutes = train_recipe(args, work, xs, ys)
         tail = np.isin(ys, rare)
-        run(CASES[0], None, lambda: (xs, ys))
+        run(CONTROLS[0], None, lambda: (xs, ys))
         repeat = np.where(tail, args.head // args.tail, 1)
-        run(CASES[1], None, lambda: (np.repeat(xs, repeat, axis=0), np.repeat(ys, repeat)))
-        run(CASES[2], None, lambda: (xs, ys), weight=len(ys) / (10 * np.bincount(ys, minlength=10)))
+        run(CONTROLS[1], None, lambda: (np.repeat(xs, repeat, axis=0), np.repeat(ys, repeat)))
+        run(CONTROLS[2], None, lambda: (xs, ys), weight=len(ys) / (10 * np.bincount(ys, minlength=10)))
         for remedy in remedies:
             onnx, minutes = (onnx, minutes) if not remedy else train_recipe(args, work, xs, ys, remedy)
             generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_test, judge, extra)
@@ -288,7 +302,7 @@ def main() -> None:
         need = args.head - args.tail
         more = np.concatenate([np.random.default_rng([seed, 42]).choice(unseen[y_train[unseen] == c], need,
                                                                         replace=False) for c in rare])  # fmt: skip
-        run(CASES[6], None, lambda: (np.concatenate([xs, x_train[more]]), np.concatenate([ys, y_train[more]])))
+        run(ORACLE, None, lambda: (np.concatenate([xs, x_train[more]]), np.concatenate([ys, y_train[more]])))
         if not args.skip_check:
             onnx = work / "run" / "generator.onnx"
             extra["check"].append(user_check(args, work, onnx, rare, need, x_test, y_test))
@@ -321,7 +335,7 @@ def generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_te
         f"tail {extra['gan_test_tail'][remedy][-1]:.2%}, copy ratio {extra['copy_ratio'][remedy][-1]:.2f}",
         flush=True,
     )
-    top_up, kept, mixed = generated_cases(remedy)
+    top_up, kept, mixed, weighted_mix = generated_cases(remedy)
     run(top_up, onnx, lambda: (np.concatenate([xs, synth[first]]), np.concatenate([ys, labels[first]])))
 
     def filtered():
@@ -339,6 +353,9 @@ def generated(args, run, remedy, onnx, minutes, seed, rare, xs, ys, x_test, y_te
     some = np.tile(np.arange(need * args.candidates) < args.head - real_part, len(rare))
     run(mixed, onnx, lambda: (np.concatenate([np.repeat(xs, reps, axis=0), synth[some]]),
                                 np.concatenate([np.repeat(ys, reps), labels[some]])))  # fmt: skip
+    weights = mixed_weights(ys, labels[first], 10, args.real_share)  # as check-augmentation weighs real + generated
+    run(weighted_mix, onnx, lambda: (np.concatenate([xs, synth[first]]), np.concatenate([ys, labels[first]]),
+                                     {"sample_weight": weights}))  # fmt: skip
 
 
 def paired(d: np.ndarray) -> str:
@@ -353,7 +370,7 @@ def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
     def ms(values):
         return f"{100 * np.mean(values):.2f} +- {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.2f}"
 
-    print(f"\n{args.data}, {len(results[CASES[0]])} subset seeds, tail {args.tail}; (e) keeps the images of (d) that"
+    print(f"\n{args.data}, {len(results[CONTROLS[0]])} subset seeds, tail {args.tail}; (e) keeps the images of (d) that"
           " the classifier of (b) reads as the class asked for")  # fmt: skip
     recipe = np.array(extra["gan_minutes"][""])
     for r in remedies:
@@ -367,10 +384,10 @@ def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
     for case, rows in results.items():
         print(f"| {case} | {ms([r['balanced'] for r in rows])} | {ms([r['tail'] for r in rows])} | "
               f"{ms([r['head'] for r in rows])} |")  # fmt: skip
-    best = {k: max(CASES[:3], key=lambda c: np.mean([r[k] for r in results[c]])) for k in ("balanced", "tail")}
+    best = {k: max(CONTROLS, key=lambda c: np.mean([r[k] for r in results[c]])) for k in ("balanced", "tail")}
     print("\npaired against the best of (a)-(c), in points: mean [95% t interval]; tail gap closed = (case - best) /"
           " (oracle - best)")  # fmt: skip
-    oracle = np.array([r["tail"] for r in results[CASES[6]]])
+    oracle = np.array([r["tail"] for r in results[ORACLE]])
     base_tail = np.array([r["tail"] for r in results[best["tail"]]])
     for case in list(results)[3:]:
         parts = []
@@ -378,7 +395,7 @@ def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
             d = np.array([r[key] for r in results[case]]) - np.array([r[key] for r in results[best[key]]])
             parts.append(f"{key} {paired(d)} vs {best[key]}")
         gap = np.mean(np.array([r["tail"] for r in results[case]]) - base_tail) / max(1e-9, np.mean(oracle - base_tail))
-        print(f"- {case}: " + "; ".join(parts) + (f"; tail gap closed {gap:.0%}" if case != CASES[6] else ""))
+        print(f"- {case}: " + "; ".join(parts) + (f"; tail gap closed {gap:.0%}" if case != ORACLE else ""))
     rare = sorted({c for tails in extra["tail_classes"] for c in tails})  # where each use wins or loses its points
     print("\ntail recall per class, mean over the seeds where the class is rare (%)")
     print(f"| case | {' | '.join(CLASSES[args.data][c] for c in rare)} |\n|---|{'---|' * len(rare)}")
@@ -390,6 +407,12 @@ def report(args, results: dict, extra: dict, remedies: list[str]) -> None:
         for mine, base in zip(generated_cases(r), generated_cases("")):
             d = np.array([m["tail"] - b["tail"] for m, b in zip(results[mine], results[base])])
             print(f"- {base}: {paired(d)} ({', '.join(f'{100 * x:+.2f}' for x in d)})")
+    print("\n(h) minus (f): the generated images weighed in rather than the real ones repeated, paired, in points")
+    for r in remedies:
+        _, _, mixed, weighted_mix = generated_cases(r)
+        parts = [f"{key} {paired(np.array([h[key] - f[key] for h, f in zip(results[weighted_mix], results[mixed])]))}"
+                 for key in ("balanced", "tail")]  # fmt: skip
+        print(f"- {r or 'the recipe'}: " + "; ".join(parts))
     if extra["check"]:
         print("\ncheck-augmentation at its defaults, per seed (its own control and paired gain):")
     for seed, check, d in zip(args.seeds.split(","), extra["check"], extra["tail_classes"]):

@@ -186,3 +186,39 @@ def test_a_killed_split_is_cleared_by_the_next(capsys, recipe, tmp_path):
     running.mkdir()
     assert call(capsys, "split", d / "mine", "--out", tmp_path / "split")[0] == 0
     assert not left.exists() and running.is_dir() and (tmp_path / "split" / "gankit-split.json").is_file()
+
+
+def test_a_weight_per_image_is_the_weight_per_class_it_repeats():
+    """bench/longtail.py's (h) weighs images one by one; it is (c)'s class-weighted loss when each image's weight is
+    its class's (torch normalises a batch's class weights by their sum: so must the per-image weights)."""
+    import torch
+    from gankit.classifier import fit
+    from gankit_runtime import GankitError
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (160, 28, 28), dtype=np.uint8)
+    y = np.r_[np.zeros(140, np.int64), np.ones(20, np.int64)]
+    per_class = np.array([0.5, 4.0], np.float32)
+    a = fit(x, y, 3, batch_size=32, class_weight=per_class, classes=2)
+    b = fit(x, y, 3, batch_size=32, sample_weight=per_class[y], classes=2)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6), name
+    with pytest.raises(GankitError, match="one positive weight per image"):
+        fit(x, y, 1, batch_size=32, sample_weight=per_class[y][:-1], classes=2)
+
+
+def test_real_plus_generated_moves_half_of_a_covered_class_s_weight_onto_its_generated_images():
+    """The mix that check-augmentation judges: every class weighs the same (as the weighted control), and a class
+    the generated set covers has half of its weight on its real images, half on its generated ones."""
+    from gankit.augcheck import LabelledImages, _cases
+
+    yr = np.r_[np.zeros(30, np.int64), np.ones(30, np.int64), np.full(4, 2)]  # class 2 is rare
+    xr = np.zeros((len(yr), 8, 8), np.uint8)
+    gen = LabelledImages(np.full((10, 8, 8), 255, np.uint8), np.full(10, 2), ["a", "b", "c"], [])
+    cases = _cases(xr, yr, gen, 3, np.random.default_rng(0))
+    x, y, w = cases["real + generated"]
+    assert len(x) == len(y) == len(w) == 74 and (x[64:] == 255).all()
+    assert np.allclose([w[y == c].sum() for c in range(3)], len(yr) / 3)  # each class weighs the same
+    assert np.allclose(w[64:].sum(), w[60:64].sum())  # the rare class's weight: half real, half generated
+    _, yw, ww = cases["weighted"]
+    assert np.allclose(ww[yw == 2], 2 * w[60:64]) and np.allclose(ww[yw == 0], w[:30])

@@ -117,4 +117,6 @@ def test_benchmark_runs(name, tmp_path, capsys, monkeypatch):
     assert out.out.strip()
     if name == "longtail":  # the remedy's generator was trained and its cases measured beside the recipe's
         assert "f mixed [--transfer latent --transfer-steps 2]" in out.out and "the recipe's time" in out.out
+        assert "| h weighted mix [--transfer latent --transfer-steps 2] |" in out.out  # weighted, not repeated
+        assert "- --transfer latent --transfer-steps 2: balanced " in out.out.split("(h) minus (f)")[1]
         assert "--transfer latent --transfer-steps 2 minus the recipe" in out.out  # paired against the recipe

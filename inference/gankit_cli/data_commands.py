@@ -102,7 +102,8 @@ def check_augmentation(
 ):
     """Does a generated set help a classifier of your images, beyond rebalancing? Trains the fixed small classifier
     on your real images as they are, oversampled to the same class mix, with a class-weighted loss, with the
-    generated set, and on the generated set alone; measures each on real test images the generator never saw."""
+    generated set (that loss, half of each generated class's weight on its generated images), and on the generated
+    set alone; measures each on real test images the generator never saw."""
     _training_side()
     import torch
     from gankit.augcheck import check, image_shape, read_labelled_folder, table

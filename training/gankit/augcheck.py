@@ -10,8 +10,11 @@ withheld where more than MAX_COPY_SHARE of them have an exact or near copy there
 The cases, each the project's fixed small classifier (gankit.classifier.DigitClassifier) with the same steps:
   real              the real training images as they are
   oversampled       the real images repeated to the class counts of "real + generated" (the same mix, no new pixels)
-  weighted          the real images, cross-entropy weighted by inverse class frequency
-  real + generated  the real images (repeated so that batches are about half real) and the generated set
+  weighted          the real images, cross-entropy weighted by inverse class frequency (each class weighs the same)
+  real + generated  the real images and the generated set, weighted as "weighted" is, with half of the weight of each
+                    class that the set covers moved onto its generated images (REAL_SHARE): more images carry the
+                    rare classes' weight, none of it taken from the rebalancing. bench/longtail.py measured this use,
+                    its (h), ahead of repeating the real images ((f)) and of a plain top-up ((d)) at every tail size
   generated only    the generated set alone (GAN-train: the classification accuracy score)
 Each run draws its own test sample (a fresh stratified split of --real, or a stratified bootstrap of --test) and
 classifier seed, shared by the cases of that run, so that the gains are paired and the test set's sampling noise
@@ -40,6 +43,7 @@ from .data import IMAGE_SUFFIXES, load_image_folder
 
 CASES = ("real", "oversampled", "weighted", "real + generated", "generated only")
 CONTROLS = ("oversampled", "weighted")
+REAL_SHARE = 0.5  # of a covered class's weight on its real images in "real + generated"; the rest on generated ones
 MIN_RUNS = 3  # a t interval from 2 paired differences has 1 degree of freedom: 12.7 standard errors wide
 # Below 10 test images a class, one image moves that class's recall by 10 points or more: finer gains are noise
 MIN_TEST_PER_CLASS = 10
@@ -178,19 +182,28 @@ def decide(gains: np.ndarray, control: str, fewest_test: int, copy_share: float)
     return f"no measurable effect: rebalancing alone ({control}) does as well ({shown}): weight your loss instead"
 
 
+def mixed_weights(real: np.ndarray, generated: np.ndarray, k: int, real_share: float = REAL_SHARE) -> np.ndarray:
+    """Each image's weight in the loss, for the real images' labels then the generated ones': every class weighs the
+    same in all (inverse class frequency), and a class with generated images has `real_share` of its weight on its
+    real images, the rest on its generated ones. With no generated images: the weighted control."""
+    real_count, generated_count = np.bincount(real, minlength=k), np.bincount(generated, minlength=k)
+    mass = len(real) / k  # each class's weight in all (the scale is free: a batch's loss is divided by its weight)
+    share = np.where(generated_count > 0, real_share, 1.0)
+    return np.concatenate([(share * mass / np.maximum(real_count, 1))[real],
+                           ((1 - share) * mass / np.maximum(generated_count, 1))[generated]])  # fmt: skip
+
+
 def _cases(xr: np.ndarray, yr: np.ndarray, gen: LabelledImages, k: int, rng: np.random.Generator) -> dict:
-    """case -> (images, labels, class weight or None) for one run."""
-    reps = max(1, len(gen.images) // len(xr))  # real repeated so that batches are about half real
-    mix_x = np.concatenate([np.repeat(xr, reps, axis=0), gen.images])
-    mix_y = np.concatenate([np.repeat(yr, reps), gen.labels])
-    counts = np.bincount(mix_y, minlength=k)
+    """case -> (images, labels, each image's weight in the loss or None) for one run."""
+    real_count, generated_count = np.bincount(yr, minlength=k), np.bincount(gen.labels, minlength=k)
+    counts = real_count + generated_count  # the class mix of real + generated, which "oversampled" repeats to
     over = np.concatenate([np.resize(rng.permutation(np.flatnonzero(yr == c)), counts[c]) for c in range(k)])
-    weight = len(yr) / (k * np.maximum(np.bincount(yr, minlength=k), 1))
+    weighted, mix = mixed_weights(yr, gen.labels[:0], k), mixed_weights(yr, gen.labels, k)
     return {
         "real": (xr, yr, None),
         "oversampled": (xr[over], yr[over], None),
-        "weighted": (xr, yr, weight),
-        "real + generated": (mix_x, mix_y, None),
+        "weighted": (xr, yr, weighted),
+        "real + generated": (np.concatenate([xr, gen.images]), np.concatenate([yr, gen.labels]), mix),
         "generated only": (gen.images, gen.labels, None),
     }
 
@@ -271,7 +284,7 @@ def check(
             def shown(step: int, total: int, label: str = label) -> None:
                 bar.update(label, step, total)
 
-            model = fit(x, y, steps, min(64, len(x)), seed + run, class_weight=weight, classes=k, on_step=shown)
+            model = fit(x, y, steps, min(64, len(x)), seed + run, classes=k, on_step=shown, sample_weight=weight)
             pred = predict(model, x_test)
             recall[name].append([float((pred[y_test == c] == c).mean()) for c in present])
             bar.end(

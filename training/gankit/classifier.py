@@ -91,6 +91,7 @@ def fit(
     class_weight: np.ndarray | None = None,
     classes: int = 10,
     on_step=None,
+    sample_weight: np.ndarray | None = None,
 ) -> nn.Module:
     """Train a fresh DigitClassifier on uint8 images x [N, 28, 28] and labels y [N] for a fixed number of
     steps (Adam, one-cycle schedule, random 2-pixel shifts); returns it in eval mode.
@@ -98,8 +99,13 @@ def fit(
     A fixed step budget, whatever N: what the augmentation benchmark compares data sets with.
     on_epoch(model, epoch, loss) is called after each pass over the data, on_step(step, steps) after each step.
     class_weight [classes]: weights of the cross-entropy per class (the usual remedy for imbalance, to compare
-    generated data with).
+    generated data with). sample_weight [N]: a weight per image instead, normalised over each batch as torch
+    normalises class weights (sum of weight x loss over sum of weight), so class_weight[y] gives the same loss.
     """
+    if class_weight is not None and sample_weight is not None:
+        raise GankitError("give class_weight or sample_weight, not both")
+    if sample_weight is not None and (len(sample_weight) != len(x) or not np.all(np.asarray(sample_weight) > 0)):
+        raise GankitError(f"sample_weight needs one positive weight per image ({len(x)})")
     if len(x) < batch_size:
         raise GankitError(f"{len(x)} training images are fewer than one batch of {batch_size}")
     torch.manual_seed(seed)
@@ -109,6 +115,7 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     images, labels = _scaled(x), torch.from_numpy(y.astype(np.int64))
     weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+    per_image = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
     step, epoch = 0, 0
     while step < steps:
         model.train()
@@ -116,7 +123,11 @@ def fit(
         for i in range(len(x) // batch_size):
             idx = order[i * batch_size : (i + 1) * batch_size]
             logits, _ = model(_shift(images[idx], gen))
-            loss = F.cross_entropy(logits, labels[idx], weight=weight)
+            if per_image is None:
+                loss = F.cross_entropy(logits, labels[idx], weight=weight)
+            else:
+                w = per_image[idx]
+                loss = (F.cross_entropy(logits, labels[idx], reduction="none") * w).sum() / w.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
