@@ -220,8 +220,9 @@ def generated_cases(remedy: str) -> tuple[str, ...]:
 
 
 class Scores:
-    """Each case's score per seed, kept in --work's scores.json: a case is reused when it, the classifier settings
-    and (for the generated cases) the generator's file are the same."""
+    """Each case's score per seed, kept in --work's scores.json: a case is reused when it, the classifier settings,
+    the settings it uses (--candidates for (e), --real-share for (f) and (h)) and (for the generated cases) the
+    generator's file are the same."""
 
     def __init__(self, args, scratch: Path):
         self.path, self.args = scratch / "scores.json", args
@@ -230,8 +231,9 @@ class Scores:
     def key(self, case: str, seed: int, onnx: Path | None) -> str:
         a = self.args
         made_by = sha256_of(onnx)[:16] if onnx is not None else "-"
+        uses = {"e": f"cand{a.candidates}|", "f": f"real{a.real_share}|", "h": f"real{a.real_share}|"}  # (d): neither
         return f"{a.data}|{a.head}|{a.tail}|{a.tails}|seed{seed}|clf{a.clf_steps}|test{a.test}|{case}|" + (
-            f"real{a.real_share}|cand{a.candidates}|{made_by}" if onnx is not None else "-"
+            f"{uses.get(case[0], '')}{made_by}" if onnx is not None else "-"
         )
 
     def get(self, key: str):
