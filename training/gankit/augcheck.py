@@ -196,8 +196,7 @@ def mixed_weights(real: np.ndarray, generated: np.ndarray, k: int, real_share: f
 
 def _cases(xr: np.ndarray, yr: np.ndarray, gen: LabelledImages, k: int, rng: np.random.Generator) -> dict:
     """case -> (images, labels, each image's weight in the loss or None) for one run."""
-    real_count, generated_count = np.bincount(yr, minlength=k), np.bincount(gen.labels, minlength=k)
-    counts = real_count + generated_count  # the class mix of real + generated, which "oversampled" repeats to
+    counts = np.bincount(np.concatenate([yr, gen.labels]), minlength=k)  # real + generated's mix: "oversampled"'s
     over = np.concatenate([np.resize(rng.permutation(np.flatnonzero(yr == c)), counts[c]) for c in range(k)])
     weighted, mix = mixed_weights(yr, gen.labels[:0], k), mixed_weights(yr, gen.labels, k)
     return {
