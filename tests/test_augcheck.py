@@ -165,6 +165,9 @@ def test_bad_input_is_one_line(capsys, recipe, tmp_path):
         capsys, ["check-augmentation", "--real", d / "mine", "--test", test, "--generated", synth], "also real"
     )
     expect_error(capsys, ["check-augmentation", "--real", train, "--generated", synth, "--runs", 2], "--runs")
+    for share in ("0", "1", "nan"):
+        args = ["check-augmentation", "--real", train, "--generated", synth, "--real-share", share]
+        expect_error(capsys, args, "--real-share must lie strictly between 0 and 1")
     notes = tmp_path / "notes.json"
     notes.write_text("{}")
     args = ["check-augmentation", "--real", train, "--test", test, "--generated", synth, "--out", notes]
@@ -222,3 +225,31 @@ def test_real_plus_generated_moves_half_of_a_covered_class_s_weight_onto_its_gen
     assert np.allclose(w[64:].sum(), w[60:64].sum())  # the rare class's weight: half real, half generated
     _, yw, ww = cases["weighted"]
     assert np.allclose(ww[yw == 2], 2 * w[60:64]) and np.allclose(ww[yw == 0], w[:30])
+
+
+def test_real_share_sets_the_mix_a_run_trains_on(capsys, recipe, tmp_path, monkeypatch):
+    """--real-share reaches the loss of "real + generated": with 0.75, each covered class has three quarters of its
+    weight on its real images; the figures and the table say which share they measured."""
+    from gankit import augcheck
+
+    fitted, fit = [], augcheck.fit
+
+    def recording_fit(x, y, *args, sample_weight=None, **kwargs):
+        fitted.append((y, sample_weight))
+        return fit(x, y, *args, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(augcheck, "fit", recording_fit)
+    d, _, _, _ = recipe
+    args = ["--real", d / "split" / "train", "--test", d / "split" / "test", "--generated", d / "synth"]
+    rc, out = call(
+        capsys, "check-augmentation", *args, "--steps", 1, "--real-share", 0.75, "--out", tmp_path / "r.json"
+    )
+    assert rc == 0, out.err
+    assert "real + generated: 75% of a covered class's weight on its real images" in out.out
+    assert strict_json((tmp_path / "r.json").read_text())["real_share"] == 0.75
+    real = len(fitted[0][0])  # the first case of a run: the real images as they are
+    mixes = [(y, w) for y, w in fitted if w is not None and len(y) > real]  # real + generated, once a run
+    assert len(mixes) == 3
+    for y, w in mixes:
+        for c in (0, 1):  # both classes are covered
+            assert np.isclose(w[:real][y[:real] == c].sum() / w[y == c].sum(), 0.75)

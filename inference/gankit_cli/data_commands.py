@@ -90,6 +90,11 @@ def check_augmentation(
     runs: int = typer.Option(3, min=3, max=20, help="Paired runs, each with its own test sample and seed."),
     steps: int = typer.Option(500, min=1, help="Classifier steps (batches of 64), the same for every case."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the runs (run r uses seed + r)."),
+    real_share: float | None = typer.Option(
+        None,
+        help="In real + generated: the share of a covered class's weight on its real images, the rest on its "
+        "generated ones, between 0 and 1. Default: 0.5.",
+    ),
     image_size: int | None = typer.Option(
         None, min=8, help="Images are resized to this. Default: the generated set's."
     ),
@@ -106,7 +111,7 @@ def check_augmentation(
     set alone; measures each on real test images the generator never saw."""
     _training_side()
     import torch
-    from gankit.augcheck import check, image_shape, read_labelled_folder, table
+    from gankit.augcheck import REAL_SHARE, check, image_shape, read_labelled_folder, table
     from gankit_runtime.evaluation.evaluate import write_json
     from gankit_runtime.files import prepare_output_file
 
@@ -126,7 +131,8 @@ def check_augmentation(
     real_set = read_labelled_folder(real, "--real", size, channels)
     generated_set = read_labelled_folder(generated, "--generated", size, channels)
     test_set = None if test is None else read_labelled_folder(test, "--test", size, channels)
-    result = check(real_set, generated_set, test_set, holdout, runs, steps, seed, trained_on)
+    share = REAL_SHARE if real_share is None else real_share
+    result = check(real_set, generated_set, test_set, holdout, runs, steps, seed, trained_on, real_share=share)
     if trained_on is not None:
         note = "the test images are not among the generator's training images (--model's record)"
     elif test is not None:

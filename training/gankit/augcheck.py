@@ -11,9 +11,9 @@ The cases, each the project's fixed small classifier (gankit.classifier.DigitCla
   real              the real training images as they are
   oversampled       the real images repeated to the class counts of "real + generated" (the same mix, no new pixels)
   weighted          the real images, cross-entropy weighted by inverse class frequency (each class weighs the same)
-  real + generated  the real images and the generated set, weighted as "weighted" is, with half of the weight of each
-                    class that the set covers moved onto its generated images (REAL_SHARE): more images carry the
-                    rare classes' weight, none of it taken from the rebalancing. bench/longtail.py measured this use,
+  real + generated  the real images and the generated set, weighted as "weighted" is, with 1 - --real-share (default
+                    REAL_SHARE) of the weight of each class that the set covers moved onto its generated images: more
+                    images carry the rare classes' weight, none of it taken from the rebalancing. bench/longtail.py measured this use,
                     its (h): ahead of a plain top-up ((d)) at 5, 20 and 100 images a rare class, and of repeating
                     the real images ((f)) at 5 and 20 (level at 100)
   generated only    the generated set alone (GAN-train: the classification accuracy score)
@@ -194,11 +194,18 @@ def mixed_weights(real: np.ndarray, generated: np.ndarray, k: int, real_share: f
                            ((1 - share) * mass / np.maximum(generated_count, 1))[generated]])  # fmt: skip
 
 
-def _cases(xr: np.ndarray, yr: np.ndarray, gen: LabelledImages, k: int, rng: np.random.Generator) -> dict:
+def _cases(
+    xr: np.ndarray,
+    yr: np.ndarray,
+    gen: LabelledImages,
+    k: int,
+    rng: np.random.Generator,
+    real_share: float = REAL_SHARE,
+) -> dict:
     """case -> (images, labels, each image's weight in the loss or None) for one run."""
     counts = np.bincount(np.concatenate([yr, gen.labels]), minlength=k)  # real + generated's mix: "oversampled"'s
     over = np.concatenate([np.resize(rng.permutation(np.flatnonzero(yr == c)), counts[c]) for c in range(k)])
-    weighted, mix = mixed_weights(yr, gen.labels[:0], k), mixed_weights(yr, gen.labels, k)
+    weighted, mix = mixed_weights(yr, gen.labels[:0], k), mixed_weights(yr, gen.labels, k, real_share)
     return {
         "real": (xr, yr, None),
         "oversampled": (xr[over], yr[over], None),
@@ -245,6 +252,7 @@ def check(
     seed: int = 0,
     trained_on: set[str] | None = None,
     log=None,
+    real_share: float = REAL_SHARE,
 ) -> dict:
     """The five cases on `runs` paired runs, the gains with their intervals, and the verdict (a dict, JSON-ready)."""
     log = log or sys.stderr
@@ -252,6 +260,8 @@ def check(
         raise GankitError(f"--holdout must lie between 0 and 1, got {holdout}")
     if runs < MIN_RUNS:
         raise GankitError(f"--runs {runs}: at least {MIN_RUNS} runs are needed for an interval of the gain")
+    if not 0 < real_share < 1:  # 0 would drop the real images of a covered class, 1 the generated ones
+        raise GankitError(f"--real-share must lie strictly between 0 and 1, got {real_share}")
     generated = aligned(real, generated, "the generated set")
     test = None if test is None else aligned(real, test, "the test set")
     if test is not None:
@@ -278,7 +288,8 @@ def check(
     for run in range(runs):
         rng = np.random.default_rng([seed, run, 41])
         train, x_test, y_test = _test_sample(real, test, holdout, rng, seed + run)
-        for name, (x, y, weight) in _cases(real.images[train], real.labels[train], generated, k, rng).items():
+        cases = _cases(real.images[train], real.labels[train], generated, k, rng, real_share)
+        for name, (x, y, weight) in cases.items():
             label = f"run {run + 1}/{runs}: {name}"
 
             def shown(step: int, total: int, label: str = label) -> None:
@@ -290,10 +301,11 @@ def check(
             bar.end(
                 f"{label}: balanced accuracy {np.mean(recall[name][-1]):.2%} ({time.perf_counter() - started:.0f} s)"
             )
-    return _figures(real.classes, recall, present, covered, fewest, (exact + near) / len(pool.images), runs, steps)
+    copy_share = (exact + near) / len(pool.images)
+    return _figures(real.classes, recall, present, covered, fewest, copy_share, runs, steps, real_share)
 
 
-def _figures(classes, recall, present, covered, fewest, copy_share, runs, steps) -> dict:
+def _figures(classes, recall, present, covered, fewest, copy_share, runs, steps, real_share) -> dict:
     r = {name: np.array(v) for name, v in recall.items()}  # [runs, present classes]
     ba = {name: v.mean(1) for name, v in r.items()}
     control = max(CONTROLS, key=lambda c: ba[c].mean())
@@ -320,6 +332,7 @@ def _figures(classes, recall, present, covered, fewest, copy_share, runs, steps)
         "test_copy_share": copy_share,
         "runs": runs,
         "steps": steps,
+        "real_share": real_share,
         "verdict": decide(ba[mix] - ba[control], control, fewest, copy_share),
     }
 
@@ -339,6 +352,10 @@ def table(result: dict, note: str = "") -> str:
     def shown(g: dict) -> str:
         return f"{100 * g['mean']:+.2f} points (95% interval {100 * g['low']:+.2f} to {100 * g['high']:+.2f})"
 
+    lines.append(
+        f"real + generated: {result['real_share']:.0%} of a covered class's weight on its real images, the rest on its "
+        "generated ones (--real-share)"
+    )
     lines.append(f"real + generated against real: {shown(result['gain_over_real'])}")
     lines.append(
         f"real + generated against {result['control']} (the better rebalancing): {shown(result['gain_over_control'])}"
