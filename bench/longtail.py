@@ -32,6 +32,7 @@ recipe's.
 Then the check a user runs, as printed: `gankit check-augmentation --real FOLDER --test TEST --generated SYNTH
 --model MODEL` at its defaults, where SYNTH is `gankit generate MODEL --per-class N --class TAILS` and TEST 100 real
 test images a class (never seen by the generator); its verdict is printed beside the benchmark's own result.
+--check-steps and --check-real-share pass the check its --steps and --real-share.
 --work DIR keeps each seed's folder, runs and generated set, and reuses a generator already trained there; and each
 case's score (scores.json), reused when the case, the classifier settings and the generator's file are the same.
 """
@@ -149,6 +150,9 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--real-share", type=float, default=0.5, help="(f), (h): the real images' share of a tail class")
     ap.add_argument("--candidates", type=int, default=2, help="(e): generated candidates per image kept")
     ap.add_argument("--check-steps", type=int, default=None, help="check-augmentation's --steps (default: its own)")
+    ap.add_argument(
+        "--check-real-share", type=float, default=None, help="check-augmentation's --real-share (default: its own)"
+    )
     ap.add_argument("--remedy", action="append", default=[], help='recipe words to add: --remedy="--transfer latent"')
     ap.add_argument("--skip-check", action="store_true", help="no check-augmentation (classifier variants only)")
     ap.add_argument("--threads", type=int, default=2)
@@ -206,6 +210,7 @@ def user_check(args, work: Path, onnx: Path, rare: np.ndarray, need: int, x_test
     command = ["check-augmentation", "--real", str(work / "folder"), "--test", str(test), "--generated", str(synth)]
     command += ["--model", str(onnx), "--threads", str(args.threads), "--out", str(out)]
     command += ["--steps", str(args.check_steps)] if args.check_steps else []
+    command += ["--real-share", str(args.check_real_share)] if args.check_real_share else []
     start = time.perf_counter()
     if cli.main(command) != 0:
         raise SystemExit("check-augmentation failed")

@@ -84,6 +84,8 @@ CASES = {
         "2",
         "--check-steps",
         "2",
+        "--check-real-share",
+        "0.75",
         "--test",
         "300",
         "--remedy=--transfer latent --transfer-steps 2",
@@ -120,3 +122,4 @@ def test_benchmark_runs(name, tmp_path, capsys, monkeypatch):
         assert "| h weighted mix [--transfer latent --transfer-steps 2] |" in out.out  # weighted, not repeated
         assert "- --transfer latent --transfer-steps 2: balanced " in out.out.split("(h) minus (f)")[1]
         assert "--transfer latent --transfer-steps 2 minus the recipe" in out.out  # paired against the recipe
+        assert "real + generated: 75% of a covered class's weight on its real images" in out.out  # the check's share
