@@ -165,8 +165,8 @@ def test_bad_input_is_one_line(capsys, recipe, tmp_path):
         capsys, ["check-augmentation", "--real", d / "mine", "--test", test, "--generated", synth], "also real"
     )
     expect_error(capsys, ["check-augmentation", "--real", train, "--generated", synth, "--runs", 2], "--runs")
-    for share in ("0", "1", "nan"):
-        args = ["check-augmentation", "--real", train, "--generated", synth, "--real-share", share]
+    for share in ("0", "1", "nan"):  # refused before a folder is read: --real does not exist
+        args = ["check-augmentation", "--real", tmp_path / "none", "--generated", synth, "--real-share", share]
         expect_error(capsys, args, "--real-share must lie strictly between 0 and 1")
     notes = tmp_path / "notes.json"
     notes.write_text("{}")

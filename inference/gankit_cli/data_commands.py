@@ -111,11 +111,13 @@ def check_augmentation(
     set alone; measures each on real test images the generator never saw."""
     _training_side()
     import torch
-    from gankit.augcheck import REAL_SHARE, check, image_shape, read_labelled_folder, table
+    from gankit.augcheck import REAL_SHARE, check, check_settings, image_shape, read_labelled_folder, table
     from gankit_runtime.evaluation.evaluate import write_json
     from gankit_runtime.files import prepare_output_file
 
     _check_threads(threads)
+    share = REAL_SHARE if real_share is None else real_share
+    check_settings(holdout, runs, share)
     if channels not in (None, 1, 3):
         raise GankitError(f"--channels must be 1 or 3, got {channels}")
     _refuse_same_folders({"--real": real, "--generated": generated, "--test": test})
@@ -131,7 +133,6 @@ def check_augmentation(
     real_set = read_labelled_folder(real, "--real", size, channels)
     generated_set = read_labelled_folder(generated, "--generated", size, channels)
     test_set = None if test is None else read_labelled_folder(test, "--test", size, channels)
-    share = REAL_SHARE if real_share is None else real_share
     result = check(real_set, generated_set, test_set, holdout, runs, steps, seed, trained_on, real_share=share)
     if trained_on is not None:
         note = "the test images are not among the generator's training images (--model's record)"

@@ -245,6 +245,16 @@ def split(real: LabelledImages, holdout: float, seed: int) -> tuple[np.ndarray, 
     return np.concatenate(train), np.concatenate(test)
 
 
+def check_settings(holdout: float, runs: int, real_share: float) -> None:
+    """Refuse settings that no data can make right (the command calls this before it reads any image)."""
+    if not 0 < holdout < 1:
+        raise GankitError(f"--holdout must lie between 0 and 1, got {holdout}")
+    if runs < MIN_RUNS:
+        raise GankitError(f"--runs {runs}: at least {MIN_RUNS} runs are needed for an interval of the gain")
+    if not 0 < real_share < 1:  # 0 would drop the real images of a covered class, 1 the generated ones
+        raise GankitError(f"--real-share must lie strictly between 0 and 1, got {real_share}")
+
+
 def check(
     real: LabelledImages,
     generated: LabelledImages,
@@ -259,12 +269,7 @@ def check(
 ) -> dict:
     """The five cases on `runs` paired runs, the gains with their intervals, and the verdict (a dict, JSON-ready)."""
     log = log or sys.stderr
-    if not 0 < holdout < 1:
-        raise GankitError(f"--holdout must lie between 0 and 1, got {holdout}")
-    if runs < MIN_RUNS:
-        raise GankitError(f"--runs {runs}: at least {MIN_RUNS} runs are needed for an interval of the gain")
-    if not 0 < real_share < 1:  # 0 would drop the real images of a covered class, 1 the generated ones
-        raise GankitError(f"--real-share must lie strictly between 0 and 1, got {real_share}")
+    check_settings(holdout, runs, real_share)
     generated = aligned(real, generated, "the generated set")
     test = None if test is None else aligned(real, test, "the test set")
     if test is not None:
