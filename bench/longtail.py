@@ -210,7 +210,7 @@ def user_check(args, work: Path, onnx: Path, rare: np.ndarray, need: int, x_test
     command = ["check-augmentation", "--real", str(work / "folder"), "--test", str(test), "--generated", str(synth)]
     command += ["--model", str(onnx), "--threads", str(args.threads), "--out", str(out)]
     command += ["--steps", str(args.check_steps)] if args.check_steps else []
-    command += ["--real-share", str(args.check_real_share)] if args.check_real_share else []
+    command += ["--real-share", str(args.check_real_share)] if args.check_real_share is not None else []
     start = time.perf_counter()
     if cli.main(command) != 0:
         raise SystemExit("check-augmentation failed")

@@ -13,9 +13,9 @@ The cases, each the project's fixed small classifier (gankit.classifier.DigitCla
   weighted          the real images, cross-entropy weighted by inverse class frequency (each class weighs the same)
   real + generated  the real images and the generated set, weighted as "weighted" is, with 1 - --real-share (default
                     REAL_SHARE) of the weight of each class that the set covers moved onto its generated images: more
-                    images carry the rare classes' weight, none of it taken from the rebalancing. bench/longtail.py measured this use,
-                    its (h): ahead of a plain top-up ((d)) at 5, 20 and 100 images a rare class, and of repeating
-                    the real images ((f)) at 5 and 20 (level at 100)
+                    images carry the rare classes' weight, none of it taken from the rebalancing. bench/longtail.py
+                    measured this use, its (h): ahead of a plain top-up ((d)) at 5, 20 and 100 images a rare class,
+                    and of repeating the real images ((f)) at 5 and 20 (level at 100)
   generated only    the generated set alone (GAN-train: the classification accuracy score)
 Each run draws its own test sample (a fresh stratified split of --real, or a stratified bootstrap of --test) and
 classifier seed, shared by the cases of that run, so that the gains are paired and the test set's sampling noise
